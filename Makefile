@@ -1,0 +1,39 @@
+# Two commands do everything on a fresh machine:
+#   make study   set up .venv if needed, then run the whole study (target mrm_eval) on the embedded default
+#   make test    set up .venv if needed, then run the test suite
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TARGET ?= mrm_eval
+SNAKEMAKE_ARGS ?=
+
+export PATH := $(abspath $(BIN)):$(PATH)
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup study test lint dag clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	DS_BUILD_OPS=0 $(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+study: $(STAMP)
+	snakemake --profile profiles/default $(TARGET) $(SNAKEMAKE_ARGS)
+
+test: $(STAMP)
+	python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	snakemake --lint
+	snakefmt --check Snakefile rules
+
+dag: $(STAMP)
+	snakemake -n --quiet all --rulegraph mermaid-js $(TARGET)
+
+clean:
+	rm -rf results logs benchmarks .snakemake report.html
