@@ -1,0 +1,121 @@
+"""File formats: JSONL records, atomic writes, safe loading of .npy arrays.
+
+Every artifact of the workflow is read and written through this module so that errors name the file
+(and line) and a half-written file never looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+Record = dict[str, Any]
+
+
+class DataError(ValueError):
+    """Bad input data, with the file (and line) it came from in the message."""
+
+
+def read_jsonl(path: str | os.PathLike, required: Sequence[str] = ()) -> list[Record]:
+    """Read a JSONL file; every line must be a JSON object holding the `required` keys."""
+    return list(iter_jsonl(path, required))
+
+
+def iter_jsonl(path: str | os.PathLike, required: Sequence[str] = ()) -> Iterator[Record]:
+    """Yield the records of a JSONL file, failing with `file:line: reason` on the first bad line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+            missing = [key for key in required if key not in record]
+            if missing:
+                raise DataError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
+            yield record
+
+
+def dumps(record: Record) -> str:
+    """One JSONL line (without the newline), with a stable key order."""
+    return json.dumps(record, ensure_ascii=False, sort_keys=True)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; it is renamed to `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh temporary directory beside `path`; it replaces `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
+    """Open a temporary file beside `path` that replaces `path` when the block succeeds."""
+    with atomic_path(path) as tmp, open(tmp, mode, encoding=None if "b" in mode else "utf-8") as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[Record]) -> int:
+    """Write records atomically; returns how many were written."""
+    n = 0
+    with atomic_open(path) as f:
+        for record in records:
+            f.write(dumps(record) + "\n")
+            n += 1
+    return n
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write an indented JSON document atomically."""
+    with atomic_open(path) as f:
+        json.dump(obj, f, indent=2, sort_keys=True, ensure_ascii=False)
+        f.write("\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}:{err.lineno}: malformed JSON ({err.msg})") from None
