@@ -1,0 +1,75 @@
+"""`python -m rmood <step> …`: every workflow step as a command, and the glue Snakemake rules call."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from rmood.config import DEFAULT
+from rmood.steps import STEPS
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m rmood", description=__doc__)
+    commands = top.add_subparsers(dest="step", required=True, metavar="STEP")
+    for name, step in STEPS.items():
+        sub = commands.add_parser(name, help=step.help, description=step.help)
+        for path in (*step.inputs, *step.outputs, *step.work):
+            sub.add_argument(f"--{path.name.replace('_', '-')}", dest=path.name, required=True,
+                             nargs="+" if path.many else None, help=path.help)
+        for option, kind in step.options.items():
+            sub.add_argument(f"--{option.replace('_', '-')}", dest=option, type=kind, required=True)
+        if step.config:
+            sub.add_argument("--config", default=str(DEFAULT), help=f"experiment config (default {DEFAULT})")
+            sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                             help="override a config key, e.g. --set sft.epochs=1 (repeatable)")
+    return top
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = vars(parser().parse_args(argv))
+    name = args.pop("step")
+    step = STEPS[name]
+    settings = {option: args.pop(option) for option in step.options}
+    if step.config:
+        from rmood.config import load_config
+        from rmood.steps import settings as config_settings
+
+        config = load_config(args.pop("config"), args.pop("set"))
+        settings |= config_settings(name, config)
+    step.run(args, settings)
+
+
+@contextlib.contextmanager
+def redirect_to(log: str) -> Iterator[None]:
+    """Send this process's stdout and stderr (Python and C level, tqdm included) to `log`."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log, "w", encoding="utf-8") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+
+
+def run_job(snakemake: Any) -> None:
+    """Run the step named by the rule's `params.step` with the rule's named inputs, outputs and params."""
+    step = STEPS[snakemake.params.step]
+    paths = {}
+    for path in (*step.inputs, *step.outputs):
+        files = snakemake.input if path in step.inputs else snakemake.output
+        value = getattr(files, path.name)
+        paths[path.name] = list(value) if path.many else str(value)
+    settings = {k: v for k, v in snakemake.params.items() if k != "step"}
+    with redirect_to(snakemake.log[0]):
+        step.run(paths, settings)

@@ -1,0 +1,85 @@
+"""The experiment configuration: loading, `key=value` overrides, schema validation, cross-key checks.
+
+The Snakefile and `python -m rmood` validate the same way: `snakemake.utils.validate` against
+`config/schema.yaml` (unknown keys, types, ranges), then `check_config` for what a schema cannot say.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "config" / "schema.yaml"
+DEFAULT = ROOT / "config" / "config.yaml"
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the key."""
+
+
+def lookup(config: dict[str, Any], key: str) -> Any:
+    """`config["a"]["b"]` for the dotted key "a.b"."""
+    value: Any = config
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def override(config: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
+    """Apply `a.b=value` assignments (values parsed as YAML) to a copy of `config`."""
+    config = copy.deepcopy(config)
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        if not sep:
+            raise ConfigError(f"override {assignment!r}: expected key=value")
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"config key {key!r}: {part!r} is not a section")
+            node = node[part]
+        node[leaf] = yaml.safe_load(raw)
+    return config
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """Checks across keys that the schema cannot express."""
+    data, synthetic = config["data"], config["data"]["synthetic"]
+    if data["source"] == "synthetic":
+        unknown = sorted(set(synthetic["ood_families"]) - set(synthetic["families"]))
+        if unknown:
+            raise ConfigError(f"config key 'data.synthetic.ood_families': {unknown} are not in data.synthetic.families")
+        if len(set(synthetic["families"]) - set(synthetic["ood_families"])) < 2:
+            raise ConfigError("config key 'data.synthetic.ood_families': fewer than 2 families left for training")
+        if synthetic["min_items"] > synthetic["max_items"]:
+            raise ConfigError("config key 'data.synthetic.min_items': larger than data.synthetic.max_items")
+    elif not data["root"]:
+        raise ConfigError("config key 'data.root': required when data.source is alpacafarm")
+    if config["gold"]["source"] == "programmatic" and data["source"] != "synthetic":
+        raise ConfigError("config key 'gold.source': the programmatic gold reward needs data.source synthetic")
+    for key, builtin in (("model.source", "tiny"), ("gold.source", "programmatic")):
+        value = lookup(config, key)
+        if value != builtin and not (Path(value) / "config.json").is_file():
+            raise ConfigError(f"config key {key!r}: {value} is not a model directory (no config.json)")
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate against the schema (raising snakemake's WorkflowError) and across keys (ConfigError)."""
+    from snakemake.utils import validate
+
+    validate(config, str(SCHEMA))
+    check_config(config)
+    return config
+
+
+def load_config(path: str | Path = DEFAULT, assignments: list[str] = ()) -> dict[str, Any]:
+    """Read a YAML config, apply overrides and validate it."""
+    with open(path, encoding="utf-8") as f:
+        config = yaml.safe_load(f)
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys")
+    return validate_config(override(config, list(assignments)))

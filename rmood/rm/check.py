@@ -1,0 +1,48 @@
+"""The `rm_check` step: how well a reward model ranks its training pairs, gold test pairs and ood pairs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rmood.io import read_jsonl, write_json
+from rmood.labeling.label import conversation
+from rmood.rm.score import load_reward_model, score_conversations
+
+PAIR_FIELDS = ("prompt", "chosen", "rejected")
+
+
+def margins(model, tokenizer, path: str, batch_size: int) -> np.ndarray:
+    """r(chosen) − r(rejected) for every explicit-format pair in `path`."""
+    pairs = read_jsonl(path, required=PAIR_FIELDS)
+    prompts = [{"messages": p["prompt"]} for p in pairs]
+    chosen = [conversation(q, p["chosen"]) for q, p in zip(prompts, pairs)]
+    rejected = [conversation(q, p["rejected"]) for q, p in zip(prompts, pairs)]
+    rewards = score_conversations(model, tokenizer, chosen + rejected, batch_size)
+    return rewards[: len(pairs)] - rewards[len(pairs) :]
+
+
+def summary(diff: np.ndarray) -> dict[str, float | None]:
+    """Accuracy (share of positive margins) and the distribution of the margins (None when no pairs)."""
+    if diff.size == 0:
+        return {"n": 0, **dict.fromkeys(("accuracy", "margin_mean", "margin_std", "margin_min", "margin_median", "margin_max"))}
+    return {
+        "n": int(diff.size),
+        "accuracy": float(np.mean(diff > 0)),
+        "margin_mean": float(np.mean(diff)),
+        "margin_std": float(np.std(diff)),
+        "margin_min": float(np.min(diff)),
+        "margin_median": float(np.median(diff)),
+        "margin_max": float(np.max(diff)),
+    }
+
+
+def check_rm(model: str, train: str, test: str, ood: str, out: str, scoring: dict[str, Any], dtype: str) -> None:
+    """Write check.json: `train` (accuracy on the training labels), `test` (agreement with gold), `ood`."""
+    rm, tokenizer = load_reward_model(model, dtype)
+    report = {name: summary(margins(rm, tokenizer, path, scoring["batch_size"])) for name, path in
+              (("train", train), ("test", test), ("ood", ood))}
+    write_json(out, report)
+    for name, stats in report.items():
+        print(f"{name}: {stats}")

@@ -1,0 +1,81 @@
+"""Scoring conversations with a reward model, exactly as it saw them in training.
+
+A conversation is rendered and tokenized by the RM's own chat template (`apply_chat_template`, as
+TRL's RewardTrainer does), batched in length-sorted order and right-padded; the model pools the last
+non-pad token. Rewards come back in input order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+Conversation = list[dict[str, str]]
+
+
+class ModelError(ValueError):
+    """A directory that cannot serve as the model asked for."""
+
+
+def load_reward_model(path: str | Path, dtype: str = "float32"):
+    """A `*ForSequenceClassification` with a scalar head and its tokenizer, in eval mode."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{path}: not a model directory (no config.json)")
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=getattr(torch, dtype))
+    if model.config.num_labels != 1:
+        raise ModelError(f"{path}: a reward model needs a scalar head, this one has num_labels={model.config.num_labels}")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if not tokenizer.chat_template:
+        raise ModelError(f"{path}: the tokenizer has no chat template")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return model.to(device).eval(), tokenizer
+
+
+def tokenize(tokenizer, conversations: list[Conversation]) -> list[list[int]]:
+    """Token ids of each conversation under the tokenizer's chat template."""
+    return [tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"] for c in conversations]
+
+
+def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def right_pad(sequences: list[list[int]], pad_id: int, device):
+    """(input_ids, attention_mask) tensors for right-padded sequences."""
+    import torch
+
+    width = max(map(len, sequences))
+    ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in sequences], device=device)
+    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences], device=device)
+    return ids, mask
+
+
+def score_conversations(model, tokenizer, conversations: list[Conversation], batch_size: int) -> np.ndarray:
+    """Rewards (float64, input order) of the conversations."""
+    import torch
+    from tqdm.auto import tqdm
+
+    sequences = tokenize(tokenizer, conversations)
+    pad_id = model.config.pad_token_id
+    if pad_id is None:
+        raise ModelError("the reward model's config has no pad_token_id: it cannot pool a padded batch")
+    ends_with_pad = [i for i, s in enumerate(sequences) if s[-1] == pad_id]
+    if ends_with_pad:
+        raise ModelError(
+            f"{len(ends_with_pad)} conversations end with the pad token (id {pad_id}), so the model's last-non-pad "
+            "pooling would skip it; give the tokenizer a pad token that never ends a conversation"
+        )
+    rewards = np.empty(len(sequences), dtype=np.float64)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for batch in tqdm(length_sorted_batches(list(map(len, sequences)), batch_size), desc="scoring", mininterval=5):
+            ids, mask = right_pad([sequences[i] for i in batch], pad_id, device)
+            rewards[batch] = model(input_ids=ids, attention_mask=mask).logits[:, 0].float().cpu().numpy()
+    return rewards

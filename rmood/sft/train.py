@@ -1,0 +1,57 @@
+"""Supervised fine-tuning with TRL's SFTTrainer (assistant-only loss, optional LoRA merged on save)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rmood.io import atomic_dir, iter_jsonl
+from rmood.training import finish, fingerprint, prepare_checkpoints, trainer_kwargs
+
+
+def conversations(path: str | Path) -> list[dict[str, Any]]:
+    """The SFT split as chat conversations: the prompt messages plus the demonstration."""
+    return [
+        {"messages": [*r["messages"], {"role": "assistant", "content": r["output"]}]}
+        for r in iter_jsonl(path, required=("messages", "output"))
+    ]
+
+
+def train_sft(base: str, train: str, model: str, work_dir: str, seed: int, sft: dict[str, Any], dtype: str) -> None:
+    """Fine-tune `base` on the demonstrations in `train` and save the (merged) model to `model`."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    resume = prepare_checkpoints(work_dir, fingerprint({"sft": sft, "seed": seed, "dtype": dtype}, [base, train]))
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    policy = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype))
+    peft_config = None
+    if sft["lora"]["enabled"]:
+        from peft import LoraConfig
+
+        lora = sft["lora"]
+        peft_config = LoraConfig(
+            r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+            target_modules="all-linear", task_type="CAUSAL_LM",
+        )
+    args = SFTConfig(
+        **trainer_kwargs(sft, seed, work_dir, dtype),
+        assistant_only_loss=True,
+        chat_template_path=sft["chat_template_path"],
+        packing=False,
+    )
+    trainer = SFTTrainer(
+        model=policy,
+        args=args,
+        train_dataset=Dataset.from_list(conversations(train)),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    trainer.train(resume_from_checkpoint=resume)
+    trained = trainer.model.merge_and_unload() if peft_config is not None else trainer.model
+    with atomic_dir(model) as tmp:
+        trained.save_pretrained(tmp, safe_serialization=True)
+        trainer.processing_class.save_pretrained(tmp)
+    finish(work_dir)

@@ -1,0 +1,127 @@
+"""Every workflow step, declared once: its function, file arguments and config keys.
+
+The same declaration serves `python -m rmood <step> …` (argparse) and the Snakemake rules
+(`workflow_scripts/step.py`), so a rule and the command line cannot drift apart. Importing this module
+is cheap (no torch): step functions are imported only when a step runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Path:
+    """A file or directory argument: `many` takes a list; `work` is scratch space, not an artifact."""
+
+    name: str
+    help: str
+    many: bool = False
+
+
+@dataclass(frozen=True)
+class Step:
+    target: str  # "module:function"
+    help: str
+    inputs: tuple[Path, ...]
+    outputs: tuple[Path, ...]
+    config: dict[str, str]  # keyword argument -> dotted config key
+    options: dict[str, type] = field(default_factory=dict)  # keyword arguments that are not config keys
+    work: tuple[Path, ...] = ()
+
+    def function(self):
+        module, name = self.target.split(":")
+        return getattr(importlib.import_module(module), name)
+
+    def run(self, paths: dict[str, Any], settings: dict[str, Any]) -> None:
+        """Call the step function with its paths and settings (config values and options)."""
+        self.function()(**paths, **settings)
+
+
+STEPS: dict[str, Step] = {
+    "data": Step(
+        "rmood.data.prepare:prepare_data",
+        "write the normalised prompt splits data/<split>.jsonl",
+        inputs=(),
+        outputs=(Path("out", "one <split>.jsonl per split", many=True),),
+        config={"seed": "seed", "data": "data"},
+    ),
+    "base": Step(
+        "rmood.sft.base:make_base",
+        "build the tiny base model and tokenizer (or copy a local HF model)",
+        inputs=(Path("data_files", "JSONL files the tokenizer learns from", many=True),),
+        outputs=(Path("out", "base model directory"),),
+        config={"seed": "seed", "model": "model"},
+    ),
+    "sft": Step(
+        "rmood.sft.train:train_sft",
+        "supervised fine-tuning with TRL's SFTTrainer",
+        inputs=(Path("base", "base model directory"), Path("train", "SFT split (JSONL)")),
+        outputs=(Path("model", "fine-tuned model directory"),),
+        work=(Path("work_dir", "checkpoint folder (resume after a crash)"),),
+        config={"seed": "seed", "sft": "sft", "dtype": "model.dtype"},
+    ),
+    "sample": Step(
+        "rmood.generation:sample_shard",
+        "sample n responses per prompt for one shard (resumable)",
+        inputs=(Path("model", "policy directory"), Path("prompt_files", "prompt JSONL files", many=True)),
+        outputs=(Path("out", "shard JSONL"),),
+        config={"seed": "seed", "sampling": "sampling", "dtype": "model.dtype"},
+        options={"shard": int},
+    ),
+    "gather": Step(
+        "rmood.generation:gather",
+        "concatenate sampling shards in prompt order",
+        inputs=(Path("shards", "shard JSONL files", many=True), Path("prompt_files", "prompt JSONL files", many=True)),
+        outputs=(Path("out", "samples JSONL"),),
+        config={},
+    ),
+    "gold": Step(
+        "rmood.labeling.label:label_gold",
+        "gold score of every sampled response",
+        inputs=(Path("samples", "samples JSONL"), Path("prompt_files", "prompt JSONL files", many=True)),
+        outputs=(Path("out", "gold labels JSONL"),),
+        config={"gold": "gold", "dtype": "model.dtype"},
+    ),
+    "pairs": Step(
+        "rmood.labeling.pairs:make_pairs",
+        "preference pairs (train/test/ood, explicit and implicit formats)",
+        inputs=(
+            Path("samples", "samples JSONL"),
+            Path("gold_labels", "gold labels JSONL"),
+            Path("preference", "preference split JSONL"),
+            Path("ood", "ood split JSONL"),
+        ),
+        outputs=(Path("out", "{train,test,ood}.{explicit,implicit}.jsonl", many=True),),
+        config={"seed": "seed", "pairs": "pairs", "annotator": "annotator"},
+    ),
+    "train_rm": Step(
+        "rmood.rm.train:train_reward_model",
+        "Bradley–Terry reward model with TRL's RewardTrainer",
+        inputs=(Path("policy", "SFT model directory"), Path("pairs", "implicit-format training pairs")),
+        outputs=(Path("model", "reward model directory"),),
+        work=(Path("work_dir", "checkpoint folder (resume after a crash)"),),
+        config={"seed": "seed", "rm": "rm", "dtype": "model.dtype"},
+    ),
+    "rm_check": Step(
+        "rmood.rm.check:check_rm",
+        "train / test (vs gold) / ood accuracy of a reward model",
+        inputs=(
+            Path("model", "reward model directory"),
+            Path("train", "explicit train pairs"),
+            Path("test", "explicit test pairs"),
+            Path("ood", "explicit ood pairs"),
+        ),
+        outputs=(Path("out", "check.json"),),
+        config={"scoring": "scoring", "dtype": "model.dtype"},
+    ),
+}
+
+
+def settings(step: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The config values a step takes, keyed by its keyword arguments (used for Snakemake `params`)."""
+    from rmood.config import lookup
+
+    return {arg: lookup(config, key) for arg, key in STEPS[step].config.items()}
