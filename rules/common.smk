@@ -1,0 +1,43 @@
+"""Config validation and the few helpers every rule file uses. Nothing heavy is imported here."""
+
+from snakemake.utils import min_version, validate
+
+from rmood.config import check_config
+from rmood.data import SPLITS
+from rmood.steps import settings
+
+min_version("9.0")
+
+
+validate(config, "../config/schema.yaml")
+check_config(config)
+
+EXPERIMENT = config["experiment"]
+SHARDS = range(config["sampling"]["shards"])
+PROMPT_SPLITS = ("preference", "ood")  # sampled by the SFT policy: pairs and ood pairs
+
+
+wildcard_constraints:
+    shard=r"\d+",
+
+
+def result(path):
+    """An artifact path: results/<experiment>/<path>."""
+    return f"results/{EXPERIMENT}/{path}"
+
+
+def log_file(name):
+    return f"logs/{EXPERIMENT}/{name}.log"
+
+
+def benchmark_file(name):
+    return f"benchmarks/{EXPERIMENT}/{name}.tsv"
+
+
+def step_params(step, **extra):
+    """Params for workflow_scripts/step.py: the step's name, its config values and any extras."""
+    return {"step": step, **settings(step, config), **extra}
+
+
+def data_files(splits):
+    return [result(f"data/{split}.jsonl") for split in splits]

@@ -1,0 +1,44 @@
+rule gold_labeling:
+    """The gold score of every sampled response (programmatic, or a gold reward model)."""
+    input:
+        samples=result("sft/samples.jsonl"),
+        prompt_files=data_files(PROMPT_SPLITS),
+    output:
+        out=result("labels/gold.jsonl"),
+    params:
+        **step_params("gold"),
+    log:
+        log_file("gold_labeling"),
+    benchmark:
+        benchmark_file("gold_labeling")
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../workflow_scripts/step.py"
+
+
+rule preference_pairs:
+    """Train/test/ood pairs; train labels from the simulated annotator, the others from gold."""
+    input:
+        samples=result("sft/samples.jsonl"),
+        gold_labels=result("labels/gold.jsonl"),
+        preference=result("data/preference.jsonl"),
+        ood=result("data/ood.jsonl"),
+    output:
+        out=expand(
+            result("pairs/{name}.{fmt}.jsonl"),
+            name=("train", "test", "ood"),
+            fmt=("explicit", "implicit"),
+        ),
+    params:
+        **step_params("pairs"),
+    log:
+        log_file("preference_pairs"),
+    benchmark:
+        benchmark_file("preference_pairs")
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow_scripts/step.py"

@@ -1,0 +1,79 @@
+rule base:
+    """The base model: the tiny Qwen3 with a tokenizer trained on the data, or a local HF model."""
+    input:
+        data_files=data_files(("sft", "preference")),
+    output:
+        out=directory(result("base")),
+    params:
+        **step_params("base"),
+    log:
+        log_file("base"),
+    benchmark:
+        benchmark_file("base")
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../workflow_scripts/step.py"
+
+
+rule sft:
+    """Supervised fine-tuning (TRL SFTTrainer); resumes from its last checkpoint after a crash."""
+    input:
+        base=result("base"),
+        train=result("data/sft.jsonl"),
+    output:
+        model=directory(result("sft/model")),
+    params:
+        **step_params("sft", work_dir=result("sft/checkpoints")),
+    log:
+        log_file("sft"),
+    benchmark:
+        benchmark_file("sft")
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    script:
+        "../workflow_scripts/step.py"
+
+
+rule sft_sampling:
+    """One shard of responses from the SFT policy to the preference and ood prompts (resumable)."""
+    input:
+        model=result("sft/model"),
+        prompt_files=data_files(PROMPT_SPLITS),
+    output:
+        out=result("sft/shards/{shard}.jsonl"),
+    params:
+        **step_params("sample"),
+        shard=lambda wildcards: int(wildcards.shard),
+    log:
+        log_file("sft_sampling/{shard}"),
+    benchmark:
+        benchmark_file("sft_sampling/{shard}")
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    script:
+        "../workflow_scripts/step.py"
+
+
+rule gather_samples:
+    """All shards in prompt order."""
+    input:
+        shards=expand(result("sft/shards/{shard}.jsonl"), shard=SHARDS),
+        prompt_files=data_files(PROMPT_SPLITS),
+    output:
+        out=result("sft/samples.jsonl"),
+    params:
+        **step_params("gather"),
+    log:
+        log_file("gather_samples"),
+    benchmark:
+        benchmark_file("gather_samples")
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow_scripts/step.py"
