@@ -1,7 +1,7 @@
 """RMOOD: reward hacking in RLHF, end to end. See README.md; config keys in config/schema.yaml."""
 
 
-configfile: "config/config.yaml"
+configfile: f"{workflow.basedir}/config/config.yaml"
 
 
 include: "rules/common.smk"

@@ -1,6 +1,10 @@
 """Config validation and the few helpers every rule file uses. Nothing heavy is imported here."""
 
+import sys
+
 from snakemake.utils import min_version, validate
+
+sys.path.insert(0, workflow.basedir)  # rmood from this checkout, installed or not
 
 from rmood.config import check_config
 from rmood.data import SPLITS
@@ -15,6 +19,7 @@ check_config(config)
 EXPERIMENT = config["experiment"]
 SHARDS = range(config["sampling"]["shards"])
 PROMPT_SPLITS = ("preference", "ood")  # sampled by the SFT policy: pairs and ood pairs
+MAIN_ENV = "../environment.yml"
 
 
 wildcard_constraints:

@@ -5,15 +5,17 @@ rule gold_labeling:
         prompt_files=data_files(PROMPT_SPLITS),
     output:
         out=result("labels/gold.jsonl"),
-    params:
-        **step_params("gold"),
     log:
         log_file("gold_labeling"),
     benchmark:
         benchmark_file("gold_labeling")
+    conda:
+        MAIN_ENV
     resources:
         mem_mb=8000,
         runtime=60,
+    params:
+        **step_params("gold"),
     script:
         "../workflow_scripts/step.py"
 
@@ -31,14 +33,16 @@ rule preference_pairs:
             name=("train", "test", "ood"),
             fmt=("explicit", "implicit"),
         ),
-    params:
-        **step_params("pairs"),
     log:
         log_file("preference_pairs"),
     benchmark:
         benchmark_file("preference_pairs")
+    conda:
+        MAIN_ENV
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        **step_params("pairs"),
     script:
         "../workflow_scripts/step.py"

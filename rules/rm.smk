@@ -5,16 +5,18 @@ rule train_rm:
         pairs=result("pairs/train.implicit.jsonl"),
     output:
         model=directory(result("rm/rm/model")),
-    params:
-        **step_params("train_rm", work_dir=result("rm/rm/checkpoints")),
     log:
         log_file("train_rm"),
     benchmark:
         benchmark_file("train_rm")
+    conda:
+        MAIN_ENV
     threads: 2
     resources:
         mem_mb=8000,
         runtime=240,
+    params:
+        **step_params("train_rm", work_dir=result("rm/rm/checkpoints")),
     script:
         "../workflow_scripts/step.py"
 
@@ -28,14 +30,16 @@ rule rm_check:
         ood=result("pairs/ood.explicit.jsonl"),
     output:
         out=result("rm/{name}/check.json"),
-    params:
-        **step_params("rm_check"),
     log:
         log_file("rm_check/{name}"),
     benchmark:
         benchmark_file("rm_check/{name}")
+    conda:
+        MAIN_ENV
     resources:
         mem_mb=8000,
         runtime=30,
+    params:
+        **step_params("rm_check"),
     script:
         "../workflow_scripts/step.py"

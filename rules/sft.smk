@@ -4,15 +4,17 @@ rule base:
         data_files=data_files(("sft", "preference")),
     output:
         out=directory(result("base")),
-    params:
-        **step_params("base"),
     log:
         log_file("base"),
     benchmark:
         benchmark_file("base")
+    conda:
+        MAIN_ENV
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        **step_params("base"),
     script:
         "../workflow_scripts/step.py"
 
@@ -24,16 +26,18 @@ rule sft:
         train=result("data/sft.jsonl"),
     output:
         model=directory(result("sft/model")),
-    params:
-        **step_params("sft", work_dir=result("sft/checkpoints")),
     log:
         log_file("sft"),
     benchmark:
         benchmark_file("sft")
+    conda:
+        MAIN_ENV
     threads: 2
     resources:
         mem_mb=8000,
         runtime=240,
+    params:
+        **step_params("sft", work_dir=result("sft/checkpoints")),
     script:
         "../workflow_scripts/step.py"
 
@@ -45,16 +49,18 @@ rule sft_sampling:
         prompt_files=data_files(PROMPT_SPLITS),
     output:
         out=result("sft/shards/{shard}.jsonl"),
-    params:
-        **step_params("sample"),
-        shard=lambda wildcards: int(wildcards.shard),
     log:
         log_file("sft_sampling/{shard}"),
     benchmark:
         benchmark_file("sft_sampling/{shard}")
+    conda:
+        MAIN_ENV
     resources:
         mem_mb=8000,
         runtime=120,
+    params:
+        **step_params("sample"),
+        shard=lambda wildcards: int(wildcards.shard),
     script:
         "../workflow_scripts/step.py"
 
@@ -66,14 +72,16 @@ rule gather_samples:
         prompt_files=data_files(PROMPT_SPLITS),
     output:
         out=result("sft/samples.jsonl"),
-    params:
-        **step_params("gather"),
     log:
         log_file("gather_samples"),
     benchmark:
         benchmark_file("gather_samples")
+    conda:
+        MAIN_ENV
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        **step_params("gather"),
     script:
         "../workflow_scripts/step.py"
