@@ -1,0 +1,167 @@
+"""The model-facing steps on a tiny Qwen3: tokenizer, scoring, sampling resume, SFT and RM training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rmood.io import read_jsonl
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+TRAINER = dict(
+    epochs=1, learning_rate=1e-3, batch_size=4, gradient_accumulation_steps=1,
+    lr_scheduler_type="cosine", warmup_ratio=0.0, max_length=128, save_steps=2,
+)
+
+
+def conversations(prompt_file: Path, n: int = 10) -> list[list[dict[str, str]]]:
+    records = read_jsonl(prompt_file)[:n]
+    return [[*r["messages"], {"role": "assistant", "content": r["reference"] * (1 + i % 3)}] for i, r in enumerate(records)]
+
+
+def save_reward_model(base: Path, out: Path, pad_is_eos: bool = False) -> Path:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if pad_is_eos:
+        tokenizer.pad_token = tokenizer.eos_token
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, pad_token_id=tokenizer.pad_token_id)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def test_tiny_tokenizer_and_template(tiny_base):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    assert tokenizer.pad_token_id != tokenizer.eos_token_id
+    assert tokenizer.eos_token == "<|im_end|>"
+    conv = [{"role": "user", "content": "sort 3 1"}, {"role": "assistant", "content": "1 3"}]
+    text = tokenizer.apply_chat_template(conv, tokenize=False)
+    assert text == "<|im_start|>user\nsort 3 1<|im_end|>\n<|im_start|>assistant\n1 3<|im_end|>\n"
+    encoded = tokenizer.apply_chat_template(conv, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    masked = [t for t, m in zip(encoded["input_ids"], encoded["assistant_masks"]) if m]
+    assert tokenizer.decode(masked) == "1 3<|im_end|>"
+    config = json.loads((tiny_base / "config.json").read_text())
+    assert config["model_type"] == "qwen3" and config["pad_token_id"] == tokenizer.pad_token_id
+
+
+@pytest.mark.parametrize("pad_is_eos", [False, True])
+def test_batched_scores_equal_one_by_one(tiny_base, prompt_data, tmp_path, pad_is_eos):
+    from rmood.rm.score import load_reward_model, score_conversations
+
+    model, tokenizer = load_reward_model(save_reward_model(tiny_base, tmp_path / "rm", pad_is_eos))
+    convs = conversations(prompt_data["preference"])
+    batched = score_conversations(model, tokenizer, convs, batch_size=4)
+    single = np.array([score_conversations(model, tokenizer, [c], batch_size=1)[0] for c in convs])
+    np.testing.assert_allclose(batched, single, rtol=1e-4, atol=1e-5)
+    assert np.unique(batched.round(6)).size > 1
+
+
+def test_scoring_refuses_conversations_that_end_with_pad(tiny_base, prompt_data, tmp_path):
+    from rmood.rm.score import ModelError, load_reward_model, score_conversations, tokenize
+
+    model, tokenizer = load_reward_model(save_reward_model(tiny_base, tmp_path / "rm"))
+    last = tokenize(tokenizer, conversations(prompt_data["preference"], 1))[0][-1]
+    model.config.pad_token_id = last
+    with pytest.raises(ModelError, match="end with the pad token"):
+        score_conversations(model, tokenizer, conversations(prompt_data["preference"], 2), batch_size=2)
+
+
+def test_load_reward_model_errors(tiny_base, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from rmood.rm.score import ModelError, load_reward_model
+
+    with pytest.raises(ModelError, match="not a model directory"):
+        load_reward_model(tmp_path)
+    AutoModelForSequenceClassification.from_pretrained(tiny_base, num_labels=3).save_pretrained(tmp_path / "multi")
+    with pytest.raises(ModelError, match="scalar head"):
+        load_reward_model(tmp_path / "multi")
+
+
+SAMPLING = dict(backend="hf", n=2, temperature=1.0, top_p=1.0, max_new_tokens=8, batch_size=3, shards=2)
+
+
+def test_sampling_is_deterministic_and_resumes_after_a_kill(tiny_base, prompt_data, tmp_path):
+    from rmood.generation import sample_shard
+
+    files = [str(prompt_data["preference"])]
+    full = tmp_path / "full.jsonl"
+    sample_shard(str(tiny_base), files, str(full), 1, 0, SAMPLING, "float32")
+    records = read_jsonl(full)
+    assert len(records) == 12 * SAMPLING["n"]  # 24 prompts, every second one in shard 1
+    assert all(isinstance(r["response"], str) and isinstance(r["finished"], bool) for r in records)
+
+    # A killed run: the first batch complete, the second cut mid-line.
+    resumed = tmp_path / "resumed.jsonl"
+    partial = resumed.with_name(resumed.name + ".partial")
+    lines = full.read_text().splitlines(keepends=True)
+    first_batch = SAMPLING["batch_size"] * SAMPLING["n"]
+    partial.write_text("".join(lines[:first_batch]) + lines[first_batch][:10])
+    sample_shard(str(tiny_base), files, str(resumed), 1, 0, SAMPLING, "float32")
+    assert sorted(read_jsonl(resumed), key=json.dumps) == sorted(records, key=json.dumps)
+    assert not partial.exists()
+
+
+def test_reward_model_trains_saves_and_reloads(tiny_base, prompt_data, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from rmood.io import write_jsonl
+    from rmood.rm.score import load_reward_model, score_conversations
+    from rmood.rm.train import train_reward_model
+
+    convs = conversations(prompt_data["preference"], 12)
+    pairs = [{"chosen": convs[i], "rejected": convs[i + 1]} for i in range(0, 12, 2)]
+    write_jsonl(tmp_path / "pairs.jsonl", pairs)
+    out = tmp_path / "rm"
+    train_reward_model(str(tiny_base), str(tmp_path / "pairs.jsonl"), str(out), str(tmp_path / "work"), 0, TRAINER, "float32")
+    assert (out / "model.safetensors").is_file() and not (tmp_path / "work").exists()
+    plain = AutoModelForSequenceClassification.from_pretrained(out)  # no trust_remote_code
+    assert type(plain).__name__ == "Qwen3ForSequenceClassification" and plain.config.num_labels == 1
+    model, tokenizer = load_reward_model(out)
+    first = score_conversations(model, tokenizer, convs, 4)
+    model.save_pretrained(tmp_path / "again")
+    tokenizer.save_pretrained(tmp_path / "again")
+    second = score_conversations(*load_reward_model(tmp_path / "again"), convs, 4)
+    np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_sft_saves_a_plain_causal_lm(tiny_base, prompt_data, tmp_path, lora):
+    from transformers import AutoModelForCausalLM
+
+    from rmood.sft.train import train_sft
+
+    settings = {**TRAINER, "chat_template_path": None, "lora": {"enabled": lora, "r": 4, "alpha": 8, "dropout": 0.0}}
+    out = tmp_path / "sft"
+    train_sft(str(tiny_base), str(prompt_data["sft"]), str(out), str(tmp_path / "work"), 0, settings, "float32")
+    assert not list(out.glob("adapter_*"))
+    tuned = AutoModelForCausalLM.from_pretrained(out)
+    base = AutoModelForCausalLM.from_pretrained(tiny_base)
+    changed = [n for n, p in tuned.state_dict().items() if not torch.equal(p, base.state_dict()[n])]
+    assert changed  # training moved the weights (merged LoRA included)
+
+
+def test_checkpoints_resume_only_with_the_same_fingerprint(tmp_path):
+    from rmood.training import fingerprint, prepare_checkpoints
+
+    data = tmp_path / "data.jsonl"
+    data.write_text("{}\n")
+    work = tmp_path / "work"
+    digest = fingerprint({"lr": 1}, [data])
+    assert prepare_checkpoints(work, digest) is None
+    for step in (2, 10):
+        (work / f"checkpoint-{step}").mkdir()
+        (work / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (work / "checkpoint-12").mkdir()  # killed while saving: no trainer_state.json
+    assert prepare_checkpoints(work, digest) == str(work / "checkpoint-10")
+    assert prepare_checkpoints(work, fingerprint({"lr": 2}, [data])) is None
+    assert not (work / "checkpoint-10").exists()

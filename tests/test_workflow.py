@@ -1,0 +1,103 @@
+"""The Snakemake DAG end to end on the test-sized config (.test/config.yaml), in a temporary folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from rmood.io import read_jsonl, read_json
+
+pytestmark = pytest.mark.e2e
+EXPERIMENT = "test"
+UPSTREAM = {"data", "base", "sft", "sft_sampling", "gather_samples"}
+
+
+def snakemake(workdir: Path, *args: str, overrides: str | None = None) -> subprocess.CompletedProcess:
+    """Run snakemake on the test config, plus a YAML snippet of `overrides` merged over it."""
+    configfiles = [str(ROOT / ".test" / "config.yaml")]
+    if overrides:
+        (workdir / "overrides.yaml").write_text(overrides)
+        configfiles.append(str(workdir / "overrides.yaml"))
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+        "--configfile", *configfiles, "--cores", "2", *args,
+    ]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def scheduled(result: subprocess.CompletedProcess) -> set[str]:
+    """Rule names in the 'Job stats' table of a dry run."""
+    text = result.stdout + result.stderr
+    if "Nothing to be done" in text:
+        return set()
+    table = text.split("Job stats:")[1].split("Reasons:")[0]
+    return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+$", table, re.M)} - {"total", "job"}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("study")
+    snakemake(workdir, "mrm_eval")
+    return workdir
+
+
+def test_artifacts(study):
+    results = study / "results" / EXPERIMENT
+    sizes = {"sft": 160, "preference": 96, "unlabeled": 0, "val": 8, "eval": 16, "ood": 32}
+    for split, size in sizes.items():
+        assert len(read_jsonl(results / "data" / f"{split}.jsonl")) == size
+
+    samples = read_jsonl(results / "sft" / "samples.jsonl")
+    assert len(samples) == 3 * (sizes["preference"] + sizes["ood"])
+    prompt_ids = [r["id"] for split in ("preference", "ood") for r in read_jsonl(results / "data" / f"{split}.jsonl")]
+    assert [(s["prompt_id"], s["sample"]) for s in samples] == [(p, k) for p in prompt_ids for k in range(3)]
+    gold = read_jsonl(results / "labels" / "gold.jsonl")
+    assert len(gold) == len(samples) and all(0.0 <= g["gold"] <= 1.0 for g in gold)
+
+    pairs = {name: read_jsonl(results / "pairs" / f"{name}.explicit.jsonl") for name in ("train", "test", "ood")}
+    assert pairs["train"] and pairs["test"] and pairs["ood"]
+    assert not {p["id"] for p in pairs["train"]} & {p["id"] for p in pairs["test"]}
+    assert all(p["id"].startswith("ood-") for p in pairs["ood"])
+    for name in ("test", "ood"):
+        assert all(p["chosen_gold"] > p["rejected_gold"] for p in pairs[name])
+    for name in pairs:
+        implicit = read_jsonl(results / "pairs" / f"{name}.implicit.jsonl")
+        assert [p["id"] for p in implicit] == [p["id"] for p in pairs[name]]
+
+    check = read_json(results / "rm" / "rm" / "check.json")
+    for name in ("train", "test", "ood"):
+        assert check[name]["n"] == len(pairs[name])
+        assert 0.0 <= check[name]["accuracy"] <= 1.0
+
+    config = json.loads((results / "rm" / "rm" / "model" / "config.json").read_text())
+    assert config["architectures"] == ["Qwen3ForSequenceClassification"] and len(config["id2label"]) == 1
+    for rule in ("data", "base", "sft", "gather_samples", "gold_labeling", "preference_pairs", "train_rm"):
+        assert (study / "logs" / EXPERIMENT / f"{rule}.log").is_file()
+        assert (study / "benchmarks" / EXPERIMENT / f"{rule}.tsv").is_file()
+    assert not (results / "sft" / "checkpoints").exists()
+
+
+def test_rerun_is_a_no_op(study):
+    assert scheduled(snakemake(study, "-n", "mrm_eval")) == set()
+
+
+def test_labeling_change_reruns_only_downstream(study):
+    changed = scheduled(snakemake(study, "-n", "mrm_eval", overrides="annotator: {length_bias: 0.5}"))
+    assert changed == {"preference_pairs", "train_rm", "rm_check", "mrm_eval"}
+    changed = scheduled(snakemake(study, "-n", "mrm_eval", overrides="gold: {batch_size: 8}"))
+    assert "gold_labeling" in changed and "train_rm" in changed and not changed & UPSTREAM
+
+
+def test_dag_renders_as_mermaid(study):
+    result = snakemake(study, "-n", "--quiet", "all", "--dag", "mermaid-js", "rm")
+    assert "flowchart" in result.stdout and "train_rm" in result.stdout
