@@ -42,8 +42,18 @@ def override(config: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
             if not isinstance(node.get(part), dict):
                 raise ConfigError(f"config key {key!r}: {part!r} is not a section")
             node = node[part]
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = parse_value(raw)
     return config
+
+
+def parse_value(raw: str) -> Any:
+    """A command-line value: a number if it reads as one (YAML misses `1e-4`), else YAML."""
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return yaml.safe_load(raw)
 
 
 def check_config(config: dict[str, Any]) -> None:

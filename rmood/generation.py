@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rmood.io import DataError, Record, atomic_open, dumps, iter_jsonl, write_jsonl
+from rmood.io import DataError, Record, complete_records, dumps, iter_jsonl, write_jsonl
 
 SAMPLE_FIELDS = ("prompt_id", "sample", "response", "finished")
 
@@ -38,15 +38,8 @@ def completed_records(path: Path, batches: list[list[Record]], n: int) -> tuple[
     if not path.exists():
         return [], set()
     records: dict[str, list[Record]] = {}
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if not line.endswith("\n"):
-                break  # a line cut short by a kill
-            try:
-                record = __import__("json").loads(line)
-            except ValueError:
-                break
-            records.setdefault(record["prompt_id"], []).append(record)
+    for record in complete_records(path, required=SAMPLE_FIELDS):
+        records.setdefault(record["prompt_id"], []).append(record)
     kept, done = [], set()
     for index, batch in enumerate(batches):
         if all(len(records.get(p["id"], ())) == n for p in batch):

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import IO, Any
 
 Record = dict[str, Any]
+UMASK = os.umask(0o022)
+os.umask(UMASK)
 
 
 class DataError(ValueError):
@@ -32,20 +34,42 @@ def iter_jsonl(path: str | os.PathLike, required: Sequence[str] = ()) -> Iterato
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path}:{lineno}: not UTF-8 ({err.reason} at byte {err.start})") from None
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
+            except (ValueError, RecursionError) as err:
+                reason = err.msg if isinstance(err, json.JSONDecodeError) else str(err) or type(err).__name__
+                raise DataError(f"{path}:{lineno}: malformed JSON ({reason})") from None
             if not isinstance(record, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
             missing = [key for key in required if key not in record]
             if missing:
                 raise DataError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
             yield record
+
+
+def complete_records(path: str | os.PathLike, required: Sequence[str] = ()) -> list[Record]:
+    """The records a killed writer left intact: everything before the first cut or malformed line."""
+    records = []
+    with open(path, "rb") as f:
+        for raw in f:
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                record = json.loads(raw.decode("utf-8"))
+            except (ValueError, RecursionError):
+                break
+            if not isinstance(record, dict) or any(key not in record for key in required):
+                break
+            records.append(record)
+    return records
 
 
 def dumps(record: Record) -> str:
@@ -61,6 +85,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    tmp_path.chmod(0o666 & ~UMASK)  # mkstemp makes 0600; artifacts get the usual permissions
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -74,6 +99,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp.chmod(0o777 & ~UMASK)
     try:
         yield tmp
         if path.is_dir() and not path.is_symlink():
@@ -112,10 +138,15 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON document; errors name the file (and line)."""
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 ({err.reason} at byte {err.start})") from None
     except json.JSONDecodeError as err:
         raise DataError(f"{path}:{err.lineno}: malformed JSON ({err.msg})") from None
+    except (ValueError, RecursionError) as err:
+        raise DataError(f"{path}: malformed JSON ({err or type(err).__name__})") from None

@@ -81,7 +81,10 @@ def make_pairs(
     gold = {(g["prompt_id"], g["sample"]): g["gold"] for g in read_jsonl(gold_labels, required=("prompt_id", "sample", "gold"))}
     responses: dict[str, list[Record]] = defaultdict(list)
     for r in read_jsonl(samples, required=("prompt_id", "sample", "response")):
-        responses[r["prompt_id"]].append({**r, "gold": gold[(r["prompt_id"], r["sample"])]})
+        key = (r["prompt_id"], r["sample"])
+        if key not in gold:
+            raise DataError(f"{gold_labels}: no gold label for sample {r['sample']} of prompt {r['prompt_id']}")
+        responses[r["prompt_id"]].append({**r, "gold": gold[key]})
 
     rng = random.Random(f"{seed}-pairs")
     prompts = read_jsonl(preference, required=("id", "messages"))
