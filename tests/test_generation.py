@@ -1,0 +1,189 @@
+"""Sampling bookkeeping without a model: shards, batch seeds, resuming from a partial file, gathering."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rmood.generation import batch_seed, completed_records, gather, shard_prompts
+from rmood.io import DataError, dumps, read_jsonl, write_jsonl
+
+
+def prompt(pid: str) -> dict:
+    return {"id": pid, "messages": [{"role": "user", "content": pid}]}
+
+
+def sample(pid: str, k: int, text: str | None = None) -> dict:
+    return {"prompt_id": pid, "sample": k, "response": text or f"{pid}-{k}", "finished": True}
+
+
+@pytest.fixture
+def prompt_files(tmp_path: Path) -> list[str]:
+    write_jsonl(tmp_path / "a.jsonl", [prompt(f"a{i}") for i in range(7)])
+    write_jsonl(tmp_path / "b.jsonl", [prompt(f"b{i}") for i in range(4)])
+    return [str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")]
+
+
+# --- shard_prompts ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shards", [1, 2, 3, 5, 11, 13])
+def test_shards_partition_the_prompts(prompt_files: list[str], shards: int) -> None:
+    every = [p["id"] for path in prompt_files for p in read_jsonl(path)]
+    parts = [[p["id"] for p in shard_prompts(prompt_files, shard, shards)] for shard in range(shards)]
+    flat = [pid for part in parts for pid in part]
+    assert sorted(flat) == sorted(every)  # every prompt exactly once
+    assert len(flat) == len(set(flat))
+    sizes = [len(part) for part in parts]
+    assert max(sizes) - min(sizes) <= 1  # round robin: balanced
+    for shard, part in enumerate(parts):
+        assert part == every[shard::shards]  # round robin over the concatenated files, order kept
+
+
+def test_shard_records_are_whole(prompt_files: list[str]) -> None:
+    assert shard_prompts(prompt_files, 0, 2)[0] == prompt("a0")
+
+
+@pytest.mark.parametrize(("shard", "shards"), [(-1, 2), (2, 2), (5, 2), (0, 0)])
+def test_bad_shard_index(prompt_files: list[str], shard: int, shards: int) -> None:
+    with pytest.raises(ValueError, match=f"shard {shard}"):
+        shard_prompts(prompt_files, shard, shards)
+
+
+# --- batch_seed ---------------------------------------------------------------------------------
+
+
+def test_batch_seed_is_deterministic_and_distinct() -> None:
+    assert batch_seed(0, 1, 2) == batch_seed(0, 1, 2)
+    seeds = {batch_seed(seed, shard, batch) for seed in range(3) for shard in range(4) for batch in range(10)}
+    assert len(seeds) == 3 * 4 * 10
+    assert batch_seed(0, 1, 2) != batch_seed(0, 2, 1)
+    assert batch_seed(1, 23, 4) != batch_seed(12, 3, 4)  # no ambiguity from concatenating digits
+
+
+def test_batch_seed_range() -> None:
+    for args in [(0, 0, 0), (2**40, 7, 3), (5, 0, 999)]:
+        value = batch_seed(*args)
+        assert isinstance(value, int) and 0 <= value < 2**63
+
+
+# --- completed_records --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def batches() -> list[list[dict]]:
+    return [[prompt("p0"), prompt("p1")], [prompt("p2"), prompt("p3")], [prompt("p4")]]
+
+
+def write_lines(path: Path, records: list[dict], tail: str = "") -> None:
+    path.write_text("".join(dumps(r) + "\n" for r in records) + tail, encoding="utf-8")
+
+
+def test_completed_records_missing_file(tmp_path: Path, batches: list[list[dict]]) -> None:
+    assert completed_records(tmp_path / "absent.partial", batches, 2) == ([], set())
+
+
+def test_completed_records_keeps_whole_batches_only(tmp_path: Path, batches: list[list[dict]]) -> None:
+    path = tmp_path / "out.partial"
+    done_batch = [sample("p0", 0), sample("p0", 1), sample("p1", 0), sample("p1", 1)]
+    half_batch = [sample("p2", 0), sample("p2", 1), sample("p3", 0)]  # p3 is missing a sample
+    write_lines(path, done_batch + half_batch)
+    kept, done = completed_records(path, batches, 2)
+    assert done == {0}
+    assert kept == done_batch
+
+
+def test_completed_records_all_done_out_of_order(tmp_path: Path, batches: list[list[dict]]) -> None:
+    path = tmp_path / "out.partial"
+    batch2 = [sample("p4", 0)]
+    batch0 = [sample("p0", 0), sample("p1", 0)]
+    write_lines(path, batch2 + batch0)
+    kept, done = completed_records(path, batches, 1)
+    assert done == {0, 2}
+    assert kept == batch0 + batch2  # in batch order
+
+
+def test_completed_records_ignores_a_truncated_last_line(tmp_path: Path, batches: list[list[dict]]) -> None:
+    path = tmp_path / "out.partial"
+    complete = [sample("p0", 0), sample("p1", 0), sample("p2", 0)]
+    last = dumps(sample("p3", 0))  # valid JSON, but the newline never made it to disk
+    write_lines(path, complete, tail=last)
+    kept, done = completed_records(path, batches, 1)
+    assert done == {0}
+    assert kept == complete[:2]
+
+
+def test_completed_records_ignores_a_malformed_last_line(tmp_path: Path, batches: list[list[dict]]) -> None:
+    path = tmp_path / "out.partial"
+    complete = [sample("p0", 0), sample("p1", 0), sample("p2", 0)]
+    write_lines(path, complete, tail='{"prompt_id": "p3", "sam\n')
+    kept, done = completed_records(path, batches, 1)
+    assert done == {0}
+    assert kept == complete[:2]
+
+
+def test_completed_records_cut_mid_character(tmp_path: Path, batches: list[list[dict]]) -> None:
+    path = tmp_path / "out.partial"
+    good = "".join(dumps(r) + "\n" for r in [sample("p0", 0), sample("p1", 0)]).encode()
+    cut = '{"prompt_id": "p2", "response": "日本'.encode()[:-1]  # a buffered write stopped inside 本
+    path.write_bytes(good + cut)
+    kept, done = completed_records(path, batches, 1)
+    assert done == {0}
+    assert kept == [sample("p0", 0), sample("p1", 0)]
+
+
+def test_completed_records_extra_samples_do_not_count(tmp_path: Path, batches: list[list[dict]]) -> None:
+    path = tmp_path / "out.partial"
+    write_lines(path, [sample("p0", 0), sample("p0", 1), sample("p1", 0)])
+    _, done = completed_records(path, batches, 1)
+    assert done == set()  # p0 has 2 records, not n = 1
+
+
+# --- gather -------------------------------------------------------------------------------------
+
+
+def test_gather_sorts_by_prompt_order_then_sample(tmp_path: Path, prompt_files: list[str]) -> None:
+    order = [p["id"] for path in prompt_files for p in read_jsonl(path)]
+    shard0 = [sample(pid, k) for pid in order[0::2] for k in (1, 0)]
+    shard1 = [sample(pid, k) for pid in reversed(order[1::2]) for k in (0, 1)]
+    write_jsonl(tmp_path / "s0.jsonl", shard0)
+    write_jsonl(tmp_path / "s1.jsonl", shard1)
+    out = tmp_path / "samples.jsonl"
+    gather([str(tmp_path / "s1.jsonl"), str(tmp_path / "s0.jsonl")], prompt_files, str(out))
+    records = read_jsonl(out)
+    assert [(r["prompt_id"], r["sample"]) for r in records] == [(pid, k) for pid in order for k in (0, 1)]
+    assert records[0] == sample(order[0], 0)
+
+
+def test_gather_is_independent_of_the_shard_count(tmp_path: Path, prompt_files: list[str]) -> None:
+    order = [p["id"] for path in prompt_files for p in read_jsonl(path)]
+    everything = [sample(pid, k) for pid in order for k in range(3)]
+    outputs = []
+    for shards in (1, 3):
+        paths = []
+        for shard in range(shards):
+            ids = set(order[shard::shards])
+            path = tmp_path / f"{shards}-{shard}.jsonl"
+            write_jsonl(path, [r for r in everything if r["prompt_id"] in ids])
+            paths.append(str(path))
+        out = tmp_path / f"gathered-{shards}.jsonl"
+        gather(paths, prompt_files, str(out))
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+    assert [json.loads(line) for line in outputs[0].decode().splitlines()] == everything
+
+
+def test_gather_unknown_prompt_id(tmp_path: Path, prompt_files: list[str]) -> None:
+    write_jsonl(tmp_path / "s0.jsonl", [sample("a0", 0), sample("zz-unknown", 0)])
+    out = tmp_path / "samples.jsonl"
+    with pytest.raises(DataError, match="zz-unknown"):
+        gather([str(tmp_path / "s0.jsonl")], prompt_files, str(out))
+    assert not out.exists()
+
+
+def test_gather_requires_sample_fields(tmp_path: Path, prompt_files: list[str]) -> None:
+    write_jsonl(tmp_path / "s0.jsonl", [{"prompt_id": "a0", "sample": 0, "response": "x"}])
+    with pytest.raises(DataError, match=r"s0\.jsonl:1: missing field\(s\) finished"):
+        gather([str(tmp_path / "s0.jsonl")], prompt_files, str(tmp_path / "out.jsonl"))

@@ -1,0 +1,143 @@
+"""The step registry and `python -m rmood`: declarations match the functions, the CLI is cheap to start."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rmood.cli import main, parser
+from rmood.config import DEFAULT, load_config
+from rmood.io import read_jsonl, write_jsonl
+from rmood.steps import STEPS, settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def keyword_names(step) -> set[str]:
+    paths = (*step.inputs, *step.outputs, *step.work)
+    return {p.name for p in paths} | set(step.config) | set(step.options)
+
+
+@pytest.mark.parametrize("name", sorted(STEPS))
+def test_step_target_matches_its_declaration(name: str) -> None:
+    step = STEPS[name]
+    function = step.function()
+    assert callable(function)
+    parameters = inspect.signature(function).parameters
+    kinds = {p.kind for p in parameters.values()}
+    assert not kinds & {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD}, name
+    assert not kinds & {inspect.Parameter.POSITIONAL_ONLY}, name
+    assert set(parameters) == keyword_names(step), name
+
+
+@pytest.mark.parametrize("name", sorted(STEPS))
+def test_step_names_do_not_collide(name: str) -> None:
+    step = STEPS[name]
+    paths = [p.name for p in (*step.inputs, *step.outputs, *step.work)]
+    names = paths + list(step.config) + list(step.options)
+    assert len(names) == len(set(names)), name
+    assert "config" not in names and "set" not in names and "step" not in names  # reserved by the CLI
+
+
+@pytest.mark.parametrize("name", sorted(STEPS))
+def test_step_config_keys_exist_in_the_default(name: str) -> None:
+    values = settings(name, load_config())
+    assert set(values) == set(STEPS[name].config)
+
+
+def test_settings_for_sft() -> None:
+    config = load_config()
+    assert settings("sft", config) == {"seed": config["seed"], "sft": config["sft"], "dtype": config["model"]["dtype"]}
+    config = load_config(assignments=["seed=5", "model.dtype=bfloat16", "sft.epochs=1"])
+    values = settings("sft", config)
+    assert values["seed"] == 5 and values["dtype"] == "bfloat16" and values["sft"]["epochs"] == 1
+
+
+def test_parser_builds_every_step() -> None:
+    top = parser()
+    for name, step in STEPS.items():
+        argv = [name]
+        for path in (*step.inputs, *step.outputs, *step.work):
+            argv += [f"--{path.name.replace('_', '-')}", "a", "b"] if path.many else [f"--{path.name.replace('_', '-')}", "a"]
+        for option in step.options:
+            argv += [f"--{option.replace('_', '-')}", "1"]
+        if step.config:
+            argv += ["--set", "seed=1", "--set", "sft.epochs=2"]
+        args = vars(top.parse_args(argv))
+        assert args.pop("step") == name
+        for path in (*step.inputs, *step.outputs, *step.work):
+            assert args.pop(path.name) == (["a", "b"] if path.many else "a")
+        for option, kind in step.options.items():
+            assert args.pop(option) == kind("1")
+        if step.config:
+            assert args.pop("config") == str(DEFAULT)
+            assert args.pop("set") == ["seed=1", "sft.epochs=2"]
+        assert args == {}, name
+
+
+def test_parser_requires_every_path() -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parser().parse_args(["gather", "--shards", "a"])
+    assert exit_info.value.code == 2
+
+
+def test_cli_runs_a_step_in_process(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "prompts.jsonl", [{"id": "b"}, {"id": "a"}])
+    write_jsonl(tmp_path / "s0.jsonl", [{"prompt_id": "a", "sample": 0, "response": "x", "finished": True}])
+    write_jsonl(tmp_path / "s1.jsonl", [{"prompt_id": "b", "sample": 0, "response": "y", "finished": False}])
+    out = tmp_path / "samples.jsonl"
+    main(["gather", "--shards", str(tmp_path / "s0.jsonl"), str(tmp_path / "s1.jsonl"),
+          "--prompt-files", str(tmp_path / "prompts.jsonl"), "--out", str(out)])
+    assert [r["prompt_id"] for r in read_jsonl(out)] == ["b", "a"]
+
+
+# --- subprocesses: the real entry point ---------------------------------------------------------
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_module_help_lists_every_step() -> None:
+    result = run_module("-m", "rmood", "--help")
+    assert result.returncode == 0, result.stderr
+    for name in STEPS:
+        assert name in result.stdout
+
+
+def test_module_without_a_step_fails() -> None:
+    result = run_module("-m", "rmood")
+    assert result.returncode == 2
+    assert "required" in result.stderr
+
+
+def test_every_step_help_exits_zero() -> None:
+    processes = {
+        name: subprocess.Popen([sys.executable, "-m", "rmood", name, "--help"], cwd=ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for name in STEPS
+    }  # in parallel: one interpreter start each, at once
+    for name, process in processes.items():
+        stdout, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, (name, stderr)
+        step = STEPS[name]
+        for path in (*step.inputs, *step.outputs, *step.work):
+            assert f"--{path.name.replace('_', '-')}" in stdout, (name, path.name)
+        for option in step.options:
+            assert f"--{option.replace('_', '-')}" in stdout, (name, option)
+        assert ("--config" in stdout) == bool(step.config), name
+
+
+def test_importing_the_cli_is_cheap() -> None:
+    code = (
+        "import sys\n"
+        "import rmood.steps, rmood.cli, rmood.config, rmood.io, rmood.generation\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'trl', 'datasets') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    result = run_module("-c", code)
+    assert result.returncode == 0, result.stderr
