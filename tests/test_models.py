@@ -165,3 +165,39 @@ def test_checkpoints_resume_only_with_the_same_fingerprint(tmp_path):
     assert prepare_checkpoints(work, digest) == str(work / "checkpoint-10")
     assert prepare_checkpoints(work, fingerprint({"lr": 2}, [data])) is None
     assert not (work / "checkpoint-10").exists()
+
+
+def test_gold_labels_from_a_gold_reward_model(tiny_base, prompt_data, tmp_path):
+    from rmood.io import write_jsonl
+    from rmood.labeling.label import conversation, label_gold
+    from rmood.rm.score import load_reward_model, score_conversations
+
+    gold_rm = save_reward_model(tiny_base, tmp_path / "gold_rm")
+    prompts = read_jsonl(prompt_data["preference"])[:5]
+    samples = [{"prompt_id": p["id"], "sample": k, "response": p["reference"] * (k + 1), "finished": True}
+               for p in prompts for k in range(2)]
+    write_jsonl(tmp_path / "samples.jsonl", samples)
+    label_gold(str(tmp_path / "samples.jsonl"), [str(prompt_data["preference"])], str(tmp_path / "gold.jsonl"),
+               {"source": str(gold_rm), "batch_size": 3}, "float32")
+    labels = read_jsonl(tmp_path / "gold.jsonl")
+    by_id = {p["id"]: p for p in prompts}
+    expected = score_conversations(*load_reward_model(gold_rm),
+                                   [conversation(by_id[s["prompt_id"]], s["response"]) for s in samples], 1)
+    assert [(g["prompt_id"], g["sample"]) for g in labels] == [(s["prompt_id"], s["sample"]) for s in samples]
+    np.testing.assert_allclose([g["gold"] for g in labels], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_base_from_a_local_model_dir(tiny_base, tmp_path):
+    import shutil
+
+    from rmood.sft.base import make_base
+
+    make_base([], tmp_path / "copy", 0, {"source": str(tiny_base), "tiny": {}})
+    assert (tmp_path / "copy" / "model.safetensors").read_bytes() == (tiny_base / "model.safetensors").read_bytes()
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_base, pickled)
+    (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="no \\*.safetensors"):
+        make_base([], tmp_path / "refused", 0, {"source": str(pickled), "tiny": {}})
+    with pytest.raises(FileNotFoundError, match="not a Hugging Face model directory"):
+        make_base([], tmp_path / "refused", 0, {"source": str(tmp_path / "nothing"), "tiny": {}})
