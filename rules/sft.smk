@@ -1,7 +1,7 @@
 rule base:
     """The base model: the tiny Qwen3 with a tokenizer trained on the data, or a local HF model."""
     input:
-        data_files=data_files(("sft", "preference")),
+        data_files=data_files(("sft",)),
     output:
         out=directory(result("base")),
     log:
