@@ -27,12 +27,28 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--config", default=str(DEFAULT), help=f"experiment config (default {DEFAULT})")
             sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                              help="override a config key, e.g. --set sft.epochs=1 (repeatable)")
+    reward = commands.add_parser("reward", help="print the reward of one response to one prompt",
+                                 description="Score one prompt and response with a reward model (or ensemble).")
+    reward.add_argument("--model", required=True, help="reward model directory")
+    reward.add_argument("--prompt", required=True, help="the user's message")
+    reward.add_argument("--response", required=True, help="the assistant's response")
+    reward.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     return top
+
+
+def print_reward(model: str, prompt: str, response: str, dtype: str) -> None:
+    from rmood.rm.score import load_reward_model, score_conversations
+
+    conversation = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+    print(f"{score_conversations(*load_reward_model(model, dtype), [conversation], 1)[0]:.6f}")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = vars(parser().parse_args(argv))
     name = args.pop("step")
+    if name == "reward":
+        print_reward(**args)
+        return
     step = STEPS[name]
     settings = {option: args.pop(option) for option in step.options}
     if step.config:

@@ -14,8 +14,8 @@ PAIR_FIELDS = ("prompt", "chosen", "rejected")
 
 
 def margins(model, tokenizer, path: str, batch_size: int) -> np.ndarray:
-    """r(chosen) − r(rejected) for every explicit-format pair in `path`."""
-    pairs = read_jsonl(path, required=PAIR_FIELDS)
+    """r(chosen) − r(rejected) for every explicit-format pair in `path` (tie pairs, label 0.5, left out)."""
+    pairs = [p for p in read_jsonl(path, required=PAIR_FIELDS) if p.get("label", 1.0) != 0.5]
     prompts = [{"messages": p["prompt"]} for p in pairs]
     chosen = [conversation(q, p["chosen"]) for q, p in zip(prompts, pairs)]
     rejected = [conversation(q, p["rejected"]) for q, p in zip(prompts, pairs)]

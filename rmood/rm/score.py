@@ -19,11 +19,15 @@ class ModelError(ValueError):
 
 
 def load_reward_model(path: str | Path, dtype: str = "float32"):
-    """A `*ForSequenceClassification` with a scalar head and its tokenizer, in eval mode."""
+    """A `*ForSequenceClassification` with a scalar head (or an ensemble of them) and its tokenizer, in eval mode."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from rmood.rm.ensemble import is_ensemble, load_ensemble
+
     path = Path(path)
+    if is_ensemble(path):
+        return load_ensemble(path, dtype)
     if not (path / "config.json").is_file():
         raise ModelError(f"{path}: not a model directory (no config.json)")
     model = AutoModelForSequenceClassification.from_pretrained(path, dtype=getattr(torch, dtype))
