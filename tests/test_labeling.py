@@ -11,7 +11,7 @@ from rmood.io import DataError, read_jsonl, write_jsonl
 from rmood.labeling.label import conversation, label_gold
 from rmood.labeling.pairs import make_pairs
 
-OUT_NAMES = [f"{name}.{fmt}.jsonl" for name in ("train", "test", "ood") for fmt in ("explicit", "implicit")]
+OUT_NAMES = [f"{name}.{fmt}.jsonl" for name in ("train", "test", "ood", "golden") for fmt in ("explicit", "implicit")]
 
 # Prompts whose responses offer no usable pair, and one whose only usable pair is fixed.
 ALL_SAME = "pref-all-same"  # every response identical
@@ -306,3 +306,12 @@ def test_label_gold_requires_sample_fields(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"samples\.jsonl:1: missing field\(s\) finished"):
         label_gold(str(tmp_path / "samples.jsonl"), [str(tmp_path / "prompts.jsonl")], str(tmp_path / "gold.jsonl"),
                    gold={"source": "programmatic", "batch_size": 4}, dtype="float32")
+
+
+def test_golden_pairs_are_the_train_pairs_labelled_by_gold(tmp_path: Path, inputs: dict[str, str]) -> None:
+    result = run_pairs(tmp_path, inputs, length_bias=1.0, flip=0.5)
+    train, golden = result["train.explicit"], result["golden.explicit"]
+    assert [r["id"] for r in golden] == [r["id"] for r in train]
+    for t, g in zip(train, golden):
+        assert {t["chosen"], t["rejected"]} == {g["chosen"], g["rejected"]}
+        assert g["chosen_gold"] > g["rejected_gold"] and g["labels"] == "gold"

@@ -3,7 +3,8 @@
 One pair per prompt: two distinct responses with different gold scores (identical strings and gold
 ties are dropped). Prompts are split into train and test; ood prompts form their own pairs. Training
 labels come from a simulated annotator (length bias, then random flips) — the situation in which a
-learned reward model can be hacked; test and ood labels follow gold.
+learned reward model can be hacked; test and ood labels follow gold, and so do the `golden` pairs:
+the training pairs again, labelled by gold, for the golden reference RM.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from rmood.io import DataError, Record, read_jsonl, write_jsonl
 from rmood.labeling.label import conversation
 
-PAIR_SETS = ("train", "test", "ood")
+PAIR_SETS = ("train", "test", "ood", "golden")  # golden: the train pairs labelled by gold
 FORMATS = ("explicit", "implicit")
 
 
@@ -103,6 +104,7 @@ def make_pairs(
         else:
             chosen, rejected = annotate(*pair, rng, annotator["length_bias"], annotator["flip"])
             stats["train labels that disagree with gold"] += chosen["gold"] < rejected["gold"]
+            pairs_by_set["golden"].append(pair_records(prompt, *by_gold(*pair), "gold"))
             pairs_by_set["train"].append(pair_records(prompt, chosen, rejected, "annotator"))
     empty = [name for name in ("train", "test") if not pairs_by_set[name]]
     if empty:
