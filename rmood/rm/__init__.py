@@ -1,0 +1,5 @@
+"""Reward models. Importing this package registers InfoRM with the transformers Auto classes."""
+
+from rmood.rm.inform import register
+
+register()
