@@ -8,22 +8,31 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/sft.smk"
 include: "rules/labeling.smk"
+include: "rules/rrm_data.smk"
 include: "rules/rm.smk"
-
-
-rule mrm_eval:
-    """The study. For now: up to the reward-model checks."""
-    input:
-        result("rm/rm/check.json"),
-
-
-rule all:
-    input:
-        rules.mrm_eval.input,
 
 
 rule rm:
     """The Bradley–Terry reward model and its checks."""
     input:
-        result("rm/rm/model"),
+        rm_model("rm"),
         result("rm/rm/check.json"),
+
+
+rule reward_models:
+    """Every configured reward model, its checks and the side-by-side table."""
+    input:
+        [rm_model(name) for name in config["reward_models"]],
+        result("reports/rm_accuracy.csv"),
+
+
+rule mrm_eval:
+    """The study. For now: every reward model and its checks."""
+    default_target: True
+    input:
+        rules.reward_models.input,
+
+
+rule all:
+    input:
+        rules.mrm_eval.input,

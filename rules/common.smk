@@ -8,6 +8,7 @@ sys.path.insert(0, workflow.basedir)  # rmood from this checkout, installed or n
 
 from rmood.config import check_config
 from rmood.data import SPLITS
+from rmood.labeling.pairs import FORMATS as PAIR_FORMATS, PAIR_SETS
 from rmood.steps import settings
 
 min_version("9.0")
@@ -24,6 +25,8 @@ MAIN_ENV = "../environment.yml"
 
 wildcard_constraints:
     shard=r"\d+",
+    seed=r"\d+",
+    reduction="mean|wco|uwo",
 
 
 def result(path):
@@ -40,9 +43,25 @@ def benchmark_file(name):
 
 
 def step_params(step, **extra):
-    """Params for workflow_scripts/step.py: the step's name, its config values and any extras."""
+    """Params for workflow_scripts/step.py: the step's name, its config values, then extras (which win)."""
     return {"step": step, **settings(step, config), **extra}
 
 
 def data_files(splits):
     return [result(f"data/{split}.jsonl") for split in splits]
+
+
+def rm_model(name):
+    """The model folder of a reward model (WARM's lives in warm/, as the design fixes)."""
+    return result("warm/model") if name == "warm" else result(f"rm/{name}/model")
+
+
+def rm_training_pairs(name):
+    """The explicit-format pairs a reward model was trained on (for its train accuracy)."""
+    special = {"rrm": "rrm/filtered.jsonl", "golden": "pairs/golden.explicit.jsonl"}
+    return result(special.get(name, "pairs/train.explicit.jsonl"))
+
+
+def seed_models():
+    """The Bradley-Terry RMs that WARM averages and the ensembles combine."""
+    return [rm_model(f"rm_seed{seed}") for seed in config["warm"]["seeds"]]

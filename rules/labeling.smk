@@ -21,7 +21,7 @@ rule gold_labeling:
 
 
 rule preference_pairs:
-    """Train/test/ood pairs; train labels from the simulated annotator, the others from gold."""
+    """Train/test/ood/golden pairs; train labels from the simulated annotator, the others from gold."""
     input:
         samples=result("sft/samples.jsonl"),
         gold_labels=result("labels/gold.jsonl"),
@@ -30,8 +30,8 @@ rule preference_pairs:
     output:
         out=expand(
             result("pairs/{name}.{fmt}.jsonl"),
-            name=("train", "test", "ood"),
-            fmt=("explicit", "implicit"),
+            name=PAIR_SETS,
+            fmt=PAIR_FORMATS,
         ),
     log:
         log_file("preference_pairs"),

@@ -16,6 +16,7 @@ from rmood.io import read_jsonl, read_json
 
 pytestmark = pytest.mark.e2e
 EXPERIMENT = "test"
+REWARD_MODELS = ["rm", "rrm", "inform", "golden", "warm", "ens_mean", "ens_wco", "ens_uwo"]
 UPSTREAM = {"data", "base", "sft", "sft_sampling", "gather_samples"}
 
 
@@ -35,13 +36,13 @@ def snakemake(workdir: Path, *args: str, overrides: str | None = None) -> subpro
     return result
 
 
-def scheduled(result: subprocess.CompletedProcess) -> set[str]:
-    """Rule names in the 'Job stats' table of a dry run."""
+def scheduled(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule name -> job count, from the 'Job stats' table of a dry run."""
     text = result.stdout + result.stderr
     if "Nothing to be done" in text:
-        return set()
+        return {}
     table = text.split("Job stats:")[1].split("Reasons:")[0]
-    return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+$", table, re.M)} - {"total", "job"}
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,17 @@ def test_artifacts(study):
     for name in ("train", "test", "ood"):
         assert check[name]["n"] == len(pairs[name])
         assert 0.0 <= check[name]["accuracy"] <= 1.0
+    assert read_json(results / "rm" / "golden" / "check.json")["train"]["n"] == len(pairs["train"])
+
+    table = (results / "reports" / "rm_accuracy.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in table[1:]] == REWARD_MODELS
+    filtered = read_jsonl(results / "rrm" / "filtered.jsonl")
+    stats = read_json(results / "rrm" / "filter_stats.json")
+    assert len(filtered) == sum(s["kept"] for s in stats.values())
+    for name in ("rm", "rrm", "golden", "inform"):
+        assert (results / "rm" / name / "model" / "model.safetensors").is_file()
+    assert (results / "warm" / "model" / "model.safetensors").is_file()
+    assert (results / "rm" / "ens_uwo" / "model" / "ensemble.json").is_file()
 
     config = json.loads((results / "rm" / "rm" / "model" / "config.json").read_text())
     assert config["architectures"] == ["Qwen3ForSequenceClassification"] and len(config["id2label"]) == 1
@@ -88,14 +100,20 @@ def test_artifacts(study):
 
 
 def test_rerun_is_a_no_op(study):
-    assert scheduled(snakemake(study, "-n", "mrm_eval")) == set()
+    assert scheduled(snakemake(study, "-n", "mrm_eval")) == {}
 
 
 def test_labeling_change_reruns_only_downstream(study):
     changed = scheduled(snakemake(study, "-n", "mrm_eval", overrides="annotator: {length_bias: 0.5}"))
-    assert changed == {"preference_pairs", "train_rm", "rm_check", "mrm_eval"}
+    assert {"preference_pairs", "train_rm", "train_rrm", "rm_check"} <= changed.keys()
+    assert "gold_labeling" not in changed and not changed.keys() & UPSTREAM
     changed = scheduled(snakemake(study, "-n", "mrm_eval", overrides="gold: {batch_size: 8}"))
-    assert "gold_labeling" in changed and "train_rm" in changed and not changed & UPSTREAM
+    assert {"gold_labeling", "train_rm"} <= changed.keys() and not changed.keys() & UPSTREAM
+
+
+def test_forcerun_rrm_filter_rebuilds_only_the_rrm(study):
+    changed = scheduled(snakemake(study, "-n", "mrm_eval", "--forcerun", "rrm_filter"))
+    assert changed == {"rrm_filter": 1, "train_rrm": 1, "rm_check": 1, "rm_table": 1, "mrm_eval": 1}
 
 
 def test_dag_renders_as_mermaid(study):

@@ -1,0 +1,63 @@
+rule rrm_augment:
+    """RRM: the training pairs plus non-contextual and neutral (tie) pairs."""
+    input:
+        pairs=result("pairs/train.explicit.jsonl"),
+    output:
+        out=result("rrm/augmented.jsonl"),
+    log:
+        log_file("rrm_augment"),
+    benchmark:
+        benchmark_file("rrm_augment")
+    conda:
+        MAIN_ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        **step_params("rrm_augment"),
+    script:
+        "../workflow_scripts/step.py"
+
+
+rule rrm_label:
+    """RRM: the trained rm's win probability for every augmented pair."""
+    input:
+        model=rm_model("rm"),
+        pairs=result("rrm/augmented.jsonl"),
+    output:
+        out=result("rrm/labeled.jsonl"),
+    log:
+        log_file("rrm_label"),
+    benchmark:
+        benchmark_file("rrm_label")
+    conda:
+        MAIN_ENV
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        **step_params("rrm_label"),
+    script:
+        "../workflow_scripts/step.py"
+
+
+rule rrm_filter:
+    """RRM: keep the pairs the rm gets wrong (|P_rm - label| >= threshold); counts per pair type."""
+    input:
+        labeled=result("rrm/labeled.jsonl"),
+    output:
+        out=result("rrm/filtered.jsonl"),
+        stats=result("rrm/filter_stats.json"),
+    log:
+        log_file("rrm_filter"),
+    benchmark:
+        benchmark_file("rrm_filter")
+    conda:
+        MAIN_ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        **step_params("rrm_filter"),
+    script:
+        "../workflow_scripts/step.py"
