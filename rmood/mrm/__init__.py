@@ -1,0 +1,1 @@
+"""The Mahalanobis reward model (MRM): representations, GDA, conversion."""

@@ -1,0 +1,215 @@
+"""GDA: streamed statistics match scikit-learn's Ledoit–Wolf and a direct numpy fit, the reward is the
+two-Gaussian log-odds, and bad input is refused with the file and row."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import multivariate_normal
+from sklearn.covariance import LedoitWolf
+from sklearn.exceptions import NotFittedError
+
+from rmood.io import DataError
+from rmood.mrm.gda import GDA_KEYS, StreamingGDA, fit_gda, load_gda
+
+TOL = 1e-8
+
+
+def rel(actual: np.ndarray | float, expected: np.ndarray | float) -> float:
+    """Largest absolute difference relative to the largest expected magnitude."""
+    expected = np.asarray(expected, dtype=np.float64)
+    return float(np.max(np.abs(np.asarray(actual) - expected)) / max(np.max(np.abs(expected)), 1e-300))
+
+
+def write_pair(folder: Path, chosen: np.ndarray, rejected: np.ndarray) -> tuple[Path, Path]:
+    paths = folder / "chosen.npy", folder / "rejected.npy"
+    np.save(paths[0], chosen)
+    np.save(paths[1], rejected)
+    return paths
+
+
+def correlated(rng: np.random.Generator, n: int, d: int, shift: float) -> np.ndarray:
+    """float32 rows with a non-trivial covariance, centred near `shift`."""
+    mixing = rng.normal(size=(d, d)) / math.sqrt(d) + np.eye(d)
+    return (rng.normal(size=(n, d)) @ mixing + shift + rng.normal(size=d)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "n_pos, n_neg, d, chunk_size, offset",
+    [
+        (300, 200, 6, 10_000, 0.0),  # a single chunk
+        (1000, 733, 12, 37, 0.0),  # the chunk size divides neither class
+        (500, 400, 12, 64, 1e3),  # |μ| ≫ σ: raw moments would lose ~1e-4 here, shifted ones do not
+        (400, 300, 1, 50, 0.0),  # one feature: scikit-learn does not shrink
+        (40, 30, 50, 16, 0.0),  # n < d: only the shrinkage makes Σ invertible
+    ],
+)
+def test_fit_gda_matches_sklearn_and_numpy(tmp_path, n_pos, n_neg, d, chunk_size, offset):
+    rng = np.random.default_rng(n_pos + d)
+    chosen, rejected = correlated(rng, n_pos, d, offset), correlated(rng, n_neg, d, offset)
+    out = tmp_path / "gda_parameters.npz"
+    fit_gda(*write_pair(tmp_path, chosen, rejected), out, chunk_size)
+
+    with np.load(out, allow_pickle=False) as data:
+        assert sorted(data.files) == sorted(GDA_KEYS)
+        params = {key: data[key] for key in data.files}
+    assert all(value.dtype == np.float64 for value in params.values())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chosen.npy", "gda_parameters.npz", "rejected.npy"]
+
+    c, r = chosen.astype(np.float64), rejected.astype(np.float64)
+    mu_pos, mu_neg = c.mean(axis=0), r.mean(axis=0)
+    lw = LedoitWolf(assume_centered=True).fit(np.vstack([c - mu_pos, r - mu_neg]))
+    weight = np.linalg.solve(lw.covariance_, mu_pos - mu_neg)
+    expected = {
+        "mu_pos": mu_pos,
+        "mu_neg": mu_neg,
+        "covariance": lw.covariance_,
+        "precision": np.linalg.solve(lw.covariance_, np.eye(d)),
+        "weight": weight,
+        "bias": -0.5 * (mu_pos + mu_neg) @ weight + math.log(n_pos / n_neg),
+        "n_pos": n_pos,
+        "n_neg": n_neg,
+    }
+    for key, value in expected.items():
+        assert params[key].shape == np.shape(value), key
+        assert rel(params[key], value) <= TOL, key
+    assert abs(params["shrinkage"] - lw.shrinkage_) <= TOL * max(lw.shrinkage_, 1e-3)
+    assert (params["shrinkage"] > 0) == (d > 1)
+    loaded = load_gda(out)
+    assert loaded.keys() == set(GDA_KEYS) and all(np.array_equal(loaded[key], params[key]) for key in GDA_KEYS)
+
+
+def test_chunks_in_any_order_give_the_same_fit():
+    rng = np.random.default_rng(1)
+    chosen, rejected = correlated(rng, 250, 5, 3.0), correlated(rng, 180, 5, 3.0)
+    whole = StreamingGDA().fit_arrays(chosen, rejected, chunk_size=1000)
+    streamed = StreamingGDA()
+    for start in range(0, 250, 40):  # interleave the classes, uneven chunk sizes
+        streamed.partial_fit(rejected[start // 2 : start // 2 + 20], 0)
+        streamed.partial_fit(chosen[start : start + 40], 1)
+    streamed.partial_fit(rejected[140:], 0).finalize()
+    for key in GDA_KEYS:
+        assert rel(getattr(streamed, f"{key}_"), getattr(whole, f"{key}_")) <= 1e-10, key
+
+
+def test_log_odds_is_the_two_gaussian_posterior():
+    rng = np.random.default_rng(2)
+    d, n, prior = 4, 60_000, 0.3
+    mu_pos, mu_neg = rng.normal(size=d), rng.normal(size=d)
+    mixing = rng.normal(size=(d, d))
+    sigma = mixing @ mixing.T + np.eye(d)
+    is_pos = rng.random(n) < prior
+    x = np.where(is_pos[:, None], mu_pos, mu_neg) + rng.normal(size=(n, d)) @ np.linalg.cholesky(sigma).T
+    gda = StreamingGDA().fit_arrays(x[is_pos], x[~is_pos], chunk_size=4096)
+
+    probe = np.vstack([rng.multivariate_normal(mu, sigma, size=200) for mu in (mu_pos, mu_neg)])
+    logits = gda.decision_function(probe)
+
+    def log_odds(pos: np.ndarray, neg: np.ndarray, cov: np.ndarray, log_prior: float) -> np.ndarray:
+        return multivariate_normal(pos, cov).logpdf(probe) - multivariate_normal(neg, cov).logpdf(probe) + log_prior
+
+    estimated = log_odds(gda.mu_pos_, gda.mu_neg_, gda.covariance_, math.log(gda.n_pos_ / gda.n_neg_))
+    np.testing.assert_allclose(logits, estimated, rtol=1e-9, atol=1e-9)
+    true = log_odds(mu_pos, mu_neg, sigma, math.log(prior / (1 - prior)))
+    assert np.mean(np.abs(logits - true)) < 0.05
+    assert np.mean((logits > 0) == (true > 0)) > 0.97
+    assert gda.decision_function(probe[0]) == pytest.approx(logits[0])
+
+
+def test_mahalanobis_is_the_distance_to_the_nearer_class():
+    rng = np.random.default_rng(3)
+    gda = StreamingGDA().fit_arrays(correlated(rng, 300, 3, 0.0), correlated(rng, 200, 3, 2.0), chunk_size=64)
+    probe = rng.normal(size=(20, 3)) * 3
+    expected = [
+        min(math.sqrt((f - mu) @ gda.precision_ @ (f - mu)) for mu in (gda.mu_pos_, gda.mu_neg_)) for f in probe
+    ]
+    np.testing.assert_allclose(gda.mahalanobis(probe), expected, rtol=1e-10)
+    assert gda.mahalanobis(gda.mu_neg_) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_use_before_fit_and_bad_arguments():
+    with pytest.raises(NotFittedError):
+        StreamingGDA().decision_function(np.zeros((1, 3)))
+    with pytest.raises(DataError, match="empty class"):
+        StreamingGDA().partial_fit(np.zeros((2, 3)), 1).finalize()
+    with pytest.raises(ValueError, match="chunk_size"):
+        StreamingGDA().fit_arrays(np.zeros((2, 3)), np.zeros((2, 3)), chunk_size=0)
+    with pytest.raises(ValueError, match="label"):
+        StreamingGDA().partial_fit(np.zeros((2, 3)), 2)
+    gda = StreamingGDA().fit_arrays(np.eye(3), -np.eye(3) + 0.5, chunk_size=2)
+    with pytest.raises(ValueError, match=r"shape \(n, 3\)"):
+        gda.decision_function(np.zeros((2, 4)))
+
+
+# --- refused input: the message names the file (and row) -------------------------------------------
+
+
+def refused(tmp_path: Path, chosen: np.ndarray, rejected: np.ndarray, chunk_size: int = 8) -> str:
+    out = tmp_path / "out" / "gda_parameters.npz"
+    with pytest.raises(DataError) as err:
+        fit_gda(*write_pair(tmp_path, chosen, rejected), out, chunk_size)
+    assert not out.parent.exists() or not any(out.parent.iterdir()), "a failed fit left files behind"
+    return str(err.value)
+
+
+def test_empty_class_is_refused(tmp_path):
+    message = refused(tmp_path, np.ones((5, 3), np.float32), np.zeros((0, 3), np.float32))
+    assert "rejected.npy" in message and "empty class" in message
+
+
+def test_nan_is_refused_with_file_and_row(tmp_path):
+    rejected = np.ones((50, 3), np.float32)
+    rejected[23, 1] = np.nan
+    rejected[40, 0] = np.inf
+    message = refused(tmp_path, np.ones((5, 3), np.float32), rejected, chunk_size=8)
+    assert "rejected.npy" in message and "row 23" in message
+
+
+def test_width_mismatch_is_refused(tmp_path):
+    message = refused(tmp_path, np.ones((5, 3), np.float32), np.ones((5, 4), np.float32))
+    assert "chosen.npy" in message and "rejected.npy" in message and "widths differ" in message
+
+
+def test_non_2d_array_is_refused(tmp_path):
+    message = refused(tmp_path, np.ones(5, np.float32), np.ones((5, 4), np.float32))
+    assert "chosen.npy" in message and "2-D" in message
+
+
+@pytest.mark.parametrize("d", [1, 4])
+def test_singular_covariance_is_refused(tmp_path, d):
+    constant = np.ones((6, d), np.float32)  # no within-class spread: Σ = 0 and shrinkage 0
+    message = refused(tmp_path, constant, 2 * constant)
+    assert "singular" in message and "chosen.npy" in message
+
+
+@given(
+    data=st.data(),
+    n_rows=st.integers(1, 30),
+    d=st.integers(1, 4),
+    chunk_size=st.integers(1, 40),
+    label=st.sampled_from([0, 1]),
+    bad=st.sampled_from([np.nan, np.inf, -np.inf]),
+)
+@settings(max_examples=60, deadline=None)
+def test_first_non_finite_row_is_reported(data, n_rows, d, chunk_size, label, bad):
+    rows = data.draw(st.sets(st.integers(0, n_rows - 1), min_size=1, max_size=3))
+    arrays = [np.arange(n_rows * d, dtype=np.float64).reshape(n_rows, d) for _ in range(2)]
+    for row in rows:
+        arrays[label][row, data.draw(st.integers(0, d - 1))] = bad
+    name = ("rejected-file", "chosen-file")[label]
+    with pytest.raises(DataError, match=rf"^{name}: non-finite value in row {min(rows)}$"):
+        StreamingGDA().fit_arrays(arrays[1], arrays[0], chunk_size, names=("chosen-file", "rejected-file"))
+
+
+def test_load_gda_refuses_missing_keys(tmp_path):
+    path = tmp_path / "partial.npz"
+    np.savez(path, **{key: np.zeros(1) for key in GDA_KEYS if key not in ("bias", "weight")})
+    with pytest.raises(DataError, match=r"partial\.npz: missing GDA key\(s\) weight, bias"):
+        load_gda(path)
+    with pytest.raises(DataError, match="no such file"):
+        load_gda(tmp_path / "absent.npz")
