@@ -7,7 +7,9 @@ non-pad token. Rewards come back in input order.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,9 +42,10 @@ def load_reward_model(path: str | Path, dtype: str = "float32"):
     return model.to(device).eval(), tokenizer
 
 
-def tokenize(tokenizer, conversations: list[Conversation]) -> list[list[int]]:
+def tokenize(tokenizer, conversations: list[Conversation], add_generation_prompt: bool = False) -> list[list[int]]:
     """Token ids of each conversation under the tokenizer's chat template."""
-    return [tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"] for c in conversations]
+    options = dict(tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt)
+    return [tokenizer.apply_chat_template(c, **options)["input_ids"] for c in conversations]
 
 
 def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
@@ -61,12 +64,15 @@ def right_pad(sequences: list[list[int]], pad_id: int, device):
     return ids, mask
 
 
-def score_conversations(model, tokenizer, conversations: list[Conversation], batch_size: int) -> np.ndarray:
-    """Rewards (float64, input order) of the conversations."""
-    import torch
+def padded_batches(
+    model, sequences: list[list[int]], batch_size: int, desc: str
+) -> Iterator[tuple[list[int], Any, Any]]:
+    """(indices, input_ids, attention_mask) of length-sorted, right-padded batches on the model's device.
+
+    Refuses a model without a pad id, and sequences that end with it (last-non-pad pooling would skip that token).
+    """
     from tqdm.auto import tqdm
 
-    sequences = tokenize(tokenizer, conversations)
     pad_id = model.config.pad_token_id
     if pad_id is None:
         raise ModelError("the reward model's config has no pad_token_id: it cannot pool a padded batch")
@@ -76,10 +82,24 @@ def score_conversations(model, tokenizer, conversations: list[Conversation], bat
             f"{len(ends_with_pad)} conversations end with the pad token (id {pad_id}), so the model's last-non-pad "
             "pooling would skip it; give the tokenizer a pad token that never ends a conversation"
         )
-    rewards = np.empty(len(sequences), dtype=np.float64)
     device = next(model.parameters()).device
+    for batch in tqdm(length_sorted_batches(list(map(len, sequences)), batch_size), desc=desc, mininterval=5):
+        yield batch, *right_pad([sequences[i] for i in batch], pad_id, device)
+
+
+def score_conversations(model, tokenizer, conversations: list[Conversation], batch_size: int) -> np.ndarray:
+    """Rewards (float64, input order) of the conversations: the model's logit plus `config.reward_bias` (0 if absent).
+
+    An exported MRM (`rmood.mrm.model.export_mrm`) keeps the constant b of its reward weightᵀf + b in
+    `config.reward_bias`, since its `score` layer has no bias: rmood's scoring returns weightᵀf + b, while
+    PPO (TRL, verl) and vLLM, which read the logit, see weightᵀf, a constant shift of the PPO reward that
+    changes no ranking and no Best-of-N choice.
+    """
+    import torch
+
+    sequences = tokenize(tokenizer, conversations)
+    rewards = np.empty(len(sequences), dtype=np.float64)
     with torch.no_grad():
-        for batch in tqdm(length_sorted_batches(list(map(len, sequences)), batch_size), desc="scoring", mininterval=5):
-            ids, mask = right_pad([sequences[i] for i in batch], pad_id, device)
+        for batch, ids, mask in padded_batches(model, sequences, batch_size, "scoring"):
             rewards[batch] = model(input_ids=ids, attention_mask=mask).logits[:, 0].float().cpu().numpy()
-    return rewards
+    return rewards + getattr(model.config, "reward_bias", 0.0)
