@@ -1,0 +1,263 @@
+"""The MRM as models: the exported plain Qwen3 RM, the rich GDA-head model, the comparison and OOD checks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from rmood.io import read_json, read_jsonl, write_jsonl
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+PENALTY = 0.5
+SCORING = {"batch_size": 4}
+
+
+def write_pairs(prompt_file: Path, out: Path, start: int, stop: int) -> Path:
+    """Explicit-format pairs: the reference answer is chosen, a longer wrong one rejected."""
+    records = read_jsonl(prompt_file)[start:stop]
+    write_jsonl(out, [{"id": r["id"], "prompt": r["messages"], "chosen": r["reference"],
+                       "rejected": r["reference"][::-1] * 2} for r in records])
+    return out
+
+
+def mahalanobis(features: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+    """min over the class means of sqrt((f − μ)ᵀ Σ⁻¹ (f − μ)), in float64."""
+    return np.min([np.sqrt(np.einsum("ij,jk,ik->i", features - mu, params["precision"], features - mu))
+                   for mu in (params["mu_pos"], params["mu_neg"])], axis=0)
+
+
+@pytest.fixture(scope="module")
+def study(tiny_base, prompt_data, tmp_path_factory) -> dict[str, Path]:
+    """An RM, its training representations, a fitted GDA, and the exported and rich MRMs built from them."""
+    from test_models import save_reward_model
+
+    from rmood.mrm.gda import fit_gda
+    from rmood.mrm.model import convert_to_mrm
+    from rmood.mrm.representations import pair_representations
+
+    folder = tmp_path_factory.mktemp("mrm")
+    paths = {
+        "rm": save_reward_model(tiny_base, folder / "rm"),
+        "train": write_pairs(prompt_data["preference"], folder / "train.explicit.jsonl", 0, 16),
+        "test": write_pairs(prompt_data["preference"], folder / "test.explicit.jsonl", 16, 24),
+        "ood": write_pairs(prompt_data["ood"], folder / "ood.explicit.jsonl", 0, 8),
+        **{name: folder / f"{name}.npy" for name in ("chosen", "rejected", "message")},
+        "gda": folder / "gda_parameters.npz",
+        "model": folder / "model",
+        "pen_model": folder / "pen_model",
+    }
+    pair_representations(str(paths["rm"]), str(paths["train"]),
+                         [str(paths[n]) for n in ("chosen", "rejected", "message")], SCORING, "float32")
+    fit_gda(paths["chosen"], paths["rejected"], paths["gda"], 8)
+    convert_to_mrm(str(paths["rm"]), str(paths["gda"]), str(paths["model"]), str(paths["pen_model"]), PENALTY)
+    return paths
+
+
+def train_conversations(study) -> tuple[list, np.ndarray]:
+    """The training responses (chosen, then rejected) and their representations."""
+    from rmood.mrm.model import read_pairs, responses
+
+    features = np.vstack([np.load(study["chosen"]), np.load(study["rejected"])]).astype(np.float64)
+    return responses(read_pairs(str(study["train"]))), features
+
+
+def rewards(path: Path, conversations: list) -> np.ndarray:
+    from rmood.rm.score import load_reward_model, score_conversations
+
+    return score_conversations(*load_reward_model(path), conversations, SCORING["batch_size"])
+
+
+def test_exported_mrm_is_a_plain_qwen3_scoring_the_gda_reward(study):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.models.qwen3.modeling_qwen3 import Qwen3ForSequenceClassification
+
+    from rmood.mrm.gda import load_gda
+    from rmood.rm.score import right_pad, tokenize
+
+    params = load_gda(study["gda"])
+    config = json.loads((study["model"] / "config.json").read_text())
+    assert config["model_type"] == "qwen3" and config["architectures"] == ["Qwen3ForSequenceClassification"]
+    assert config["reward_bias"] == pytest.approx(float(params["bias"]))
+    assert (study["model"] / "model.safetensors").is_file() and (study["model"] / "tokenizer.json").is_file()
+
+    conversations, features = train_conversations(study)
+    expected = features @ params["weight"]
+    np.testing.assert_allclose(rewards(study["model"], conversations), expected + params["bias"], atol=1e-4)
+
+    plain = AutoModelForSequenceClassification.from_pretrained(study["model"]).eval()  # what PPO / vLLM see
+    assert type(plain) is Qwen3ForSequenceClassification
+    tokenizer = AutoTokenizer.from_pretrained(study["model"])
+    ids, mask = right_pad(tokenize(tokenizer, conversations), plain.config.pad_token_id, "cpu")
+    with torch.no_grad():
+        logits = plain(input_ids=ids, attention_mask=mask).logits[:, 0].double().numpy()
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+
+
+def test_rich_mrm_equals_the_exported_model_the_rm_and_the_penalised_reward(study):
+    from rmood.mrm.gda import load_gda
+    from rmood.mrm.model import MRMForSequenceClassification
+    from rmood.rm.score import load_reward_model, score_conversations
+
+    params = load_gda(study["gda"])
+    conversations, features = train_conversations(study)
+    rich, tokenizer = load_reward_model(study["pen_model"])
+    assert isinstance(rich, MRMForSequenceClassification) and rich.config.mahalanobis_penalty == PENALTY
+    assert not hasattr(rich.config, "reward_bias")  # the rich model's bias is a buffer, inside its logits
+
+    def scored() -> np.ndarray:
+        return score_conversations(rich, tokenizer, conversations, SCORING["batch_size"])
+
+    distance = mahalanobis(features, params)
+    np.testing.assert_allclose(rich.score.mahalanobis(torch.from_numpy(features)).numpy(), distance, rtol=1e-4)
+    penalised = scored()
+    rich.config.mahalanobis_penalty = 0.0
+    plain_gda = scored()
+    np.testing.assert_allclose(plain_gda, rewards(study["model"], conversations), atol=1e-5)
+    np.testing.assert_allclose(plain_gda - penalised, PENALTY * distance, rtol=1e-4)
+    rich.use_gda_reward = False
+    assert rich.config.use_gda_reward is False
+    np.testing.assert_allclose(scored(), rewards(study["rm"], conversations), atol=1e-6)
+
+
+@pytest.mark.parametrize("use_gda_reward", [True, False])
+def test_head_scores_every_position(study, use_gda_reward):
+    from transformers import AutoModelForSequenceClassification
+
+    rich = AutoModelForSequenceClassification.from_pretrained(study["pen_model"]).eval()
+    rich.use_gda_reward = use_gda_reward
+    hidden = torch.randn(3, 5, rich.config.hidden_size)
+    with torch.no_grad():
+        per_position = rich.score(hidden)  # what TRL's PPO does
+        per_row = rich.score(hidden.reshape(15, -1))
+    assert per_position.shape == (3, 5, 1)
+    torch.testing.assert_close(per_position.reshape(15, 1), per_row)
+    if use_gda_reward:
+        expected = rich.score.compute_gda_reward(hidden) - PENALTY * rich.score.mahalanobis(hidden)
+        torch.testing.assert_close(per_position[..., 0], expected)
+
+
+def test_rich_mrm_round_trips_with_its_buffers(study, tmp_path):
+    from safetensors import safe_open
+    from transformers import AutoModelForSequenceClassification
+
+    from rmood.mrm.gda import load_gda
+    from rmood.mrm.model import BUFFERS, MRMForSequenceClassification
+
+    config = json.loads((study["pen_model"] / "config.json").read_text())
+    assert config["model_type"] == "rmood_mrm" and config["architectures"] == ["MRMForSequenceClassification"]
+    assert config["use_gda_reward"] is True and config["mahalanobis_penalty"] == PENALTY
+    assert "reward_bias" not in config
+    with safe_open(study["pen_model"] / "model.safetensors", "pt") as f:
+        assert {f"score.{name}" for name in BUFFERS} | {"score.original.weight"} <= set(f.keys())
+        assert all(f.get_slice(f"score.{name}").get_dtype() == "F32" for name in BUFFERS)
+
+    params = load_gda(study["gda"])
+    rich = AutoModelForSequenceClassification.from_pretrained(study["pen_model"])
+    assert isinstance(rich, MRMForSequenceClassification)
+    for name in BUFFERS:
+        torch.testing.assert_close(getattr(rich.score, name), torch.as_tensor(params[name], dtype=torch.float32))
+    rm = AutoModelForSequenceClassification.from_pretrained(study["rm"])
+    assert torch.equal(rich.score.original.weight, rm.score.weight)
+    assert all(torch.equal(t, rm.model.state_dict()[k]) for k, t in rich.model.state_dict().items())
+
+    rich.use_gda_reward = False
+    rich.save_pretrained(tmp_path / "again")
+    again = AutoModelForSequenceClassification.from_pretrained(tmp_path / "again")
+    assert again.use_gda_reward is False and torch.equal(again.score.precision, rich.score.precision)
+    half = AutoModelForSequenceClassification.from_pretrained(study["pen_model"], dtype=torch.bfloat16)
+    assert half.model.norm.weight.dtype == torch.bfloat16
+    assert all(getattr(half.score, name).dtype == torch.float32 for name in BUFFERS)
+
+
+def test_registration_comes_with_rmood_rm_and_the_model_module_imports_first(study):
+    code = (
+        "import sys\n"
+        "import rmood, rmood.steps, rmood.cli\n"
+        "assert 'torch' not in sys.modules, 'heavy import'\n"
+        "import rmood.mrm.model\n"
+        "from transformers import AutoModelForSequenceClassification\n"
+        f"model = AutoModelForSequenceClassification.from_pretrained({str(study['pen_model'])!r})\n"
+        "assert type(model).__name__ == 'MRMForSequenceClassification', type(model)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_compare_weights_with_the_rm_weight_and_a_failed_check(study, tmp_path):
+    from rmood.mrm.gda import load_gda
+    from rmood.mrm.model import compare_weights, convert_to_mrm
+    from rmood.rm.score import ModelError, load_reward_model
+
+    rm, _ = load_reward_model(study["rm"])
+    params = load_gda(study["gda"])
+    same = tmp_path / "same.npz"
+    np.savez(same, **{**params, "weight": rm.score.weight.detach().double().numpy()[0]})
+    convert_to_mrm(str(study["rm"]), str(same), str(tmp_path / "model"), str(tmp_path / "pen_model"), PENALTY)
+
+    def compare(gda: Path) -> dict:
+        compare_weights(str(study["rm"]), str(tmp_path / "model"), str(tmp_path / "pen_model"), str(gda),
+                        str(study["test"]), str(study["train"]), [str(study["chosen"]), str(study["rejected"])],
+                        str(tmp_path / "compare.json"), SCORING, "float32")
+        return read_json(tmp_path / "compare.json")
+
+    report = compare(same)
+    assert report["weights"]["cosine"] == pytest.approx(1.0)
+    assert report["weights"]["gda_norm"] == pytest.approx(report["weights"]["rm_norm"])
+    assert report["test_rewards"]["n"] == 16
+    assert report["test_rewards"]["pearson"] == pytest.approx(1.0) and report["test_rewards"]["spearman"] == 1.0
+    assert report["export_check"]["n"] == report["rich_check"]["n"] == 32
+    assert report["export_check"]["max_abs_error"] < 1e-4
+    assert report["rich_check"]["gda_mode_max_abs_error"] < 1e-4
+    assert report["rich_check"]["original_mode_max_abs_error"] < 1e-6
+    with pytest.raises(ModelError, match="rewards differ"):
+        compare(study["gda"])  # the models hold the RM's weight, the npz the fitted one
+
+
+def test_ood_summary_separates_far_distances():
+    from rmood.mrm.model import ood_summary
+
+    near, far = np.array([1.0, 2.0, 1.5]), np.array([10.0, 12.0])
+    assert ood_summary(near, far) == {"auroc": 1.0, "n_id": 3, "n_ood": 2, "mean_distance_id": 1.5,
+                                      "mean_distance_ood": 11.0}
+    assert ood_summary(far, near)["auroc"] == 0.0
+    assert ood_summary(near, np.empty(0))["auroc"] is None
+
+
+def test_ood_auroc_uses_the_mahalanobis_distance_of_the_mrm_features(study, tmp_path):
+    from rmood.mrm.gda import load_gda
+    from rmood.mrm.model import ood_auroc, read_pairs, responses
+    from rmood.mrm.representations import features
+    from rmood.rm.score import load_reward_model
+
+    out = tmp_path / "ood.json"
+    ood_auroc(str(study["model"]), str(study["gda"]), str(study["test"]), str(study["ood"]), str(out), SCORING,
+              "float32")
+    report = read_json(out)
+    model, tokenizer = load_reward_model(study["model"])
+    params = load_gda(study["gda"])
+    expected = {name: mahalanobis(features(model, tokenizer, responses(read_pairs(str(study[name]))), 4), params)
+                for name in ("test", "ood")}
+    assert report["n_id"] == expected["test"].size == 16 and report["n_ood"] == expected["ood"].size == 16
+    assert report["mean_distance_id"] == pytest.approx(expected["test"].mean(), rel=1e-4)
+    assert report["mean_distance_ood"] == pytest.approx(expected["ood"].mean(), rel=1e-4)
+    assert 0.0 <= report["auroc"] <= 1.0
+
+
+def test_conversion_refuses_a_gda_of_another_width(study, tmp_path):
+    from rmood.mrm.gda import load_gda
+    from rmood.mrm.model import export_mrm
+    from rmood.rm.score import ModelError
+
+    params = load_gda(study["gda"])
+    np.savez(tmp_path / "wide.npz", **{**params, "weight": np.zeros(params["weight"].size + 1)})
+    with pytest.raises(ModelError, match="bias-free score layer of shape"):
+        export_mrm(str(study["rm"]), str(tmp_path / "wide.npz"), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
