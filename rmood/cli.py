@@ -79,13 +79,24 @@ def redirect_to(log: str) -> Iterator[None]:
 
 
 def run_job(snakemake: Any) -> None:
-    """Run the step named by the rule's `params.step` with the rule's named inputs, outputs and params."""
-    step = STEPS[snakemake.params.step]
+    """Run the step named by the rule's `params.step` with the rule's named inputs, outputs and params:
+    in the warm worker when Snakemake started one (see rmood.worker), else in this process."""
+    from rmood.worker import submit
+
+    name = snakemake.params.step
+    step = STEPS[name]
     paths = {}
     for path in (*step.inputs, *step.outputs):
         files = snakemake.input if path in step.inputs else snakemake.output
         value = getattr(files, path.name)
         paths[path.name] = list(value) if path.many else str(value)
     settings = {k: v for k, v in snakemake.params.items() if k != "step"}
-    with redirect_to(snakemake.log[0]):
-        step.run(paths, settings)
+    log = os.path.abspath(snakemake.log[0])
+    request = {"step": name, "paths": paths, "settings": settings, "log": log, "cwd": os.getcwd(),
+               "threads": snakemake.threads}
+    code = submit(request)
+    if code is None:
+        with redirect_to(log):
+            step.run(paths, settings)
+    elif code != 0:
+        sys.exit(f"{name} failed in the rmood worker (exit code {code}); see {log}")

@@ -1,0 +1,164 @@
+"""A warm worker for local runs: torch, transformers and TRL are imported once, each job is a fork.
+
+Importing the ML stack costs a Python process 4–6 s, while a step of the embedded study computes
+for seconds. When Snakemake runs jobs on this machine, `start` launches one worker process that
+imports the stack and then forks a child per job (copy-on-write: the child starts with everything
+imported). The job's own process (`workflow_scripts/step.py`) only sends the request over a Unix
+socket and waits for the child's exit status; if that process is killed, the worker kills the child.
+Children run exactly the code an in-process job runs, so results are identical. Without a worker
+(a cluster, or `RMOOD_WORKER=0`) every job runs in its own process as usual.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+SOCKET_ENV = "RMOOD_WORKER_SOCKET"
+PRELOAD = (
+    "torch",
+    "transformers",
+    "transformers.models.qwen3.modeling_qwen3",
+    "trl",
+    "datasets",
+    "sklearn.covariance",
+    "rmood.rm.score",
+)
+
+
+def preload() -> None:
+    """Import what the steps import, before any job forks (no threads or devices are started)."""
+    import importlib
+
+    for module in PRELOAD:
+        importlib.import_module(module)
+
+
+def run_child(request: dict[str, Any]) -> int:
+    """In the forked child: run one step with its output sent to the job's log; returns the exit code."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from rmood.steps import STEPS
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.setpgid(0, 0)
+    os.chdir(request["cwd"])
+    with open(request["log"], "w", encoding="utf-8") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    sys.stdout = os.fdopen(1, "w", buffering=1, encoding="utf-8", closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, encoding="utf-8", closefd=False)
+    torch.set_num_threads(request["threads"])
+    threadpool_limits(request["threads"])  # numpy/scipy BLAS: as many threads as the job has
+    try:
+        STEPS[request["step"]].run(request["paths"], request["settings"])
+        return 0
+    except BaseException:  # noqa: BLE001 (report everything to the job's log)
+        traceback.print_exc()
+        return 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def kill(pid: int) -> None:
+    """Kill a child and everything it started (its process group)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def serve(path: str) -> None:
+    """Accept job requests on the Unix socket `path` until SIGTERM or until the parent (Snakemake) is gone."""
+    parent = os.getppid()
+    preload()
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    Path(path).unlink(missing_ok=True)
+    server.bind(path)
+    server.listen()
+    jobs: dict[int, socket.socket] = {}  # child pid -> the connection of the job that asked for it
+
+    def stop(*_: Any) -> None:
+        for pid in jobs:
+            kill(pid)
+        Path(path).unlink(missing_ok=True)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    while os.getppid() == parent:
+        readable, _, _ = select.select([server, *jobs.values()], [], [], 0.2)
+        for conn in readable:
+            if conn is server:
+                client, _ = server.accept()
+                request = json.loads(client.makefile("r", encoding="utf-8").readline())
+                pid = os.fork()
+                if pid == 0:
+                    server.close()
+                    os._exit(run_child(request))
+                try:
+                    os.setpgid(pid, pid)  # also done by the child: whichever runs first
+                except OSError:
+                    pass
+                jobs[pid] = client
+            else:  # the job's process went away before its child finished: stop the child
+                kill(next(p for p, c in jobs.items() if c is conn))
+        while jobs:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            client = jobs.pop(pid)
+            try:
+                client.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
+            except OSError:
+                pass
+            client.close()
+    stop()
+
+
+def submit(request: dict[str, Any]) -> int | None:
+    """Run a step in the worker and return its exit code, or None when no worker is listening."""
+    path = os.environ.get(SOCKET_ENV)
+    if not path or not Path(path).exists():
+        return None
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(path)
+    except OSError:
+        return None
+    with conn:
+        conn.sendall((json.dumps(request) + "\n").encode())
+        reply = conn.makefile("r", encoding="utf-8").readline()
+    return int(reply) if reply.strip() else 1
+
+
+def start(folder: str) -> subprocess.Popen:
+    """Launch a worker listening in `folder` and point the jobs this process starts at it (`SOCKET_ENV`).
+
+    Jobs that start before the worker has imported everything simply run in their own process.
+    """
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    path = str(Path(folder).resolve() / f"worker-{os.getpid()}.sock")
+    process = subprocess.Popen([sys.executable, "-m", "rmood.worker", path], stdin=subprocess.DEVNULL,
+                               start_new_session=True)
+    os.environ[SOCKET_ENV] = path
+    return process
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    process.wait(timeout=30)
+    os.environ.pop(SOCKET_ENV, None)
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
