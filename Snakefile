@@ -10,6 +10,7 @@ include: "rules/sft.smk"
 include: "rules/labeling.smk"
 include: "rules/rrm_data.smk"
 include: "rules/rm.smk"
+include: "rules/mrm.smk"
 
 
 rule rm:
@@ -24,6 +25,7 @@ rule reward_models:
     input:
         [rm_model(name) for name in config["reward_models"]],
         result("reports/rm_accuracy.csv"),
+        mrm_reports(),
 
 
 rule mrm_eval:

@@ -1,5 +1,6 @@
 """Config validation and the few helpers every rule file uses. Nothing heavy is imported here."""
 
+import os
 import sys
 
 from snakemake.utils import min_version, validate
@@ -10,6 +11,7 @@ from rmood.config import check_config
 from rmood.data import SPLITS
 from rmood.labeling.pairs import FORMATS as PAIR_FORMATS, PAIR_SETS
 from rmood.steps import settings
+from rmood import worker
 
 min_version("9.0")
 
@@ -18,9 +20,28 @@ validate(config, "../config/schema.yaml")
 check_config(config)
 
 EXPERIMENT = config["experiment"]
+WORKER = {}  # the warm worker process of a local run (rmood/worker.py)
+
+
+onstart:
+    if workflow.local_exec and os.environ.get("RMOOD_WORKER", "1") != "0":
+        WORKER["process"] = worker.start(".snakemake/rmood")
+
+
+onsuccess:
+    if WORKER:
+        worker.stop(WORKER.pop("process"))
+
+
+onerror:
+    if WORKER:
+        worker.stop(WORKER.pop("process"))
+
+
 SHARDS = range(config["sampling"]["shards"])
 PROMPT_SPLITS = ("preference", "ood")  # sampled by the SFT policy: pairs and ood pairs
 MAIN_ENV = "../environment.yml"
+REPRESENTATIONS = ("chosen", "rejected", "message")
 
 
 wildcard_constraints:
@@ -52,14 +73,22 @@ def data_files(splits):
 
 
 def rm_model(name):
-    """The model folder of a reward model (WARM's lives in warm/, as the design fixes)."""
-    return result("warm/model") if name == "warm" else result(f"rm/{name}/model")
+    """The model folder of a reward model (WARM's and the MRM's live where the design fixes them)."""
+    special = {"warm": "warm/model", "mrm": "mrm/model"}
+    return result(special.get(name, f"rm/{name}/model"))
 
 
 def rm_training_pairs(name):
     """The explicit-format pairs a reward model was trained on (for its train accuracy)."""
     special = {"rrm": "rrm/filtered.jsonl", "golden": "pairs/golden.explicit.jsonl"}
     return result(special.get(name, "pairs/train.explicit.jsonl"))
+
+
+def mrm_reports():
+    """The MRM's own reports, when the MRM is among the reward models."""
+    if "mrm" not in config["reward_models"]:
+        return []
+    return [result("mrm/compare_weights.json"), result("mrm/ood.json")]
 
 
 def seed_models():

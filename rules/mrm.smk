@@ -1,0 +1,118 @@
+rule representations:
+    """The rm's final hidden state at the last token of every chosen, rejected and prompt-only input."""
+    input:
+        model=rm_model("rm"),
+        pairs=result("pairs/train.explicit.jsonl"),
+    output:
+        out=expand(result("mrm/representations/{kind}.npy"), kind=REPRESENTATIONS),
+    log:
+        log_file("representations"),
+    benchmark:
+        benchmark_file("representations")
+    conda:
+        MAIN_ENV
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        **step_params("representations"),
+    script:
+        "../workflow_scripts/step.py"
+
+
+rule gda:
+    """Gaussian discriminant analysis of chosen vs rejected representations (streaming, Ledoit-Wolf)."""
+    input:
+        chosen=result("mrm/representations/chosen.npy"),
+        rejected=result("mrm/representations/rejected.npy"),
+    output:
+        out=result("mrm/gda_parameters.npz"),
+    log:
+        log_file("gda"),
+    benchmark:
+        benchmark_file("gda")
+    conda:
+        MAIN_ENV
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        **step_params("gda"),
+    script:
+        "../workflow_scripts/step.py"
+
+
+rule convert_to_mrm:
+    """The MRM: the rm's backbone with the GDA head folded into `score`; and the penalised mrm_pen."""
+    input:
+        rm=rm_model("rm"),
+        gda=result("mrm/gda_parameters.npz"),
+    output:
+        model=directory(rm_model("mrm")),
+        pen_model=directory(rm_model("mrm_pen")),
+    log:
+        log_file("convert_to_mrm"),
+    benchmark:
+        benchmark_file("convert_to_mrm")
+    conda:
+        MAIN_ENV
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        **step_params("convert_to_mrm"),
+    script:
+        "../workflow_scripts/step.py"
+
+
+rule compare_weights:
+    """GDA weight vs the rm's score weight, reward correlation, and a check of the converted model."""
+    input:
+        rm=rm_model("rm"),
+        mrm=rm_model("mrm"),
+        pen_model=rm_model("mrm_pen"),
+        gda=result("mrm/gda_parameters.npz"),
+        pairs=result("pairs/test.explicit.jsonl"),
+        train_pairs=result("pairs/train.explicit.jsonl"),
+        representations=expand(
+            result("mrm/representations/{kind}.npy"), kind=("chosen", "rejected")
+        ),
+    output:
+        out=result("mrm/compare_weights.json"),
+    log:
+        log_file("compare_weights"),
+    benchmark:
+        benchmark_file("compare_weights")
+    conda:
+        MAIN_ENV
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        **step_params("compare_weights"),
+    script:
+        "../workflow_scripts/step.py"
+
+
+rule mrm_ood:
+    """AUROC of the Mahalanobis distance for telling ood responses from in-distribution ones."""
+    input:
+        model=rm_model("mrm"),
+        gda=result("mrm/gda_parameters.npz"),
+        test=result("pairs/test.explicit.jsonl"),
+        ood=result("pairs/ood.explicit.jsonl"),
+    output:
+        out=result("mrm/ood.json"),
+    log:
+        log_file("mrm_ood"),
+    benchmark:
+        benchmark_file("mrm_ood")
+    conda:
+        MAIN_ENV
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        **step_params("mrm_ood"),
+    script:
+        "../workflow_scripts/step.py"
