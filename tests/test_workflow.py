@@ -16,7 +16,7 @@ from rmood.io import read_jsonl, read_json
 
 pytestmark = pytest.mark.e2e
 EXPERIMENT = "test"
-REWARD_MODELS = ["rm", "rrm", "inform", "golden", "warm", "ens_mean", "ens_wco", "ens_uwo"]
+REWARD_MODELS = ["rm", "rrm", "inform", "golden", "warm", "ens_mean", "ens_wco", "ens_uwo", "mrm", "mrm_pen"]
 UPSTREAM = {"data", "base", "sft", "sft_sampling", "gather_samples"}
 
 
@@ -114,6 +114,37 @@ def test_labeling_change_reruns_only_downstream(study):
 def test_forcerun_rrm_filter_rebuilds_only_the_rrm(study):
     changed = scheduled(snakemake(study, "-n", "mrm_eval", "--forcerun", "rrm_filter"))
     assert changed == {"rrm_filter": 1, "train_rrm": 1, "rm_check": 1, "rm_table": 1, "mrm_eval": 1}
+
+
+def test_mrm_artifacts(study):
+    import numpy as np
+
+    from rmood.mrm.gda import load_gda
+
+    results = study / "results" / EXPERIMENT
+    n = len(read_jsonl(results / "pairs" / "train.explicit.jsonl"))
+    arrays = [np.load(results / "mrm" / "representations" / f"{k}.npy", allow_pickle=False)
+              for k in ("chosen", "rejected", "message")]
+    assert all(a.shape == arrays[0].shape and a.shape[0] == n and a.dtype == np.float32 for a in arrays)
+    gda = load_gda(results / "mrm" / "gda_parameters.npz")
+    assert gda["n_pos"] == gda["n_neg"] == n and gda["weight"].shape == (arrays[0].shape[1],)
+    compare = read_json(results / "mrm" / "compare_weights.json")
+    assert -1.0 <= compare["weights"]["cosine"] <= 1.0
+    assert compare["export_check"]["max_abs_error"] < 1e-3
+    ood = read_json(results / "mrm" / "ood.json")
+    assert 0.0 <= ood["auroc"] <= 1.0 and ood["n_ood"] > 0
+
+
+def test_new_representations_rebuild_only_the_mrm(study):
+    import numpy as np
+
+    # Snakemake 9 compares input checksums, so a bare `touch` rebuilds nothing; new contents do.
+    path = study / "results" / EXPERIMENT / "mrm" / "representations" / "chosen.npy"
+    np.save(path, np.load(path, allow_pickle=False) + np.float32(1e-3))
+    assert scheduled(snakemake(study, "-n", f"results/{EXPERIMENT}/mrm/gda_parameters.npz")) == {"gda": 1}
+    changed = scheduled(snakemake(study, "-n", "mrm_eval"))
+    assert changed == {"gda": 1, "convert_to_mrm": 1, "compare_weights": 1, "mrm_ood": 1, "rm_check": 2,
+                       "rm_table": 1, "mrm_eval": 1}
 
 
 def test_dag_renders_as_mermaid(study):
