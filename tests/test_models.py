@@ -167,9 +167,9 @@ def test_checkpoints_resume_only_with_the_same_fingerprint(tmp_path):
     assert not (work / "checkpoint-10").exists()
 
 
-def test_gold_labels_from_a_gold_reward_model(tiny_base, prompt_data, tmp_path):
+def test_gold_labels_and_proxy_scores_from_a_reward_model(tiny_base, prompt_data, tmp_path):
     from rmood.io import write_jsonl
-    from rmood.labeling.label import conversation, label_gold
+    from rmood.labeling.label import conversation, label_gold, score_samples
     from rmood.rm.score import load_reward_model, score_conversations
 
     gold_rm = save_reward_model(tiny_base, tmp_path / "gold_rm")
@@ -185,6 +185,12 @@ def test_gold_labels_from_a_gold_reward_model(tiny_base, prompt_data, tmp_path):
                                    [conversation(by_id[s["prompt_id"]], s["response"]) for s in samples], 1)
     assert [(g["prompt_id"], g["sample"]) for g in labels] == [(s["prompt_id"], s["sample"]) for s in samples]
     np.testing.assert_allclose([g["gold"] for g in labels], expected, rtol=1e-4, atol=1e-5)
+
+    score_samples(str(gold_rm), str(tmp_path / "samples.jsonl"), [str(prompt_data["preference"])],
+                  str(tmp_path / "proxy.jsonl"), {"batch_size": 4}, "float32")
+    proxy = read_jsonl(tmp_path / "proxy.jsonl")
+    assert [(p["prompt_id"], p["sample"]) for p in proxy] == [(s["prompt_id"], s["sample"]) for s in samples]
+    np.testing.assert_allclose([p["reward"] for p in proxy], expected, rtol=1e-4, atol=1e-5)
 
 
 def test_base_from_a_local_model_dir(tiny_base, tmp_path):
