@@ -27,6 +27,12 @@ def shard_prompts(prompt_files: list[str], shard: int, shards: int) -> list[Reco
     return prompts[shard::shards]
 
 
+def encode_prompt(tokenizer, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of the prompt rendered by the chat template with the generation prompt (the policy's input)."""
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
 def batch_seed(seed: int, shard: int, batch: int) -> int:
     """A 63-bit seed for one batch, independent of how many batches ran before it."""
     digest = hashlib.sha256(f"{seed}/{shard}/{batch}".encode()).digest()
@@ -61,13 +67,7 @@ def sample_shard(
     tokenizer = AutoTokenizer.from_pretrained(model)
     tokenizer.padding_side = "left"
     prompts = shard_prompts(prompt_files, shard, sampling["shards"])
-    encoded = {
-        p["id"]: tokenizer(
-            tokenizer.apply_chat_template(p["messages"], add_generation_prompt=True, tokenize=False),
-            add_special_tokens=False,
-        )["input_ids"]
-        for p in prompts
-    }
+    encoded = {p["id"]: encode_prompt(tokenizer, p["messages"]) for p in prompts}
     order = sorted(prompts, key=lambda p: len(encoded[p["id"]]))
     size = sampling["batch_size"]
     batches = [order[i : i + size] for i in range(0, len(order), size)]

@@ -1,0 +1,248 @@
+"""PPO with TRL against plain and custom reward models, its checkpoints and refusals, and the KL measurement."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rmood.io import read_jsonl, write_jsonl
+from test_models import save_reward_model
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("trl")
+
+RL = dict(steps=4, save_every=2, batch_size=4, mini_batches=2, ppo_epochs=1, learning_rate=1e-2, kl_coef=0.05,
+          response_length=8, missing_eos_penalty=None)
+SAMPLING = dict(backend="hf", n=2, temperature=1.0, top_p=1.0, max_new_tokens=8, batch_size=8, shards=1)
+
+
+def run_ppo(policy: Path, reward_model: Path, prompts: Path, folder: Path, **settings) -> list[str]:
+    """PPO with RL (updated by `settings`) into folder/step_<k>/model; returns those dirs."""
+    from rmood.rl.ppo import checkpoint_steps, train_ppo
+
+    rl = {**RL, **settings}
+    out = [str(folder / f"step_{k}" / "model") for k in checkpoint_steps(rl["steps"], rl["save_every"])]
+    train_ppo(str(policy), str(reward_model), str(prompts), out, str(folder / "work"), 0, rl, {"temperature": 1.0},
+              "float32")
+    return out
+
+
+def state_dict(path) -> dict:
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path).state_dict()
+
+
+@pytest.fixture(scope="module")
+def plain_rm(tiny_base, tmp_path_factory) -> Path:
+    return save_reward_model(tiny_base, tmp_path_factory.mktemp("rl") / "rm")
+
+
+@pytest.fixture(scope="module")
+def inform_rm(tiny_base, tmp_path_factory) -> Path:
+    from rmood.rm.inform import inform_from_policy
+
+    model, tokenizer = inform_from_policy(str(tiny_base), 8, 0, "float32")
+    out = tmp_path_factory.mktemp("rl") / "inform"
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ppo_run(tiny_base, plain_rm, prompt_data, tmp_path_factory) -> tuple[Path, list[str]]:
+    folder = tmp_path_factory.mktemp("ppo")
+    return folder, run_ppo(tiny_base, plain_rm, prompt_data["preference"], folder)
+
+
+def test_checkpoint_steps_and_out_lists():
+    from rmood.rl.ppo import checkpoint_dirs, checkpoint_steps
+
+    assert checkpoint_steps(40, 10) == [10, 20, 30, 40]
+    assert checkpoint_steps(25, 10) == [10, 20, 25]  # the last update is always saved
+    assert checkpoint_dirs(["r/step_4/model", "r/step_2/model"], 4, 2) == {
+        2: Path("r/step_2/model"), 4: Path("r/step_4/model")
+    }
+    wrong = {
+        "saves updates": ["r/step_2/model"],
+        "outputs are for": ["r/step_2/model", "r/step_3/model", "r/step_4/model"],
+        "listed twice": ["r/step_2/model", "s/step_2/model", "r/step_4/model"],
+        "step_<k>/model": ["r/step_2/model", "r/4/model"],
+    }
+    for message, out in wrong.items():
+        with pytest.raises(ValueError, match=message):
+            checkpoint_dirs(out, 4, 2)
+
+
+def test_ppo_saves_the_declared_checkpoints_deterministically(tiny_base, plain_rm, prompt_data, ppo_run, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, out = ppo_run
+    assert sorted(p.name for p in folder.iterdir()) == ["step_2", "step_4"]  # the work folder is gone
+    base = state_dict(tiny_base)
+    for path in out:
+        assert type(AutoModelForCausalLM.from_pretrained(path)).__name__ == "Qwen3ForCausalLM"
+        assert AutoTokenizer.from_pretrained(path).get_vocab() == AutoTokenizer.from_pretrained(tiny_base).get_vocab()
+        trained = state_dict(path)
+        assert any(not torch.equal(trained[name], base[name]) for name in base)
+    again = run_ppo(tiny_base, plain_rm, prompt_data["preference"], tmp_path)
+    for first, second in zip(out, again):
+        assert all(torch.equal(a, b) for a, b in zip(state_dict(first).values(), state_dict(second).values()))
+
+
+def test_ppo_does_nothing_when_every_checkpoint_exists(tiny_base, plain_rm, prompt_data, ppo_run):
+    folder, out = ppo_run
+    stamps = [(Path(p) / "model.safetensors").stat().st_mtime_ns for p in out]
+    run_ppo(tiny_base, plain_rm, prompt_data["preference"], folder)
+    assert [(Path(p) / "model.safetensors").stat().st_mtime_ns for p in out] == stamps
+    assert not (folder / "work").exists()
+
+
+def test_ppo_against_an_inform_rm(tiny_base, inform_rm, prompt_data, tmp_path):
+    out = run_ppo(tiny_base, inform_rm, prompt_data["preference"], tmp_path, steps=2, save_every=1)
+    base = state_dict(tiny_base)
+    for path in out:
+        trained = state_dict(path)
+        assert any(not torch.equal(trained[name], base[name]) for name in base)
+
+
+def test_value_model_of_plain_and_custom_rms(plain_rm, inform_rm):
+    from rmood.rl.engine import value_model
+    from rmood.rm.score import load_reward_model
+
+    rm, _ = load_reward_model(plain_rm)
+    value = value_model(str(plain_rm), rm, 0, "float32")
+    assert all(torch.equal(a, b) for a, b in zip(value.state_dict().values(), rm.state_dict().values()))
+
+    inform, _ = load_reward_model(inform_rm)
+    value = value_model(str(inform_rm), inform, 0, "float32")
+    assert type(value).__name__ == "Qwen3ForSequenceClassification" and value.score.weight.shape == (1, 32)
+    backbone = inform.model.state_dict()
+    assert all(torch.equal(p, backbone[name]) for name, p in value.model.state_dict().items())
+    assert torch.equal(value_model(str(inform_rm), inform, 0, "float32").score.weight, value.score.weight)  # seeded
+
+
+def test_rendered_reward_is_rmood_scoring(tiny_base, inform_rm, prompt_data):
+    """TRL's get_reward on the wrapped RM gives what rmood's scoring gives the decoded conversations."""
+    from transformers import AutoTokenizer
+    from trl.experimental.utils import get_reward
+
+    from rmood.generation import encode_prompt
+    from rmood.labeling.label import conversation
+    from rmood.rl.engine import RenderedReward
+    from rmood.rm.score import load_reward_model, score_conversations
+
+    rm, rm_tokenizer = load_reward_model(inform_rm)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    records = read_jsonl(prompt_data["preference"])[:4]
+    prompts = [encode_prompt(tokenizer, r["messages"]) for r in records]
+    texts = ["1 2 3", "abc", "", "x y"]
+    finished = [True, False, True, True]
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    responses = [tokenizer(t, add_special_tokens=False)["input_ids"] + [eos] * f for t, f in zip(texts, finished)]
+    width, length = max(map(len, prompts)), max(map(len, responses)) + 2
+    rows = [[pad] * (width - len(p)) + p + r + [pad] * (length - len(r)) for p, r in zip(prompts, responses)]
+    wrapper = RenderedReward(rm, rm_tokenizer, tokenizer, {tuple(p): r for p, r in zip(prompts, records)})
+    _, rewards, _ = get_reward(wrapper, torch.tensor(rows), pad, width)
+    expected = score_conversations(rm, rm_tokenizer, [conversation(r, t) for r, t in zip(records, texts)], 4)
+    np.testing.assert_allclose(rewards.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_ppo_refusals(tiny_base, plain_rm, prompt_data, tmp_path):
+    from transformers import AutoTokenizer
+
+    from rmood.rm.ensemble import make_ensemble
+    from rmood.rm.score import ModelError
+
+    prompts = prompt_data["preference"]
+    make_ensemble([str(plain_rm), str(plain_rm)], str(tmp_path / "ensemble"), "mean", 1.0)
+    with pytest.raises(ModelError, match="ensemble"):
+        run_ppo(tiny_base, tmp_path / "ensemble", prompts, tmp_path / "a")
+
+    other = shutil.copytree(plain_rm, tmp_path / "other_vocab")
+    tokenizer = AutoTokenizer.from_pretrained(other)
+    tokenizer.add_tokens(["<extra>"])
+    tokenizer.save_pretrained(other)
+    with pytest.raises(ModelError, match="vocabulary differs"):
+        run_ppo(tiny_base, other, prompts, tmp_path / "b")
+
+    pad_is_eos = shutil.copytree(tiny_base, tmp_path / "pad_is_eos")
+    tokenizer = AutoTokenizer.from_pretrained(pad_is_eos)
+    tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.save_pretrained(pad_is_eos)
+    with pytest.raises(ModelError, match="pad token other than eos"):
+        run_ppo(pad_is_eos, plain_rm, prompts, tmp_path / "c")
+
+    with pytest.raises(ValueError, match="fewer than one PPO batch"):
+        run_ppo(tiny_base, plain_rm, prompt_data["ood"], tmp_path / "d", batch_size=16)
+    assert not any((tmp_path / name).exists() for name in "abcd")
+
+
+def samples_file(path: Path, prompt_file: Path) -> Path:
+    """Hand-made samples: finished and unfinished, one of them empty."""
+    prompts = read_jsonl(prompt_file)[:6]
+    write_jsonl(path, [
+        {"prompt_id": p["id"], "sample": k, "response": "" if i == k == 0 else p["reference"][: 2 + 3 * k],
+         "finished": (i + k) % 2 == 0}
+        for i, p in enumerate(prompts) for k in range(2)
+    ])
+    return path
+
+
+def test_kl_of_a_model_against_itself_is_zero(tiny_base, prompt_data, tmp_path):
+    from rmood.rl.kl import sequence_kl
+
+    samples = samples_file(tmp_path / "samples.jsonl", prompt_data["preference"])
+    sequence_kl(str(tiny_base), str(tiny_base), str(samples), str(prompt_data["preference"]), str(tmp_path / "kl.json"),
+                {"batch_size": 4}, "float32")
+    assert json.loads((tmp_path / "kl.json").read_text()) == {"kl_sequence": 0.0, "kl_token": 0.0, "n": 12}
+
+
+def test_kl_against_a_perturbed_reference_is_positive(tiny_base, prompt_data, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rmood.generation import sample_shard
+    from rmood.rl.kl import sequence_kl
+
+    reference = AutoModelForCausalLM.from_pretrained(tiny_base)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for weights in (reference.get_input_embeddings().weight, reference.get_output_embeddings().weight):
+            weights.add_(0.5 * torch.randn_like(weights))
+    reference.save_pretrained(tmp_path / "reference")
+    AutoTokenizer.from_pretrained(tiny_base).save_pretrained(tmp_path / "reference")
+    prompts = str(prompt_data["preference"])
+    sample_shard(str(tiny_base), [prompts], str(tmp_path / "samples.jsonl"), 0, 0, SAMPLING, "float32")  # π's samples
+    sequence_kl(str(tiny_base), str(tmp_path / "reference"), str(tmp_path / "samples.jsonl"), prompts,
+                str(tmp_path / "kl.json"), {"batch_size": 8}, "float32")
+    kl = json.loads((tmp_path / "kl.json").read_text())
+    assert kl["n"] == 48 and kl["kl_sequence"] > 0.1 and kl["kl_token"] > 0.01
+
+
+def test_response_logprobs_batched_equal_one_at_a_time(tiny_base, prompt_data):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rmood.generation import encode_prompt
+    from rmood.rl.kl import response_logprobs
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_base).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    records = read_jsonl(prompt_data["preference"])[:7]
+    prompts = [encode_prompt(tokenizer, r["messages"]) for r in records]
+    responses = [tokenizer(r["reference"] * (i % 3), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+                 for i, r in enumerate(records)]
+    responses[0] = []
+    batched = response_logprobs(model, tokenizer, prompts, responses, 3)
+    single = [response_logprobs(model, tokenizer, [p], [r], 1)[0] for p, r in zip(prompts, responses)]
+    assert [b.size for b in batched] == list(map(len, responses)) and batched[0].dtype == np.float64
+    for b, s in zip(batched, single):
+        np.testing.assert_allclose(b, s, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # the definition, for one pair
+        logits = model(input_ids=torch.tensor([prompts[1] + responses[1]])).logits[0].double().log_softmax(-1)
+    start = len(prompts[1])
+    expected = [logits[start - 1 + t, token].item() for t, token in enumerate(responses[1])]
+    np.testing.assert_allclose(batched[1], expected, rtol=1e-5, atol=1e-5)
