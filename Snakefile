@@ -4,6 +4,9 @@
 configfile: f"{workflow.basedir}/config/config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/sft.smk"
@@ -11,6 +14,8 @@ include: "rules/labeling.smk"
 include: "rules/rrm_data.smk"
 include: "rules/rm.smk"
 include: "rules/mrm.smk"
+include: "rules/eval.smk"
+include: "rules/rl.smk"
 
 
 rule rm:
@@ -29,10 +34,12 @@ rule reward_models:
 
 
 rule mrm_eval:
-    """The study. For now: every reward model and its checks."""
+    """The study: every reward model, Best-of-N and PPO against each, the report and its plots."""
     default_target: True
     input:
         rules.reward_models.input,
+        result("reports/summary.csv"),
+        result("reports/mrm_eval.md"),
 
 
 rule all:

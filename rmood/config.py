@@ -71,6 +71,8 @@ def check_config(config: dict[str, Any]) -> None:
         raise ConfigError("config key 'data.root': required when data.source is alpacafarm")
     if config["gold"]["source"] == "programmatic" and data["source"] != "synthetic":
         raise ConfigError("config key 'gold.source': the programmatic gold reward needs data.source synthetic")
+    if config["rl"]["save_every"] > config["rl"]["steps"]:
+        raise ConfigError("config key 'rl.save_every': larger than rl.steps, so PPO would save no checkpoint")
     for key, builtin in (("model.source", "tiny"), ("gold.source", "programmatic")):
         value = lookup(config, key)
         if value != builtin and not (Path(value) / "config.json").is_file():

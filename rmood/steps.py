@@ -97,6 +97,17 @@ STEPS: dict[str, Step] = {
         outputs=(Path("out", "{train,test,ood}.{explicit,implicit}.jsonl", many=True),),
         config={"seed": "seed", "pairs": "pairs", "annotator": "annotator"},
     ),
+    "score": Step(
+        "rmood.labeling.label:score_samples",
+        "the proxy reward of every sampled response under a reward model",
+        inputs=(
+            Path("model", "reward model directory"),
+            Path("samples", "samples JSONL"),
+            Path("prompt_files", "prompt JSONL files", many=True),
+        ),
+        outputs=(Path("out", "rewards JSONL"),),
+        config={"scoring": "scoring", "dtype": "model.dtype"},
+    ),
     "train_rm": Step(
         "rmood.rm.train:train_reward_model",
         "Bradley–Terry reward model with TRL's RewardTrainer",
@@ -216,6 +227,64 @@ STEPS: dict[str, Step] = {
         ),
         outputs=(Path("out", "check.json"),),
         config={"scoring": "scoring", "dtype": "model.dtype"},
+    ),
+    "train_ppo": Step(
+        "rmood.rl.ppo:train_ppo",
+        "PPO (TRL) of the SFT policy against a reward model, saving the policy every rl.save_every updates",
+        inputs=(
+            Path("policy", "SFT model directory"),
+            Path("reward_model", "reward model directory"),
+            Path("prompts", "prompt JSONL for the rollouts"),
+        ),
+        outputs=(Path("out", "ppo/<rm>/step_<k>/model directories", many=True),),
+        work=(Path("work_dir", "scratch folder"),),
+        config={"seed": "seed", "rl": "rl", "sampling": "sampling", "dtype": "model.dtype"},
+    ),
+    "rl_kl": Step(
+        "rmood.rl.kl:sequence_kl",
+        "KL(policy || reference) on the policy's samples, per sequence and per token",
+        inputs=(
+            Path("policy", "policy directory"),
+            Path("reference", "reference (SFT) directory"),
+            Path("samples", "the policy's samples JSONL"),
+            Path("prompts", "prompt JSONL"),
+        ),
+        outputs=(Path("out", "kl.json"),),
+        config={"scoring": "scoring", "dtype": "model.dtype"},
+    ),
+    "bon_report": Step(
+        "rmood.eval.bon:bon_report",
+        "expected gold and proxy of best-of-n against KL_BoN, per reward model",
+        inputs=(Path("scores", "bon/scores/<rm>.jsonl files", many=True), Path("gold", "gold labels JSONL")),
+        outputs=(Path("out", "bon/report.json"),),
+        config={"n": "bon.n"},
+    ),
+    "ppo_curve": Step(
+        "rmood.eval.ppo:ppo_curve",
+        "KL, gold and proxy of every checkpoint of one PPO run",
+        inputs=(
+            Path("kl_files", "kl.json per step", many=True),
+            Path("gold_files", "gold.jsonl per step", many=True),
+            Path("proxy_files", "proxy.jsonl per step", many=True),
+        ),
+        outputs=(Path("out", "curve.json"),),
+        config={},
+        options={"rm": str},
+    ),
+    "report": Step(
+        "rmood.eval.report:make_report",
+        "the summary table, Markdown report and plots of the study",
+        inputs=(
+            Path("rm_table", "reports/rm_accuracy.csv"),
+            Path("bon", "bon/report.json"),
+            Path("ppo", "ppo/<rm>/curve.json files", many=True),
+        ),
+        outputs=(
+            Path("summary", "reports/summary.csv"),
+            Path("markdown", "reports/mrm_eval.md"),
+            Path("plots", "reports/plots/*.png", many=True),
+        ),
+        config={"reward_models": "reward_models"},
     ),
     "rm_table": Step(
         "rmood.rm.table:rm_table",

@@ -10,6 +10,7 @@ sys.path.insert(0, workflow.basedir)  # rmood from this checkout, installed or n
 from rmood.config import check_config
 from rmood.data import SPLITS
 from rmood.labeling.pairs import FORMATS as PAIR_FORMATS, PAIR_SETS
+from rmood.rl.ppo import checkpoint_steps
 from rmood.steps import settings
 from rmood import worker
 
@@ -42,10 +43,28 @@ SHARDS = range(config["sampling"]["shards"])
 PROMPT_SPLITS = ("preference", "ood")  # sampled by the SFT policy: pairs and ood pairs
 MAIN_ENV = "../environment.yml"
 REPRESENTATIONS = ("chosen", "rejected", "message")
+BON_SAMPLING = {
+    **config["sampling"],
+    "n": config["bon"]["n"],
+    "shards": config["bon"]["shards"],
+}
+RL_SAMPLING = {**config["sampling"], "n": config["rl"]["eval_samples"], "shards": 1}
+RL_MODELS = [
+    name for name in config["rl"]["reward_models"] if name in config["reward_models"]
+]
+PPO_STEPS = list(
+    range(
+        config["rl"]["save_every"],
+        config["rl"]["steps"] + 1,
+        config["rl"]["save_every"],
+    )
+)
+PLOTS = ("bon_gold", "bon_proxy", "ppo_gold", "ppo_proxy", "rm_accuracy")
 
 
 wildcard_constraints:
     shard=r"\d+",
+    step=r"\d+",
     seed=r"\d+",
     reduction="mean|wco|uwo",
 
@@ -82,6 +101,15 @@ def rm_training_pairs(name):
     """The explicit-format pairs a reward model was trained on (for its train accuracy)."""
     special = {"rrm": "rrm/filtered.jsonl", "golden": "pairs/golden.explicit.jsonl"}
     return result(special.get(name, "pairs/train.explicit.jsonl"))
+
+
+def ppo_policy(name, step):
+    """The policy after `step` PPO updates against `name` (step 0: the SFT policy)."""
+    return (
+        result("sft/model")
+        if int(step) == 0
+        else result(f"ppo/{name}/step_{step}/model")
+    )
 
 
 def mrm_reports():

@@ -1,0 +1,119 @@
+rule ppo:
+    """PPO (TRL) of the SFT policy against one reward model; the policy is saved every `rl.save_every` updates."""
+    input:
+        policy=result("sft/model"),
+        reward_model=lambda wildcards: rm_model(wildcards.name),
+        prompts=result("data/unlabeled.jsonl"),
+    output:
+        out=[directory(result(f"ppo/{{name}}/step_{k}/model")) for k in PPO_STEPS],
+    log:
+        log_file("ppo/{name}"),
+    benchmark:
+        benchmark_file("ppo/{name}")
+    conda:
+        MAIN_ENV
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=600,
+        gpu=1,
+    params:
+        **step_params(
+            "train_ppo",
+            work_dir=lambda wildcards: result(f"ppo/{wildcards.name}/work"),
+        ),
+    script:
+        "../workflow_scripts/step.py"
+
+
+use rule bon_sampling as rl_sampling with:
+    input:
+        model=lambda wildcards: ppo_policy(wildcards.name, wildcards.step),
+        prompt_files=data_files(("eval",)),
+    output:
+        out=result("ppo/{name}/step_{step}/samples.jsonl"),
+    log:
+        log_file("rl_sampling/{name}/{step}"),
+    benchmark:
+        benchmark_file("rl_sampling/{name}/{step}")
+    params:
+        **step_params("sample", sampling=RL_SAMPLING),
+        shard=0,
+
+
+use rule gold_labeling as rl_gold with:
+    input:
+        samples=result("ppo/{name}/step_{step}/samples.jsonl"),
+        prompt_files=data_files(("eval",)),
+    output:
+        out=result("ppo/{name}/step_{step}/gold.jsonl"),
+    log:
+        log_file("rl_gold/{name}/{step}"),
+    benchmark:
+        benchmark_file("rl_gold/{name}/{step}")
+
+
+use rule bon_score as rl_proxy with:
+    input:
+        model=lambda wildcards: rm_model(wildcards.name),
+        samples=result("ppo/{name}/step_{step}/samples.jsonl"),
+        prompt_files=data_files(("eval",)),
+    output:
+        out=result("ppo/{name}/step_{step}/proxy.jsonl"),
+    log:
+        log_file("rl_proxy/{name}/{step}"),
+    benchmark:
+        benchmark_file("rl_proxy/{name}/{step}")
+
+
+rule rl_kl:
+    """KL(actor || reference) on the checkpoint's own samples: per sequence and per token."""
+    input:
+        policy=lambda wildcards: ppo_policy(wildcards.name, wildcards.step),
+        reference=result("sft/model"),
+        samples=result("ppo/{name}/step_{step}/samples.jsonl"),
+        prompts=result("data/eval.jsonl"),
+    output:
+        out=result("ppo/{name}/step_{step}/kl.json"),
+    log:
+        log_file("rl_kl/{name}/{step}"),
+    benchmark:
+        benchmark_file("rl_kl/{name}/{step}")
+    conda:
+        MAIN_ENV
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        **step_params("rl_kl"),
+    script:
+        "../workflow_scripts/step.py"
+
+
+rule ppo_curve:
+    """Gold, proxy and KL of every checkpoint of one PPO run, step 0 being the SFT policy."""
+    input:
+        kl_files=expand(
+            result("ppo/{{name}}/step_{step}/kl.json"), step=[0, *PPO_STEPS]
+        ),
+        gold_files=expand(
+            result("ppo/{{name}}/step_{step}/gold.jsonl"), step=[0, *PPO_STEPS]
+        ),
+        proxy_files=expand(
+            result("ppo/{{name}}/step_{step}/proxy.jsonl"), step=[0, *PPO_STEPS]
+        ),
+    output:
+        out=result("ppo/{name}/curve.json"),
+    log:
+        log_file("ppo_curve/{name}"),
+    benchmark:
+        benchmark_file("ppo_curve/{name}")
+    conda:
+        MAIN_ENV
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        **step_params("ppo_curve", rm=lambda wildcards: wildcards.name),
+    script:
+        "../workflow_scripts/step.py"
