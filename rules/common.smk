@@ -112,6 +112,12 @@ def ppo_policy(name, step):
     )
 
 
+def rl_file(name, step, kind):
+    """A checkpoint's samples or gold labels; step 0 (the SFT policy) is sampled once for all RMs, as `sft`."""
+    owner = "sft" if int(step) == 0 else name
+    return result(f"ppo/{owner}/step_{step}/{kind}.jsonl")
+
+
 def mrm_reports():
     """The MRM's own reports, when the MRM is among the reward models."""
     if "mrm" not in config["reward_models"]:

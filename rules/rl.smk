@@ -12,7 +12,6 @@ rule ppo:
         benchmark_file("ppo/{name}")
     conda:
         MAIN_ENV
-    threads: 2
     resources:
         mem_mb=16000,
         runtime=600,
@@ -56,7 +55,7 @@ use rule gold_labeling as rl_gold with:
 use rule bon_score as rl_proxy with:
     input:
         model=lambda wildcards: rm_model(wildcards.name),
-        samples=result("ppo/{name}/step_{step}/samples.jsonl"),
+        samples=lambda wildcards: rl_file(wildcards.name, wildcards.step, "samples"),
         prompt_files=data_files(("eval",)),
     output:
         out=result("ppo/{name}/step_{step}/proxy.jsonl"),
@@ -91,7 +90,7 @@ rule rl_kl:
 
 
 rule ppo_curve:
-    """Gold, proxy and KL of every checkpoint of one PPO run, step 0 being the SFT policy."""
+    """Gold, proxy and KL of every checkpoint of one PPO run, step 0 being the SFT policy (KL 0)."""
     input:
         kl_files=expand(
             result("ppo/{{name}}/step_{step}/kl.json"), step=[0, *PPO_STEPS]

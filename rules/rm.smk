@@ -11,7 +11,6 @@ rule train_rm:
         benchmark_file("train_rm")
     conda:
         MAIN_ENV
-    threads: 2
     resources:
         mem_mb=8000,
         runtime=240,

@@ -32,7 +32,6 @@ rule sft:
         benchmark_file("sft")
     conda:
         MAIN_ENV
-    threads: 2
     resources:
         mem_mb=8000,
         runtime=240,

@@ -54,7 +54,7 @@ def study(tmp_path_factory) -> Path:
 
 def test_artifacts(study):
     results = study / "results" / EXPERIMENT
-    sizes = {"sft": 160, "preference": 96, "unlabeled": 0, "val": 8, "eval": 16, "ood": 32}
+    sizes = {"sft": 160, "preference": 96, "unlabeled": 16, "val": 8, "eval": 16, "ood": 32}
     for split, size in sizes.items():
         assert len(read_jsonl(results / "data" / f"{split}.jsonl")) == size
 
@@ -111,9 +111,17 @@ def test_labeling_change_reruns_only_downstream(study):
     assert {"gold_labeling", "train_rm"} <= changed.keys() and not changed.keys() & UPSTREAM
 
 
+# What retraining one RM reruns: its checks, BoN scores, PPO run and the checkpoints step_2 and step_4 (step_0, the
+# SFT policy, is shared by every RM: only its proxy score reruns), its curve and the report rows.
+ONE_RM_DOWNSTREAM = {
+    "rm_check": 1, "rm_table": 1, "bon_score": 1, "bon_report": 1, "ppo": 1, "rl_sampling": 2, "rl_gold": 2,
+    "rl_proxy": 3, "rl_kl": 2, "ppo_curve": 1, "report": 1, "mrm_eval": 1,
+}
+
+
 def test_forcerun_rrm_filter_rebuilds_only_the_rrm(study):
     changed = scheduled(snakemake(study, "-n", "mrm_eval", "--forcerun", "rrm_filter"))
-    assert changed == {"rrm_filter": 1, "train_rrm": 1, "rm_check": 1, "rm_table": 1, "mrm_eval": 1}
+    assert changed == {"rrm_filter": 1, "train_rrm": 1, **ONE_RM_DOWNSTREAM}
 
 
 def test_mrm_artifacts(study):
@@ -135,7 +143,56 @@ def test_mrm_artifacts(study):
     assert 0.0 <= ood["auroc"] <= 1.0 and ood["n_ood"] > 0
 
 
-def test_new_representations_rebuild_only_the_mrm(study):
+SUMMARY_COLUMNS = [
+    "rm", "id_accuracy", "ood_accuracy", "bon_gold_at_N", "bon_proxy_at_N", "bon_peak_gold", "bon_peak_kl",
+    "ppo_final_gold", "ppo_peak_gold", "ppo_peak_kl", "ppo_final_proxy_minus_gold", "bon_alpha", "bon_beta",
+    "rl_alpha", "rl_beta",
+]
+
+
+def test_report(study):
+    import pandas as pd
+
+    results = study / "results" / EXPERIMENT
+    summary = pd.read_csv(results / "reports" / "summary.csv")
+    assert list(summary.columns) == SUMMARY_COLUMNS and list(summary["rm"]) == REWARD_MODELS
+    for column in ("id_accuracy", "ood_accuracy"):
+        assert summary[column].between(0, 1).all()
+    for column in ("bon_gold_at_N", "bon_peak_gold"):
+        assert summary[column].between(0, 1).all()
+    assert (summary["bon_peak_gold"] >= summary["bon_gold_at_N"] - 1e-12).all()
+    ppo = summary[summary["rm"].isin(["rm", "rrm", "inform", "golden", "warm", "mrm", "mrm_pen"])]
+    assert ppo["ppo_final_gold"].between(0, 1).all() and (ppo["ppo_peak_kl"] >= 0).all()
+    assert summary[summary["rm"].str.startswith("ens_")]["ppo_final_gold"].isna().all()
+    bon = read_json(results / "bon" / "report.json")
+    assert bon["n"] == [1, 2, 4] and bon["kl"][0] == 0.0
+    curve = read_json(results / "ppo" / "rm" / "curve.json")
+    assert curve["steps"] == [0, 2, 4] and curve["kl"][0] == 0.0
+    for k in (2, 4):
+        assert (results / "ppo" / "rm" / f"step_{k}" / "model" / "model.safetensors").is_file()
+    markdown = (results / "reports" / "mrm_eval.md").read_text()
+    assert all(name in markdown for name in REWARD_MODELS)
+    for plot in ("bon_gold", "bon_proxy", "ppo_gold", "ppo_proxy", "rm_accuracy"):
+        assert (results / "reports" / "plots" / f"{plot}.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_forcerun_train_inform_reruns_only_inform(study):
+    changed = scheduled(snakemake(study, "-n", "mrm_eval", "--forcerun", "train_inform"))
+    assert changed == {"train_inform": 1, **ONE_RM_DOWNSTREAM}
+
+
+def test_html_report(study):
+    snakemake(study, "--report", str(study / "report.html"), "mrm_eval")
+    html = (study / "report.html").read_text(errors="replace")
+    assert "summary.csv" in html and "bon_gold.png" in html
+
+
+def test_dag_renders_as_mermaid(study):
+    result = snakemake(study, "-n", "--quiet", "all", "--dag", "mermaid-js", "rm")
+    assert "flowchart" in result.stdout and "train_rm" in result.stdout
+
+
+def test_new_representations_rebuild_only_the_mrm(study):  # last: it changes the study
     import numpy as np
 
     # Snakemake 9 compares input checksums, so a bare `touch` rebuilds nothing; new contents do.
@@ -143,10 +200,8 @@ def test_new_representations_rebuild_only_the_mrm(study):
     np.save(path, np.load(path, allow_pickle=False) + np.float32(1e-3))
     assert scheduled(snakemake(study, "-n", f"results/{EXPERIMENT}/mrm/gda_parameters.npz")) == {"gda": 1}
     changed = scheduled(snakemake(study, "-n", "mrm_eval"))
-    assert changed == {"gda": 1, "convert_to_mrm": 1, "compare_weights": 1, "mrm_ood": 1, "rm_check": 2,
-                       "rm_table": 1, "mrm_eval": 1}
-
-
-def test_dag_renders_as_mermaid(study):
-    result = snakemake(study, "-n", "--quiet", "all", "--dag", "mermaid-js", "rm")
-    assert "flowchart" in result.stdout and "train_rm" in result.stdout
+    mrm_only = {"gda": 1, "convert_to_mrm": 1, "compare_weights": 1, "mrm_ood": 1, "rm_check": 2, "bon_score": 2,
+                "ppo": 2, "ppo_curve": 2}
+    assert {rule: changed[rule] for rule in mrm_only} == mrm_only
+    assert set(changed) - set(mrm_only) == {"rm_table", "bon_report", "rl_sampling", "rl_gold", "rl_proxy", "rl_kl",
+                                            "report", "mrm_eval"}
