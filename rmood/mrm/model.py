@@ -36,7 +36,7 @@ from rmood.io import Record, atomic_dir, read_jsonl, write_json
 from rmood.labeling.label import conversation
 from rmood.mrm.gda import load_gda
 from rmood.rm.check import PAIR_FIELDS
-from rmood.rm.inform import last_non_pad
+from rmood.rm.pooling import pooled_backbone
 from rmood.rm.score import Conversation, ModelError, load_reward_model, score_conversations
 
 MODEL_TYPE = "rmood_mrm"
@@ -136,7 +136,8 @@ class MRMForSequenceClassification(Qwen3PreTrainedModel):
         use_cache: bool | None = None,
         **kwargs: Any,
     ) -> SequenceClassifierOutputWithPast:
-        outputs = self.model(
+        pooled, outputs = pooled_backbone(
+            self,
             input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -144,16 +145,8 @@ class MRMForSequenceClassification(Qwen3PreTrainedModel):
             use_cache=use_cache,
             **kwargs,
         )
-        hidden = outputs.last_hidden_state
-        pad_token_id = self.config.pad_token_id
-        if input_ids is not None and pad_token_id is not None:
-            last = last_non_pad(input_ids, pad_token_id).to(hidden.device)
-        elif hidden.shape[0] == 1:
-            last = torch.tensor([-1], device=hidden.device)
-        else:
-            raise ValueError("the MRM pools the last non-pad token: a batch needs input_ids and config.pad_token_id")
         return SequenceClassifierOutputWithPast(
-            logits=self.score(hidden[torch.arange(hidden.shape[0], device=hidden.device), last]),
+            logits=self.score(pooled),
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )

@@ -25,6 +25,8 @@ from transformers import (
 )
 from transformers.utils import ModelOutput, can_return_tuple
 
+from rmood.rm.pooling import pooled_backbone
+
 
 MODEL_TYPE = "rmood_inform"
 
@@ -70,13 +72,6 @@ class InfoRMHead(nn.Module):
         return self.reward(*self.encode(hidden))
 
 
-def last_non_pad(input_ids: torch.Tensor, pad_token_id: int) -> torch.Tensor:
-    """Index of the rightmost token that is not the pad token, per row (as Qwen3ForSequenceClassification)."""
-    non_pad = (input_ids != pad_token_id).to(torch.int32)
-    positions = torch.arange(input_ids.shape[-1], device=input_ids.device, dtype=torch.int32)
-    return (positions * non_pad).argmax(-1)
-
-
 class InfoRMForSequenceClassification(Qwen3PreTrainedModel):
     """A Qwen3 backbone (`model`) with the InfoRM head (`score`) on the last non-pad token."""
 
@@ -100,7 +95,8 @@ class InfoRMForSequenceClassification(Qwen3PreTrainedModel):
         use_cache: bool | None = None,
         **kwargs: Any,
     ) -> InfoRMOutput:
-        outputs = self.model(
+        pooled, outputs = pooled_backbone(
+            self,
             input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -108,15 +104,7 @@ class InfoRMForSequenceClassification(Qwen3PreTrainedModel):
             use_cache=use_cache,
             **kwargs,
         )
-        hidden = outputs.last_hidden_state
-        pad_token_id = self.config.pad_token_id
-        if input_ids is not None and pad_token_id is not None:
-            last = last_non_pad(input_ids, pad_token_id).to(hidden.device)
-        elif hidden.shape[0] == 1:
-            last = torch.tensor([-1], device=hidden.device)
-        else:
-            raise ValueError("InfoRM pools the last non-pad token: a batch needs input_ids and config.pad_token_id")
-        mu, logvar = self.score.encode(hidden[torch.arange(hidden.shape[0], device=hidden.device), last])
+        mu, logvar = self.score.encode(pooled)
         return InfoRMOutput(
             logits=self.score.reward(mu, logvar),
             mu=mu,

@@ -1,0 +1,30 @@
+"""Last-non-pad pooling, as `Qwen3ForSequenceClassification` does it, for rmood's own RM classes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def last_non_pad(input_ids: torch.Tensor, pad_token_id: int) -> torch.Tensor:
+    """Index of the rightmost token that is not the pad token, per row (as Qwen3ForSequenceClassification)."""
+    non_pad = (input_ids != pad_token_id).to(torch.int32)
+    positions = torch.arange(input_ids.shape[-1], device=input_ids.device, dtype=torch.int32)
+    return (positions * non_pad).argmax(-1)
+
+
+def pooled_backbone(model, input_ids: torch.Tensor | None, **backbone_kwargs: Any) -> tuple[torch.Tensor, Any]:
+    """Run `model.model` (the backbone) and return (final hidden state at each row's last non-pad token, outputs)."""
+    outputs = model.model(input_ids, **backbone_kwargs)
+    hidden = outputs.last_hidden_state
+    pad_token_id = model.config.pad_token_id
+    if input_ids is not None and pad_token_id is not None:
+        last = last_non_pad(input_ids, pad_token_id).to(hidden.device)
+    elif hidden.shape[0] == 1:
+        last = torch.tensor([-1], device=hidden.device)
+    else:
+        raise ValueError(
+            f"{type(model).__name__} pools the last non-pad token: a batch needs input_ids and config.pad_token_id"
+        )
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last], outputs
