@@ -92,12 +92,10 @@ rule rl_kl:
 rule ppo_curve:
     """Gold, proxy and KL of every checkpoint of one PPO run, step 0 being the SFT policy (KL 0)."""
     input:
-        kl_files=expand(
-            result("ppo/{{name}}/step_{step}/kl.json"), step=[0, *PPO_STEPS]
-        ),
-        gold_files=expand(
-            result("ppo/{{name}}/step_{step}/gold.jsonl"), step=[0, *PPO_STEPS]
-        ),
+        kl_files=expand(result("ppo/{{name}}/step_{step}/kl.json"), step=PPO_STEPS),
+        gold_files=lambda wildcards: [
+            rl_file(wildcards.name, step, "gold") for step in [0, *PPO_STEPS]
+        ],
         proxy_files=expand(
             result("ppo/{{name}}/step_{step}/proxy.jsonl"), step=[0, *PPO_STEPS]
         ),
