@@ -53,8 +53,8 @@ def run_streaming(folder: Path, chunk_size: int) -> tuple[np.ndarray, float]:
 def run_sklearn(folder: Path, chunk_size: int) -> tuple[np.ndarray, float]:
     from sklearn.covariance import LedoitWolf
 
-    chosen = np.load(folder / "chosen.npy").astype(np.float64)
-    rejected = np.load(folder / "rejected.npy").astype(np.float64)
+    chosen = np.load(folder / "chosen.npy", allow_pickle=False).astype(np.float64)
+    rejected = np.load(folder / "rejected.npy", allow_pickle=False).astype(np.float64)
     stacked = np.vstack([chosen - chosen.mean(axis=0), rejected - rejected.mean(axis=0)])
     del chosen, rejected
     lw = LedoitWolf(assume_centered=True).fit(stacked)
@@ -115,7 +115,7 @@ def main() -> None:
         folder = Path(tmp)
         write_data(folder, args.n, args.d, args.seed)
         results = {m: measure(m, folder, args.chunk_size, args.threads) for m in ("streaming", "sklearn")}
-        ours, theirs = (np.load(folder / f"covariance_{m}.npy") for m in ("streaming", "sklearn"))
+        ours, theirs = (np.load(folder / f"covariance_{m}.npy", allow_pickle=False) for m in ("streaming", "sklearn"))
     rel_diff = float(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)))
     shrink_diff = abs(results["streaming"]["shrinkage"] - results["sklearn"]["shrinkage"])
 
