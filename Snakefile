@@ -16,6 +16,7 @@ include: "rules/rm.smk"
 include: "rules/mrm.smk"
 include: "rules/eval.smk"
 include: "rules/rl.smk"
+include: "rules/distribution.smk"
 
 
 rule rm:

@@ -60,10 +60,24 @@ PPO_STEPS = list(
     )
 )
 PLOTS = ("bon_gold", "bon_proxy", "ppo_gold", "ppo_proxy", "rm_accuracy")
+DIST_PROMPTS = [f"eval-{i:06d}" for i in range(config["distribution"]["prompts"])]
+DIST_SAMPLING = {
+    **config["sampling"],
+    "n": config["distribution"]["samples"],
+    "shards": 1,
+}
+DIST_MODELS = [
+    name
+    for name in config["distribution"]["reward_models"]
+    if name in config["reward_models"]
+]
+PCA_MODES = ("pair", "prompt_subtract", "w_projection", "residualize", "regression")
 
 
 wildcard_constraints:
     shard=r"\d+",
+    prompt=r"eval-\d+",
+    mode="|".join(PCA_MODES),
     step=r"\d+",
     seed=r"\d+",
     reduction="mean|wco|uwo",
@@ -116,6 +130,15 @@ def rl_file(name, step, kind):
     """A checkpoint's samples or gold labels; step 0 (the SFT policy) is sampled once for all RMs, as `sft`."""
     owner = "sft" if int(step) == 0 else name
     return result(f"ppo/{owner}/step_{step}/{kind}.jsonl")
+
+
+def distribution_figures():
+    """The figures of the distribution analysis (each with its numbers in a JSON file beside it)."""
+    visual = ("tsne", *(f"pca_{mode}" for mode in PCA_MODES), "difference", "center")
+    return [
+        *(result(f"distribution/{name}/pca.png") for name in DIST_MODELS),
+        *(result(f"distribution/visual/{figure}.png") for figure in visual),
+    ]
 
 
 def mrm_reports():

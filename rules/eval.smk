@@ -98,6 +98,7 @@ rule report:
         rm_table=result("reports/rm_accuracy.csv"),
         bon=result("bon/report.json"),
         ppo=expand(result("ppo/{name}/curve.json"), name=RL_MODELS),
+        figures=distribution_figures(),
     output:
         summary=report(
             result("reports/summary.csv"),

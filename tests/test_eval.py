@@ -250,7 +250,9 @@ def write_report_inputs(folder: Path) -> dict:
         }
         write_json(folder / "ppo" / rm / "curve.json", curve)
         ppo.append(str(folder / "ppo" / rm / "curve.json"))
-    return {"rm_table": str(folder / "rm_accuracy.csv"), "bon": str(folder / "bon" / "report.json"), "ppo": ppo}
+    figures = [str(folder / "distribution" / "visual" / "center.png")]
+    return {"rm_table": str(folder / "rm_accuracy.csv"), "bon": str(folder / "bon" / "report.json"), "ppo": ppo,
+            "figures": figures}
 
 
 def report_outputs(folder: Path) -> dict:
@@ -288,6 +290,7 @@ def test_make_report(tmp_path: Path) -> None:
 
     text = Path(first["markdown"]).read_text(encoding="utf-8")
     assert all(f"`{rm}`" in text for rm in RMS)
+    assert "## Representations" in text and "](../../distribution/visual/center.png)" in text
     sentences = {rm: next(line for line in text.splitlines() if line.startswith(f"- `{rm}`: best-of-n")) for rm in RMS}
     assert "best-of-n gold peaked at 0.364 at n = 4" in sentences["rm"] and "over-optimised" in sentences["rm"]
     assert "PPO gold peaked at 0.400 at step 10 (KL 1.00)" in sentences["rm"]

@@ -176,6 +176,25 @@ def test_report(study):
         assert (results / "reports" / "plots" / f"{plot}.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_distribution_analysis(study):
+    import numpy as np
+
+    results = study / "results" / EXPERIMENT / "distribution"
+    for prompt in ("eval-000000", "eval-000001"):
+        assert len(read_jsonl(results / "samples" / f"{prompt}.jsonl")) == 8
+        for name in ("rm", "mrm", "mrm_pen"):
+            features = np.load(results / name / f"representation_{prompt}.npy", allow_pickle=False)
+            assert features.shape[0] == 8 and len(read_jsonl(results / name / f"rewards_{prompt}.jsonl")) == 8
+    numbers = read_json(results / "rm" / "pca.json")
+    assert all(abs(p["corr_w_reward"]) > 0.99 for p in numbers["prompts"])  # the rm's reward is linear in f
+    for figure in ("tsne", "pca_pair", "pca_prompt_subtract", "pca_w_projection", "pca_residualize",
+                   "pca_regression", "difference", "center"):
+        assert (results / "visual" / f"{figure}.png").read_bytes().startswith(b"\x89PNG")
+        assert read_json(results / "visual" / f"{figure}.json")
+    assert "gaussian" in read_json(results / "visual" / "difference.json")["gaussian_test"]
+    assert "## Representations" in (study / "results" / EXPERIMENT / "reports" / "mrm_eval.md").read_text()
+
+
 def test_forcerun_train_inform_reruns_only_inform(study):
     changed = scheduled(snakemake(study, "-n", "mrm_eval", "--forcerun", "train_inform"))
     assert changed == {"train_inform": 1, **ONE_RM_DOWNSTREAM}

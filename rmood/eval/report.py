@@ -194,8 +194,10 @@ def markdown_report(
     plots: dict[str, str],
     markdown: str,
     reward_models: list[str],
+    figures: list[str],
 ) -> str:
-    """The human report: what was run, the summary table, one over-optimisation sentence per RM, the plots."""
+    """The human report: what was run, the summary table, one over-optimisation sentence per RM, the plots,
+    and the representation figures of the distribution analysis."""
     ns, kls = bon["n"], bon["kl"]
     bon_start, ppo_start = sft_gold(bon, curves)
     with_ppo = [rm for rm in reward_models if rm in curves]
@@ -241,6 +243,11 @@ def markdown_report(
     for stem in PLOTS:
         rel = os.path.relpath(plots[stem], Path(markdown).parent)
         lines += [f"### {captions[stem]}", "", f"![{captions[stem]}]({Path(rel).as_posix()})", ""]
+    if figures:
+        lines += ["## Representations", "", "The numbers behind each figure are in the JSON file beside it.", ""]
+        for figure in figures:
+            rel = Path(os.path.relpath(figure, Path(markdown).parent)).as_posix()
+            lines += [f"### {Path(figure).parent.name}/{Path(figure).stem}", "", f"![{Path(figure).stem}]({rel})", ""]
     return "\n".join(lines)
 
 
@@ -311,9 +318,17 @@ def relative(values: list[float]) -> list[float]:
 
 
 def make_report(
-    rm_table: str, bon: str, ppo: list[str], summary: str, markdown: str, plots: list[str], reward_models: list[str]
+    rm_table: str,
+    bon: str,
+    ppo: list[str],
+    figures: list[str],
+    summary: str,
+    markdown: str,
+    plots: list[str],
+    reward_models: list[str],
 ) -> None:
-    """Write `reports/summary.csv` (one row per RM, `SUMMARY_COLUMNS`), `reports/mrm_eval.md` and the plots."""
+    """Write `reports/summary.csv` (one row per RM, `SUMMARY_COLUMNS`), `reports/mrm_eval.md` and the plots;
+    `figures` (PNGs made elsewhere, e.g. the distribution analysis) are linked from the Markdown."""
     import pandas as pd
 
     if not reward_models:
@@ -328,5 +343,5 @@ def make_report(
         table.to_csv(f, index=False, float_format="%.6g")
     draw_plots(plot_paths, accuracy, bon_report, curves, reward_models)
     with atomic_open(markdown) as f:
-        f.write(markdown_report(table, bon_report, curves, plot_paths, markdown, reward_models) + "\n")
+        f.write(markdown_report(table, bon_report, curves, plot_paths, markdown, reward_models, figures) + "\n")
     print(table.to_string(index=False))

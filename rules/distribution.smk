@@ -1,0 +1,213 @@
+rule dist_prompts:
+    """The handful of eval prompts whose response distribution is analysed, one file each."""
+    input:
+        prompts=result("data/eval.jsonl"),
+    output:
+        out=expand(result("distribution/prompts/{prompt}.jsonl"), prompt=DIST_PROMPTS),
+    log:
+        log_file("dist_prompts"),
+    benchmark:
+        benchmark_file("dist_prompts")
+    conda:
+        MAIN_ENV
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        **step_params("dist_prompts"),
+    script:
+        "../workflow_scripts/step.py"
+
+
+use rule bon_sampling as dist_sampling with:
+    input:
+        model=result("sft/model"),
+        prompt_files=[result("distribution/prompts/{prompt}.jsonl")],
+    output:
+        out=result("distribution/samples/{prompt}.jsonl"),
+    log:
+        log_file("dist_sampling/{prompt}"),
+    benchmark:
+        benchmark_file("dist_sampling/{prompt}")
+    params:
+        **step_params("sample", sampling=DIST_SAMPLING),
+        shard=0,
+
+
+use rule bon_score as dist_label with:
+    input:
+        model=lambda wildcards: rm_model(wildcards.name),
+        samples=result("distribution/samples/{prompt}.jsonl"),
+        prompt_files=[result("distribution/prompts/{prompt}.jsonl")],
+    output:
+        out=result("distribution/{name}/rewards_{prompt}.jsonl"),
+    log:
+        log_file("dist_label/{name}/{prompt}"),
+    benchmark:
+        benchmark_file("dist_label/{name}/{prompt}")
+
+
+rule dist_representations:
+    """The RM's representation of every sampled response (the input of its reward head)."""
+    input:
+        model=lambda wildcards: rm_model(wildcards.name),
+        samples=result("distribution/samples/{prompt}.jsonl"),
+        prompt_files=[result("distribution/prompts/{prompt}.jsonl")],
+    output:
+        out=result("distribution/{name}/representation_{prompt}.npy"),
+    log:
+        log_file("dist_representations/{name}/{prompt}"),
+    benchmark:
+        benchmark_file("dist_representations/{name}/{prompt}")
+    conda:
+        MAIN_ENV
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        **step_params("dist_representations"),
+    script:
+        "../workflow_scripts/step.py"
+
+
+rule score_weight:
+    """The RM's reward direction in representation space (for the MRM: the GDA weight)."""
+    input:
+        model=lambda wildcards: rm_model(wildcards.name),
+    output:
+        out=result("distribution/{name}/weight.npy"),
+    log:
+        log_file("score_weight/{name}"),
+    benchmark:
+        benchmark_file("score_weight/{name}")
+    conda:
+        MAIN_ENV
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        **step_params("score_weight"),
+    script:
+        "../workflow_scripts/step.py"
+
+
+rule dist_pca:
+    """PCA of each prompt's sampled representations coloured by reward, with the reward direction."""
+    input:
+        representations=expand(
+            result("distribution/{{name}}/representation_{prompt}.npy"),
+            prompt=DIST_PROMPTS,
+        ),
+        rewards=expand(
+            result("distribution/{{name}}/rewards_{prompt}.jsonl"), prompt=DIST_PROMPTS
+        ),
+        weight=result("distribution/{name}/weight.npy"),
+    output:
+        out_png=report(
+            result("distribution/{name}/pca.png"),
+            caption="../report/dist_pca.rst",
+            category="Representations",
+        ),
+        out_json=result("distribution/{name}/pca.json"),
+    log:
+        log_file("dist_pca/{name}"),
+    benchmark:
+        benchmark_file("dist_pca/{name}")
+    conda:
+        MAIN_ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        **step_params("dist_pca"),
+    script:
+        "../workflow_scripts/step.py"
+
+
+rule tsne:
+    """t-SNE of the training pairs' chosen vs rejected representations."""
+    input:
+        chosen=result("mrm/representations/chosen.npy"),
+        rejected=result("mrm/representations/rejected.npy"),
+        weight=result("distribution/rm/weight.npy"),
+    output:
+        out_png=report(
+            result("distribution/visual/tsne.png"),
+            caption="../report/tsne.rst",
+            category="Representations",
+        ),
+        out_json=result("distribution/visual/tsne.json"),
+    log:
+        log_file("tsne"),
+    benchmark:
+        benchmark_file("tsne")
+    conda:
+        MAIN_ENV
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        **step_params("tsne"),
+    script:
+        "../workflow_scripts/step.py"
+
+
+rule pca_mode:
+    """PCA of the training pairs' representations after one transform (pair, prompt_subtract, ...)."""
+    input:
+        chosen=result("mrm/representations/chosen.npy"),
+        rejected=result("mrm/representations/rejected.npy"),
+        message=result("mrm/representations/message.npy"),
+        weight=result("distribution/rm/weight.npy"),
+    output:
+        out_png=report(
+            result("distribution/visual/pca_{mode}.png"),
+            caption="../report/pca_mode.rst",
+            category="Representations",
+        ),
+        out_json=result("distribution/visual/pca_{mode}.json"),
+    log:
+        log_file("pca_mode/{mode}"),
+    benchmark:
+        benchmark_file("pca_mode/{mode}")
+    conda:
+        MAIN_ENV
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        **step_params("pca_mode", mode=lambda wildcards: wildcards.mode),
+    script:
+        "../workflow_scripts/step.py"
+
+
+use rule tsne as difference with:
+    output:
+        out_png=report(
+            result("distribution/visual/difference.png"),
+            caption="../report/difference.rst",
+            category="Representations",
+        ),
+        out_json=result("distribution/visual/difference.json"),
+    log:
+        log_file("difference"),
+    benchmark:
+        benchmark_file("difference")
+    params:
+        **step_params("difference"),
+
+
+use rule tsne as center with:
+    output:
+        out_png=report(
+            result("distribution/visual/center.png"),
+            caption="../report/center.rst",
+            category="Representations",
+        ),
+        out_json=result("distribution/visual/center.json"),
+    log:
+        log_file("center"),
+    benchmark:
+        benchmark_file("center")
+    params:
+        **step_params("center"),
