@@ -181,7 +181,35 @@ rule pca_mode:
         "../workflow_scripts/step.py"
 
 
-use rule tsne as difference with:
+rule center:
+    """Inner products of the training pairs' centres with the reward direction."""
+    input:
+        chosen=result("mrm/representations/chosen.npy"),
+        rejected=result("mrm/representations/rejected.npy"),
+        weight=result("distribution/rm/weight.npy"),
+    output:
+        out_png=report(
+            result("distribution/visual/center.png"),
+            caption="../report/center.rst",
+            category="Representations",
+        ),
+        out_json=result("distribution/visual/center.json"),
+    log:
+        log_file("center"),
+    benchmark:
+        benchmark_file("center")
+    conda:
+        MAIN_ENV
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        **step_params("center"),
+    script:
+        "../workflow_scripts/step.py"
+
+
+use rule center as difference with:
     output:
         out_png=report(
             result("distribution/visual/difference.png"),
@@ -195,19 +223,3 @@ use rule tsne as difference with:
         benchmark_file("difference")
     params:
         **step_params("difference"),
-
-
-use rule tsne as center with:
-    output:
-        out_png=report(
-            result("distribution/visual/center.png"),
-            caption="../report/center.rst",
-            category="Representations",
-        ),
-        out_json=result("distribution/visual/center.json"),
-    log:
-        log_file("center"),
-    benchmark:
-        benchmark_file("center")
-    params:
-        **step_params("center"),
