@@ -222,5 +222,9 @@ def test_new_representations_rebuild_only_the_mrm(study):  # last: it changes th
     mrm_only = {"gda": 1, "convert_to_mrm": 1, "compare_weights": 1, "mrm_ood": 1, "rm_check": 2, "bon_score": 2,
                 "ppo": 2, "ppo_curve": 2}
     assert {rule: changed[rule] for rule in mrm_only} == mrm_only
-    assert set(changed) - set(mrm_only) == {"rm_table", "bon_report", "rl_sampling", "rl_gold", "rl_proxy", "rl_kl",
-                                            "report", "mrm_eval"}
+    assert set(changed) - set(mrm_only) == {
+        "rm_table", "bon_report", "rl_sampling", "rl_gold", "rl_proxy", "rl_kl", "report", "mrm_eval",
+        # the figures of the training representations, and the distribution analysis of mrm and mrm_pen
+        "tsne", "pca_mode", "difference", "center", "score_weight", "dist_label", "dist_representations", "dist_pca",
+    }
+    assert changed["score_weight"] == 2 and changed["dist_pca"] == 2
