@@ -137,6 +137,18 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         f.write("\n")
 
 
+def read_npy(path: str | os.PathLike, mmap_mode: str | None = None) -> Any:
+    """A .npy array (never pickled objects), memory-mapped if `mmap_mode`; errors name the file."""
+    import numpy as np
+
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: not a readable .npy array ({err})") from None
+
+
 def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON document; errors name the file (and line)."""
     path = Path(path)

@@ -28,7 +28,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from rmood.distribution import analysis  # noqa: E402
 from rmood.eval.plots import DPI, FIGSIZE  # noqa: E402
-from rmood.io import DataError, atomic_path, read_jsonl, write_json  # noqa: E402
+from rmood.io import DataError, atomic_path, read_jsonl, read_npy, write_json  # noqa: E402
 
 COLORS = {"chosen": "tab:blue", "rejected": "tab:red"}
 MODES = ("pair", "prompt_subtract", "w_projection", "residualize", "regression")
@@ -51,12 +51,7 @@ BINS = 40
 
 def load_matrix(path: str | os.PathLike) -> np.ndarray:
     """A finite 2-d .npy array as float64; anything else is a DataError naming the file."""
-    try:
-        array = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable .npy array ({err})") from None
+    array = read_npy(path)
     if array.ndim != 2 or array.shape[0] == 0:
         raise DataError(f"{path}: expected a non-empty [rows, dim] array, got shape {array.shape}")
     if not np.isfinite(array).all():
@@ -71,12 +66,7 @@ def load_weight(path: str | os.PathLike, dim: int) -> np.ndarray:
 
         weight = load_gda(path)["weight"]
     else:
-        try:
-            weight = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise DataError(f"{path}: no such file") from None
-        except (OSError, ValueError) as err:
-            raise DataError(f"{path}: not a readable .npy array ({err})") from None
+        weight = read_npy(path)
     weight = np.asarray(weight, dtype=np.float64).reshape(-1)
     if weight.shape != (dim,):
         raise DataError(f"{path}: expected a reward direction of {dim} values, got {weight.size}")

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.linalg
 from sklearn.exceptions import NotFittedError
 
-from rmood.io import DataError, atomic_open
+from rmood.io import DataError, atomic_open, read_npy
 
 GDA_KEYS = ("mu_pos", "mu_neg", "covariance", "precision", "weight", "bias", "shrinkage", "n_pos", "n_neg")
 CLASS_NAMES = ("rejected", "chosen")  # indexed by label
@@ -239,20 +239,10 @@ def _cholesky(matrix: np.ndarray, what: str) -> np.ndarray:
     return chol
 
 
-def _open_npy(path: str | os.PathLike) -> np.ndarray:
-    """Memory-map a .npy file; unreadable files are a DataError naming the file."""
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable .npy array ({err})") from None
-
-
 def fit_gda(chosen: str | os.PathLike, rejected: str | os.PathLike, out: str | os.PathLike, chunk_size: int) -> None:
     """Fit GDA on chosen/rejected representation .npy files, streaming; write the contract npz atomically."""
     names = (str(chosen), str(rejected))
-    gda = StreamingGDA().fit_arrays(_open_npy(chosen), _open_npy(rejected), chunk_size, names=names)
+    gda = StreamingGDA().fit_arrays(read_npy(chosen, "r"), read_npy(rejected, "r"), chunk_size, names=names)
     with atomic_open(out, "wb") as f:
         np.savez(f, **gda.parameters())
     print(
