@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from rmood.io import read_jsonl, write_jsonl
+from rmood.io import write_jsonl
+from test_models import conversations
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -21,11 +22,6 @@ TRAINER = dict(
     epochs=1, learning_rate=1e-2, batch_size=4, gradient_accumulation_steps=1,
     lr_scheduler_type="constant", warmup_ratio=0.0, max_length=128, save_steps=100,
 )
-
-
-def conversations(prompt_file: Path, n: int = 8) -> list[list[dict[str, str]]]:
-    records = read_jsonl(prompt_file)[:n]
-    return [[*r["messages"], {"role": "assistant", "content": r["reference"] * (1 + i % 3)}] for i, r in enumerate(records)]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +76,7 @@ def test_pooling_takes_the_last_non_pad_token(inform_dir, prompt_data, pad_is_eo
     tokenizer = AutoTokenizer.from_pretrained(inform_dir)
     if pad_is_eos:
         model.config.pad_token_id = tokenizer.eos_token_id
-    ids, mask, lengths = right_padded(tokenizer, conversations(prompt_data["preference"]), model.config.pad_token_id)
+    ids, mask, lengths = right_padded(tokenizer, conversations(prompt_data["preference"], 8), model.config.pad_token_id)
     assert len(set(lengths)) > 1 and (ids == tokenizer.eos_token_id).any()
     with torch.no_grad():
         out = model(input_ids=ids, attention_mask=mask)
@@ -114,7 +110,7 @@ def test_saved_inform_loads_with_the_auto_class(inform_dir, tiny_base, prompt_da
     assert all(torch.equal(t, backbone[k]) for k, t in model.model.state_dict().items())
 
     tokenizer = AutoTokenizer.from_pretrained(inform_dir)
-    ids, mask, _ = right_padded(tokenizer, conversations(prompt_data["preference"]), model.config.pad_token_id)
+    ids, mask, _ = right_padded(tokenizer, conversations(prompt_data["preference"], 8), model.config.pad_token_id)
     again = AutoModelForSequenceClassification.from_pretrained(inform_dir).eval()
     with torch.no_grad():
         assert torch.equal(model(input_ids=ids, attention_mask=mask).logits, again(input_ids=ids, attention_mask=mask).logits)
@@ -154,7 +150,7 @@ def test_loss_adds_beta_times_the_kl_of_chosen_and_rejected(inform_dir, prompt_d
 
     model = AutoModelForSequenceClassification.from_pretrained(inform_dir)
     tokenizer = AutoTokenizer.from_pretrained(inform_dir)
-    convs = conversations(prompt_data["preference"])
+    convs = conversations(prompt_data["preference"], 8)
     pairs = Dataset.from_list([{"chosen": convs[i], "rejected": convs[i + 1]} for i in range(0, 8, 2)])
     args = RewardConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, report_to="none", use_cpu=True)
     trainer = InfoRMTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer, beta=2.0)
