@@ -41,6 +41,7 @@ rule mrm_eval:
         rules.reward_models.input,
         result("reports/summary.csv"),
         result("reports/mrm_eval.md"),
+        expand(result("distribution/gold/{prompt}.jsonl"), prompt=DIST_PROMPTS),
 
 
 rule all:

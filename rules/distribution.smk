@@ -47,6 +47,18 @@ use rule bon_score as dist_label with:
         benchmark_file("dist_label/{name}/{prompt}")
 
 
+use rule gold_labeling as dist_gold with:
+    input:
+        samples=result("distribution/samples/{prompt}.jsonl"),
+        prompt_files=[result("distribution/prompts/{prompt}.jsonl")],
+    output:
+        out=result("distribution/gold/{prompt}.jsonl"),
+    log:
+        log_file("dist_gold/{prompt}"),
+    benchmark:
+        benchmark_file("dist_gold/{prompt}")
+
+
 rule dist_representations:
     """The RM's representation of every sampled response (the input of its reward head)."""
     input:

@@ -182,6 +182,7 @@ def test_distribution_analysis(study):
     results = study / "results" / EXPERIMENT / "distribution"
     for prompt in ("eval-000000", "eval-000001"):
         assert len(read_jsonl(results / "samples" / f"{prompt}.jsonl")) == 8
+        assert all(0 <= g["gold"] <= 1 for g in read_jsonl(results / "gold" / f"{prompt}.jsonl"))
         for name in ("rm", "mrm", "mrm_pen"):
             features = np.load(results / name / f"representation_{prompt}.npy", allow_pickle=False)
             assert features.shape[0] == 8 and len(read_jsonl(results / name / f"rewards_{prompt}.jsonl")) == 8
