@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from rmood.generation import SAMPLE_FIELDS, encode_prompt
-from rmood.io import DataError, read_jsonl, write_json
+from rmood.generation import encode_prompt
+from rmood.io import DataError, write_json
+from rmood.labeling.label import read_samples
 from rmood.rm.score import ModelError, length_sorted_batches, right_pad
 
 
@@ -52,13 +53,9 @@ def sequence_kl(policy: str, reference: str, samples: str, prompts: str, out: st
     tokenizer = AutoTokenizer.from_pretrained(policy)
     if AutoTokenizer.from_pretrained(reference).get_vocab() != tokenizer.get_vocab():
         raise ModelError(f"{policy} and {reference} have different tokenizer vocabularies: no token-level KL")
-    by_id = {r["id"]: r for r in read_jsonl(prompts, required=("id", "messages"))}
-    records = read_jsonl(samples, required=SAMPLE_FIELDS)
+    records, by_id = read_samples(samples, [prompts])
     if not records:
         raise DataError(f"{samples}: no samples")
-    missing = {r["prompt_id"] for r in records} - by_id.keys()
-    if missing:
-        raise DataError(f"{samples}: prompt ids not in {prompts}, e.g. {sorted(missing)[0]}")
     encoded = {pid: encode_prompt(tokenizer, by_id[pid]["messages"]) for pid in {r["prompt_id"] for r in records}}
     prompt_ids = [encoded[r["prompt_id"]] for r in records]
     eos = tokenizer.eos_token_id
