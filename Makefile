@@ -7,12 +7,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TARGET ?= mrm_eval
 SNAKEMAKE_ARGS ?=
+# The step environments `make envs` builds; on a GPU machine add vllm: make envs ENVS="verl vllm"
+ENVS ?= verl
 
 export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup study test lint dag clean
+.PHONY: setup envs study test lint dag clean
 
 setup: $(STAMP)
 
@@ -20,6 +22,15 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	DS_BUILD_OPS=0 $(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# A venv per step environment (envs/<name>.txt): .venv-verl, .venv-vllm; point `environments.<name>` at its python.
+envs: $(foreach env,$(ENVS),.venv-$(env)/.installed)
+
+.venv-%/.installed: envs/%.txt
+	$(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/pip install --quiet --upgrade pip
+	.venv-$*/bin/pip install --quiet -r $<
 	touch $@
 
 study: $(STAMP)

@@ -17,6 +17,7 @@ include: "rules/mrm.smk"
 include: "rules/eval.smk"
 include: "rules/rl.smk"
 include: "rules/distribution.smk"
+include: "rules/upload.smk"
 
 
 rule rm:
@@ -42,6 +43,7 @@ rule mrm_eval:
         result("reports/summary.csv"),
         result("reports/mrm_eval.md"),
         expand(result("distribution/gold/{prompt}.jsonl"), prompt=DIST_PROMPTS),
+        uploads(),
 
 
 rule all:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import shlex
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from rmood.config import DEFAULT
 from rmood.steps import STEPS
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: rmood importable from any interpreter
 
 
 def parser() -> argparse.ArgumentParser:
@@ -78,9 +83,39 @@ def redirect_to(log: str) -> Iterator[None]:
             os.dup2(saved[1], 2)
 
 
+def own_process(name: str, config: dict[str, Any]) -> list[str] | None:
+    """The command that runs step `name` in a process of its own (the request file is appended), or None to
+    run it in this process or the warm worker: a step with its own stack runs with `environments.<env>`
+    when that is set, a training step under `accelerate launch` when `training.launcher` is accelerate."""
+    step = STEPS[name]
+    python = config["environments"][step.env] if step.env else None
+    training = config["training"]
+    accelerate = step.trains and training["launcher"] == "accelerate"
+    if python is None and not accelerate:
+        return None
+    launcher = ["-m", "accelerate.commands.launch", "--config_file", training["accelerate_config"],
+                "--num_processes", str(training["num_processes"])] if accelerate else []
+    return [python or sys.executable, *launcher, "-m", "rmood.job"]
+
+
+def run_own_process(command: list[str], request: dict[str, Any], log: str, threads: int) -> int:
+    """Run `command` with the request as a JSON file argument, output to `log`; returns its exit code."""
+    import subprocess
+    import tempfile
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
+           "OMP_NUM_THREADS": str(threads)}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8") as file, \
+            open(log, "w", encoding="utf-8") as out:
+        json.dump(request, file)
+        file.flush()
+        return subprocess.run([*command, file.name], stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+
+
 def run_job(snakemake: Any) -> None:
     """Run the step named by the rule's `params.step` with the rule's named inputs, outputs and params:
-    in the warm worker when Snakemake started one (see rmood.worker), else in this process."""
+    in a process of its own when its environment or launcher asks for one (`own_process`), else in the
+    warm worker when Snakemake started one (see rmood.worker), else in this process."""
     from rmood.worker import submit
 
     name = snakemake.params.step
@@ -94,9 +129,11 @@ def run_job(snakemake: Any) -> None:
     log = os.path.abspath(snakemake.log[0])
     request = {"step": name, "paths": paths, "settings": settings, "log": log, "cwd": os.getcwd(),
                "threads": snakemake.threads}
-    code = submit(request)
+    command = own_process(name, snakemake.config)
+    code = run_own_process(command, request, log, snakemake.threads) if command else submit(request)
     if code is None:
         with redirect_to(log):
             step.run(paths, settings)
     elif code != 0:
-        sys.exit(f"{name} failed in the rmood worker (exit code {code}); see {log}")
+        where = shlex.join(command) if command else "the rmood worker"
+        sys.exit(f"{name} failed in {where} (exit code {code}); see {log}")

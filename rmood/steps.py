@@ -30,6 +30,8 @@ class Step:
     config: dict[str, str]  # keyword argument -> dotted config key
     options: dict[str, type] = field(default_factory=dict)  # keyword arguments that are not config keys
     work: tuple[Path, ...] = ()
+    env: str | None = None  # its own software stack: run with the interpreter `environments.<env>` when set
+    trains: bool = False  # runs a Trainer: under `accelerate launch` when `training.launcher` is accelerate
 
     def function(self):
         module, name = self.target.split(":")
@@ -62,6 +64,7 @@ STEPS: dict[str, Step] = {
         outputs=(Path("model", "fine-tuned model directory"),),
         work=(Path("work_dir", "checkpoint folder (resume after a crash)"),),
         config={"seed": "seed", "sft": "sft", "dtype": "model.dtype"},
+        trains=True,
     ),
     "sample": Step(
         "rmood.generation:sample_shard",
@@ -115,6 +118,7 @@ STEPS: dict[str, Step] = {
         outputs=(Path("model", "reward model directory"),),
         work=(Path("work_dir", "checkpoint folder (resume after a crash)"),),
         config={"seed": "seed", "rm": "rm", "dtype": "model.dtype"},
+        trains=True,
     ),
     "rrm_augment": Step(
         "rmood.rrm_data.augment:augment_pairs",
@@ -144,6 +148,7 @@ STEPS: dict[str, Step] = {
         outputs=(Path("model", "reward model directory"),),
         work=(Path("work_dir", "checkpoint folder (resume after a crash)"),),
         config={"seed": "seed", "rm": "rm", "rrm": "rrm", "dtype": "model.dtype"},
+        trains=True,
     ),
     "train_inform": Step(
         "rmood.rm.inform_trainer:train_inform",
@@ -152,6 +157,7 @@ STEPS: dict[str, Step] = {
         outputs=(Path("model", "reward model directory"),),
         work=(Path("work_dir", "checkpoint folder (resume after a crash)"),),
         config={"seed": "seed", "rm": "rm", "inform": "inform", "dtype": "model.dtype"},
+        trains=True,
     ),
     "warm_merge": Step(
         "rmood.rm.warm:merge_models",
@@ -356,6 +362,14 @@ STEPS: dict[str, Step] = {
         inputs=(Path("chosen", "chosen.npy"), Path("rejected", "rejected.npy"), Path("weight", "weight.npy")),
         outputs=(Path("out_png", "figure"), Path("out_json", "numbers behind it")),
         config={},
+    ),
+    "upload": Step(
+        "rmood.upload:upload_model",
+        "push a model directory to the Hugging Face Hub (token from HF_TOKEN)",
+        inputs=(Path("model", "model directory"),),
+        outputs=(Path("out", "upload receipt (JSON)"),),
+        config={"upload": "upload"},
+        options={"repo_id": str},
     ),
     "rm_table": Step(
         "rmood.rm.table:rm_table",

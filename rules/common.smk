@@ -96,6 +96,21 @@ def benchmark_file(name):
     return f"benchmarks/{EXPERIMENT}/{name}.tsv"
 
 
+def job_resources(kind):
+    """What one job of `kind` asks the scheduler for (config `resources`); GPUs only when it needs any."""
+    job = config["resources"][kind]
+    resources = {
+        "mem_mb": job["mem_mb"],
+        "runtime": job["runtime"],
+        "cpus_per_task": job["cpus"],
+    }
+    if job["gpus"]:
+        resources["gpu"] = job["gpus"]
+        if config["resources"]["gpu_model"]:
+            resources["gpu_model"] = config["resources"]["gpu_model"]
+    return resources
+
+
 def step_params(step, **extra):
     """Params for workflow_scripts/step.py: the step's name, its config values, then extras (which win)."""
     return {"step": step, **settings(step, config), **extra}
@@ -146,6 +161,18 @@ def mrm_reports():
     if "mrm" not in config["reward_models"]:
         return []
     return [result("mrm/compare_weights.json"), result("mrm/ood.json")]
+
+
+def upload_source(name):
+    """The model directory pushed as `name` (the SFT policy or a reward model)."""
+    return result("sft/model") if name == "sft" else rm_model(name)
+
+
+def uploads():
+    """The upload receipts of the models in `upload.models`, when uploading is enabled."""
+    if not config["upload"]["enabled"]:
+        return []
+    return [result(f"upload/{name}.json") for name in config["upload"]["models"]]
 
 
 def seed_models():

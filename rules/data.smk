@@ -9,8 +9,7 @@ rule data:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **job_resources("light"),
     params:
         **step_params("data"),
     script:

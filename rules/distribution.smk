@@ -11,8 +11,7 @@ rule dist_prompts:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **job_resources("light"),
     params:
         **step_params("dist_prompts"),
     script:
@@ -74,8 +73,7 @@ rule dist_representations:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=8000,
-        runtime=30,
+        **job_resources("score"),
     params:
         **step_params("dist_representations"),
     script:
@@ -95,8 +93,7 @@ rule score_weight:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=4000,
-        runtime=10,
+        **job_resources("score"),
     params:
         **step_params("score_weight"),
     script:
@@ -128,8 +125,7 @@ rule dist_pca:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **job_resources("analysis"),
     params:
         **step_params("dist_pca"),
     script:
@@ -156,8 +152,7 @@ rule tsne:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **job_resources("analysis"),
     params:
         **step_params("tsne"),
     script:
@@ -185,8 +180,7 @@ rule pca_mode:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=4000,
-        runtime=10,
+        **job_resources("analysis"),
     params:
         **step_params("pca_mode", mode=lambda wildcards: wildcards.mode),
     script:
@@ -213,8 +207,7 @@ rule center:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=4000,
-        runtime=10,
+        **job_resources("analysis"),
     params:
         **step_params("center"),
     script:

@@ -12,8 +12,7 @@ rule bon_sampling:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=8000,
-        runtime=120,
+        **job_resources("sample"),
     params:
         **step_params("sample", sampling=BON_SAMPLING),
         shard=lambda wildcards: int(wildcards.shard),
@@ -62,8 +61,7 @@ rule bon_score:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **job_resources("score"),
     params:
         **step_params("score"),
     script:
@@ -84,8 +82,7 @@ rule bon_report:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **job_resources("light"),
     params:
         **step_params("bon_report"),
     script:
@@ -121,8 +118,7 @@ rule report:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **job_resources("light"),
     params:
         **step_params("report"),
     script:

@@ -12,8 +12,7 @@ rule gold_labeling:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **job_resources("score"),
     params:
         **step_params("gold"),
     script:
@@ -40,8 +39,7 @@ rule preference_pairs:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **job_resources("light"),
     params:
         **step_params("pairs"),
     script:

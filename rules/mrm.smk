@@ -12,8 +12,7 @@ rule representations:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **job_resources("score"),
     params:
         **step_params("representations"),
     script:
@@ -34,8 +33,7 @@ rule gda:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **job_resources("analysis"),
     params:
         **step_params("gda"),
     script:
@@ -57,8 +55,7 @@ rule convert_to_mrm:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=8000,
-        runtime=30,
+        **job_resources("score"),
     params:
         **step_params("convert_to_mrm"),
     script:
@@ -86,8 +83,7 @@ rule compare_weights:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=8000,
-        runtime=30,
+        **job_resources("score"),
     params:
         **step_params("compare_weights"),
     script:
@@ -110,8 +106,7 @@ rule mrm_ood:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=8000,
-        runtime=30,
+        **job_resources("score"),
     params:
         **step_params("mrm_ood"),
     script:

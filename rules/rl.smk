@@ -13,9 +13,7 @@ rule ppo:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=16000,
-        runtime=600,
-        gpu=1,
+        **job_resources("ppo"),
     params:
         **step_params(
             "train_ppo",
@@ -81,8 +79,7 @@ rule rl_kl:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=8000,
-        runtime=30,
+        **job_resources("score"),
     params:
         **step_params("rl_kl"),
     script:
@@ -108,8 +105,7 @@ rule ppo_curve:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **job_resources("light"),
     params:
         **step_params("ppo_curve", rm=lambda wildcards: wildcards.name),
     script:

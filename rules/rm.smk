@@ -12,8 +12,7 @@ rule train_rm:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=8000,
-        runtime=240,
+        **job_resources("train"),
     params:
         **step_params("train_rm", work_dir=result("rm/rm/checkpoints")),
     script:
@@ -89,8 +88,7 @@ rule warm_merge:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=8000,
-        runtime=30,
+        **job_resources("score"),
     params:
         **step_params("warm_merge"),
     script:
@@ -110,8 +108,7 @@ rule ensemble:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **job_resources("light"),
     params:
         **step_params("ensemble", reduction=lambda wildcards: wildcards.reduction),
     script:
@@ -134,8 +131,7 @@ rule rm_check:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=8000,
-        runtime=30,
+        **job_resources("score"),
     params:
         **step_params("rm_check"),
     script:
@@ -156,8 +152,7 @@ rule rm_table:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **job_resources("light"),
     params:
         **step_params("rm_table"),
     script:

@@ -11,8 +11,7 @@ rule rrm_augment:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **job_resources("light"),
     params:
         **step_params("rrm_augment"),
     script:
@@ -33,8 +32,7 @@ rule rrm_label:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **job_resources("score"),
     params:
         **step_params("rrm_label"),
     script:
@@ -55,8 +53,7 @@ rule rrm_filter:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **job_resources("light"),
     params:
         **step_params("rrm_filter"),
     script:

@@ -11,8 +11,7 @@ rule base:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **job_resources("analysis"),
     params:
         **step_params("base"),
     script:
@@ -33,8 +32,7 @@ rule sft:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=8000,
-        runtime=240,
+        **job_resources("train"),
     params:
         **step_params("sft", work_dir=result("sft/checkpoints")),
     script:
@@ -55,8 +53,7 @@ rule sft_sampling:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=8000,
-        runtime=120,
+        **job_resources("sample"),
     params:
         **step_params("sample"),
         shard=lambda wildcards: int(wildcards.shard),
@@ -78,8 +75,7 @@ rule gather_samples:
     conda:
         MAIN_ENV
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **job_resources("light"),
     params:
         **step_params("gather"),
     script:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rmood.cli import main, parser
+from rmood.cli import main, own_process, parser, run_own_process
 from rmood.config import DEFAULT, load_config
 from rmood.io import read_jsonl, write_jsonl
 from rmood.steps import STEPS, settings
@@ -93,6 +93,43 @@ def test_cli_runs_a_step_in_process(tmp_path: Path) -> None:
     main(["gather", "--shards", str(tmp_path / "s0.jsonl"), str(tmp_path / "s1.jsonl"),
           "--prompt-files", str(tmp_path / "prompts.jsonl"), "--out", str(out)])
     assert [r["prompt_id"] for r in read_jsonl(out)] == ["b", "a"]
+
+
+def test_steps_run_in_the_rule_process_by_default() -> None:
+    config = load_config(DEFAULT)
+    assert all(own_process(name, config) is None for name in STEPS)
+
+
+def test_a_step_with_its_own_environment_runs_with_that_interpreter() -> None:
+    config = load_config(DEFAULT, ["environments.verl=/opt/verl/bin/python", "environments.vllm=/opt/vllm/bin/python"])
+    for name, step in STEPS.items():
+        expected = [f"/opt/{step.env}/bin/python", "-m", "rmood.job"] if step.env else None
+        assert own_process(name, config) == expected, name
+
+
+def test_training_steps_run_under_accelerate_launch_when_asked() -> None:
+    config = load_config(DEFAULT, ["training.launcher=accelerate", "training.num_processes=4",
+                                   "training.accelerate_config=config/accelerate/zero2.yaml"])
+    trains = {name for name, step in STEPS.items() if step.trains}
+    assert trains >= {"sft", "train_rm", "train_rrm", "train_inform"}
+    for name in trains:
+        assert own_process(name, config) == [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                                             "config/accelerate/zero2.yaml", "--num_processes", "4", "-m", "rmood.job"]
+    assert all(own_process(name, config) is None for name in set(STEPS) - trains if not STEPS[name].env)
+
+
+def test_a_step_runs_in_its_own_process_from_a_request_file(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "prompts.jsonl", [{"id": "b"}, {"id": "a"}])
+    write_jsonl(tmp_path / "s0.jsonl", [{"prompt_id": "a", "sample": 0, "response": "x", "finished": True}])
+    request = {"step": "gather", "settings": {}, "paths": {
+        "shards": [str(tmp_path / "s0.jsonl"), str(tmp_path / "missing.jsonl")],
+        "prompt_files": [str(tmp_path / "prompts.jsonl")], "out": str(tmp_path / "samples.jsonl")}}
+    log = tmp_path / "job.log"
+    assert run_own_process([sys.executable, "-m", "rmood.job"], request, str(log), 1) != 0
+    assert "missing.jsonl" in log.read_text()  # the step's own error, in the job's log
+    request["paths"]["shards"] = request["paths"]["shards"][:1]
+    assert run_own_process([sys.executable, "-m", "rmood.job"], request, str(log), 1) == 0
+    assert [r["prompt_id"] for r in read_jsonl(tmp_path / "samples.jsonl")] == ["a"]
 
 
 # --- subprocesses: the real entry point ---------------------------------------------------------
