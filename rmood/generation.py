@@ -4,19 +4,33 @@ The prompts are split round-robin into `shards`; each shard sorts its prompts by
 into fixed batches and seeds every batch from (seed, shard, batch), so a shard killed midway and
 rerun produces exactly the records an uninterrupted run would have. Records are appended one batch
 at a time; on restart the complete batches are kept and the rest is generated again.
+
+Two backends share all of that (`sample_prompts`) and differ only in the engine call, an `Engine`:
+`hf` (`sample_shard`, transformers' `generate`, CPU or GPU) here, and `vllm` (`sample_shard_vllm`,
+in rmood.vllm_sampling, GPU only, run in the vLLM environment). This module imports torch and
+transformers only inside functions, so it loads in any environment.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rmood.io import DataError, Record, complete_records, dumps, iter_jsonl, write_jsonl
 
 SAMPLE_FIELDS = ("prompt_id", "sample", "response", "finished")
+
+# A backend's engine call: the token ids of a batch of prompts and the batch's seed -> for each prompt,
+# its `sampling.n` responses as (text, finished), in sample order.
+Engine = Callable[[list[list[int]], int], list[list[tuple[str, bool]]]]
+Batch = list[tuple[Record, list[int]]]  # prompts with their token ids
+
+
+class BackendError(RuntimeError):
+    """A sampling backend that cannot run here (wrong step, package or hardware); the message says what to do."""
 
 
 def shard_prompts(prompt_files: list[str], shard: int, shards: int) -> list[Record]:
@@ -33,10 +47,33 @@ def encode_prompt(tokenizer, messages: list[dict[str, str]]) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+def response_text(tokenizer, tokens: list[int]) -> str:
+    """A sampled response as text: its tokens up to the first eos, decoded without special tokens."""
+    eos = tokenizer.eos_token_id
+    return tokenizer.decode(tokens[: tokens.index(eos)] if eos in tokens else tokens, skip_special_tokens=True)
+
+
 def batch_seed(seed: int, shard: int, batch: int) -> int:
     """A 63-bit seed for one batch, independent of how many batches ran before it."""
     digest = hashlib.sha256(f"{seed}/{shard}/{batch}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
+
+
+def require_backend(sampling: dict[str, Any], backend: str, step: str) -> None:
+    """Refuse a sampling config meant for the other backend's step."""
+    if sampling["backend"] != backend:
+        other = "sample_vllm" if sampling["backend"] == "vllm" else "sample"
+        raise BackendError(f"step {step} samples with sampling.backend {backend}, not {sampling['backend']!r}: "
+                           f"run step {other}")
+
+
+def shard_batches(tokenizer, prompt_files: list[str], shard: int, sampling: dict[str, Any]) -> list[Batch]:
+    """The shard's prompts with their token ids, sorted by length and cut into batches of `sampling.batch_size`."""
+    prompts = shard_prompts(prompt_files, shard, sampling["shards"])
+    encoded = [(p, encode_prompt(tokenizer, p["messages"])) for p in prompts]
+    order = sorted(encoded, key=lambda item: len(item[1]))
+    size = sampling["batch_size"]
+    return [order[i : i + size] for i in range(0, len(order), size)]
 
 
 def completed_records(path: Path, batches: list[list[Record]], n: int) -> tuple[list[Record], set[int]]:
@@ -54,30 +91,57 @@ def completed_records(path: Path, batches: list[list[Record]], n: int) -> tuple[
     return kept, done
 
 
-def sample_shard(
-    model: str, prompt_files: list[str], out: str, shard: int, seed: int, sampling: dict[str, Any], dtype: str
+def sample_prompts(
+    tokenizer, prompt_files: list[str], out: str, shard: int, seed: int, sampling: dict[str, Any],
+    start: Callable[[], Engine],
 ) -> None:
-    """Generate `sampling.n` responses per prompt of one shard into `out` (JSONL), resuming if possible."""
-    import torch
+    """Generate `sampling.n` responses per prompt of one shard into `out` (JSONL), resuming if possible.
+
+    `start()` loads the backend's model (only when some batch is left to sample) and returns its engine
+    call; batch `i` is sampled with seed `batch_seed(seed, shard, i)`.
+    """
     from tqdm.auto import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    if sampling["backend"] != "hf":
-        raise ValueError(f"sampling.backend {sampling['backend']!r} is not available in this environment")
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    tokenizer.padding_side = "left"
-    prompts = shard_prompts(prompt_files, shard, sampling["shards"])
-    encoded = {p["id"]: encode_prompt(tokenizer, p["messages"]) for p in prompts}
-    order = sorted(prompts, key=lambda p: len(encoded[p["id"]]))
-    size = sampling["batch_size"]
-    batches = [order[i : i + size] for i in range(0, len(order), size)]
-
+    batches = shard_batches(tokenizer, prompt_files, shard, sampling)
     out_path = Path(out)
     partial = out_path.with_name(out_path.name + ".partial")
-    kept, done = completed_records(partial, batches, sampling["n"])
+    kept, done = completed_records(partial, [[p for p, _ in batch] for batch in batches], sampling["n"])
     if done:
         print(f"resuming {out}: {len(done)}/{len(batches)} batches already sampled", flush=True)
     write_jsonl(partial, kept)  # drop whatever the killed run left half-done
+
+    generate = start() if len(done) < len(batches) else None
+    with partial.open("a", encoding="utf-8") as f:
+        for index, batch in enumerate(tqdm(batches, desc=f"sampling shard {shard}", mininterval=5)):
+            if index in done:
+                continue
+            responses = generate([tokens for _, tokens in batch], batch_seed(seed, shard, index))
+            for (prompt, _), samples in zip(batch, responses, strict=True):
+                for k, (text, finished) in enumerate(samples):
+                    record = {"prompt_id": prompt["id"], "sample": k, "response": text, "finished": finished}
+                    f.write(dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(partial, out_path)
+
+
+def sample_shard(
+    model: str, prompt_files: list[str], out: str, shard: int, seed: int, sampling: dict[str, Any], dtype: str
+) -> None:
+    """Step `sample` (sampling.backend hf): `sampling.n` responses per prompt of one shard with transformers."""
+    from transformers import AutoTokenizer
+
+    require_backend(sampling, "hf", "sample")
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    tokenizer.padding_side = "left"
+    sample_prompts(tokenizer, prompt_files, out, shard, seed, sampling,
+                   lambda: hf_engine(model, tokenizer, sampling, dtype))
+
+
+def hf_engine(model: str, tokenizer, sampling: dict[str, Any], dtype: str) -> Engine:
+    """Load the policy with transformers (on the GPU if there is one); its engine call seeds torch per batch."""
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     policy = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype)).to(device).eval()
@@ -91,18 +155,12 @@ def sample_shard(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    with partial.open("a", encoding="utf-8") as f:
-        for index, batch in enumerate(tqdm(batches, desc=f"sampling shard {shard}", mininterval=5)):
-            if index in done:
-                continue
-            torch.manual_seed(batch_seed(seed, shard, index))
-            records = generate_batch(policy, tokenizer, [encoded[p["id"]] for p in batch], config, device)
-            for prompt, responses in zip(batch, records):
-                for k, (text, finished) in enumerate(responses):
-                    f.write(dumps({"prompt_id": prompt["id"], "sample": k, "response": text, "finished": finished}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(partial, out_path)
+
+    def generate(prompts: list[list[int]], seed: int) -> list[list[tuple[str, bool]]]:
+        torch.manual_seed(seed)
+        return generate_batch(policy, tokenizer, prompts, config, device)
+
+    return generate
 
 
 def generate_batch(policy, tokenizer, prompts: list[list[int]], config, device: str) -> list[list[tuple[str, bool]]]:
@@ -116,15 +174,9 @@ def generate_batch(policy, tokenizer, prompts: list[list[int]], config, device: 
     with torch.no_grad():
         output = policy.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
     n = config.num_return_sequences
-    results = []
-    for i in range(len(prompts)):
-        responses = []
-        for row in output[i * n : (i + 1) * n, width:].tolist():
-            finished = config.eos_token_id in row
-            tokens = row[: row.index(config.eos_token_id)] if finished else row
-            responses.append((tokenizer.decode(tokens, skip_special_tokens=True), finished))
-        results.append(responses)
-    return results
+    rows = output[:, width:].tolist()
+    return [[(response_text(tokenizer, row), tokenizer.eos_token_id in row) for row in rows[i * n : (i + 1) * n]]
+            for i in range(len(prompts))]
 
 
 def gather(shards: list[str], prompt_files: list[str], out: str) -> None:

@@ -1,4 +1,5 @@
-"""Sampling bookkeeping without a model: shards, batch seeds, resuming from a partial file, gathering."""
+"""Sampling bookkeeping without a model: shards, batch seeds, resuming from a partial file, gathering, and the
+loop both backends share (`sample_prompts`), driven by a plain engine call instead of a model."""
 
 from __future__ import annotations
 
@@ -7,7 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from rmood.generation import batch_seed, completed_records, gather, shard_prompts
+from rmood.generation import (
+    SAMPLE_FIELDS,
+    BackendError,
+    batch_seed,
+    completed_records,
+    encode_prompt,
+    gather,
+    require_backend,
+    response_text,
+    sample_prompts,
+    shard_batches,
+    shard_prompts,
+)
 from rmood.io import DataError, dumps, read_jsonl, write_jsonl
 
 
@@ -187,3 +200,116 @@ def test_gather_requires_sample_fields(tmp_path: Path, prompt_files: list[str]) 
     write_jsonl(tmp_path / "s0.jsonl", [{"prompt_id": "a0", "sample": 0, "response": "x"}])
     with pytest.raises(DataError, match=r"s0\.jsonl:1: missing field\(s\) finished"):
         gather([str(tmp_path / "s0.jsonl")], prompt_files, str(tmp_path / "out.jsonl"))
+
+
+# --- the loop both backends share ---------------------------------------------------------------
+
+SAMPLING = dict(backend="hf", n=3, temperature=1.0, top_p=1.0, max_new_tokens=8, batch_size=3, shards=2)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_base: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_base)
+
+
+@pytest.fixture
+def synthetic_files(prompt_data: dict[str, Path]) -> list[str]:
+    return [str(prompt_data["preference"]), str(prompt_data["ood"])]
+
+
+class Engine:
+    """A deterministic engine call (no model): sample k of a prompt reads '<batch seed>/<prompt length>/<k>'.
+    It records its calls; `start` counts how often the backend was started."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.calls, self.starts = n, [], 0
+
+    def start(self):
+        self.starts += 1
+        return self.generate
+
+    def generate(self, prompts: list[list[int]], seed: int) -> list[list[tuple[str, bool]]]:
+        self.calls.append((prompts, seed))
+        return [[(f"{seed}/{len(p)}/{k}", k % 2 == 0) for k in range(self.n)] for p in prompts]
+
+
+def test_shard_batches_sort_by_prompt_length(tokenizer, synthetic_files: list[str]) -> None:
+    batches = shard_batches(tokenizer, synthetic_files, 1, SAMPLING)
+    flat = [item for batch in batches for item in batch]
+    assert [p["id"] for p, _ in sorted(flat, key=lambda item: item[0]["id"])] == \
+        sorted(p["id"] for p in shard_prompts(synthetic_files, 1, 2))
+    assert all(tokens == encode_prompt(tokenizer, p["messages"]) for p, tokens in flat)
+    assert [len(tokens) for _, tokens in flat] == sorted(len(tokens) for _, tokens in flat)
+    assert [len(batch) for batch in batches[:-1]] == [SAMPLING["batch_size"]] * (len(batches) - 1)
+
+
+def test_sample_prompts_seeds_each_batch_and_writes_the_records(tokenizer, synthetic_files, tmp_path) -> None:
+    engine = Engine(SAMPLING["n"])
+    out = tmp_path / "shard.jsonl"
+    sample_prompts(tokenizer, synthetic_files, str(out), 1, 7, SAMPLING, engine.start)
+    batches = shard_batches(tokenizer, synthetic_files, 1, SAMPLING)
+    assert engine.starts == 1
+    assert engine.calls == [([t for _, t in batch], batch_seed(7, 1, i)) for i, batch in enumerate(batches)]
+    expected = [
+        {"prompt_id": p["id"], "sample": k, "response": f"{batch_seed(7, 1, i)}/{len(t)}/{k}", "finished": k % 2 == 0}
+        for i, batch in enumerate(batches) for p, t in batch for k in range(SAMPLING["n"])
+    ]
+    assert out.read_text(encoding="utf-8") == "".join(dumps(r) + "\n" for r in expected)
+    assert all(tuple(sorted(r)) == tuple(sorted(SAMPLE_FIELDS)) for r in read_jsonl(out))
+    assert not out.with_name(out.name + ".partial").exists()
+
+
+def test_sample_prompts_resumes_only_the_unfinished_batches(tokenizer, synthetic_files, tmp_path) -> None:
+    full = tmp_path / "full.jsonl"
+    sample_prompts(tokenizer, synthetic_files, str(full), 0, 7, SAMPLING, Engine(SAMPLING["n"]).start)
+    lines = full.read_text(encoding="utf-8").splitlines(keepends=True)
+    per_batch = SAMPLING["batch_size"] * SAMPLING["n"]
+
+    out = tmp_path / "resumed.jsonl"
+    partial = out.with_name(out.name + ".partial")
+    # batch 0 done, batch 1 half written and cut mid-line
+    partial.write_text("".join(lines[: per_batch + 4]) + lines[per_batch + 4][:9], encoding="utf-8")
+    engine = Engine(SAMPLING["n"])
+    sample_prompts(tokenizer, synthetic_files, str(out), 0, 7, SAMPLING, engine.start)
+    batches = shard_batches(tokenizer, synthetic_files, 0, SAMPLING)
+    assert [seed for _, seed in engine.calls] == [batch_seed(7, 0, i) for i in range(1, len(batches))]
+    assert out.read_bytes() == full.read_bytes()
+    assert not partial.exists()
+
+
+def test_sample_prompts_with_every_batch_done_starts_no_engine(tokenizer, synthetic_files, tmp_path) -> None:
+    full = tmp_path / "full.jsonl"
+    sample_prompts(tokenizer, synthetic_files, str(full), 0, 7, SAMPLING, Engine(SAMPLING["n"]).start)
+    out = tmp_path / "out.jsonl"
+    out.with_name(out.name + ".partial").write_bytes(full.read_bytes())  # killed between the last write and the rename
+    engine = Engine(SAMPLING["n"])
+    sample_prompts(tokenizer, synthetic_files, str(out), 0, 7, SAMPLING, engine.start)
+    assert engine.starts == 0 and engine.calls == []
+    assert out.read_bytes() == full.read_bytes()
+
+
+def test_sample_prompts_refuses_a_short_answer(tokenizer, synthetic_files, tmp_path) -> None:
+    def start():
+        return lambda prompts, seed: [[("x", True)] * SAMPLING["n"]] * (len(prompts) - 1)  # one prompt short
+
+    with pytest.raises(ValueError, match="zip"):
+        sample_prompts(tokenizer, synthetic_files, str(tmp_path / "out.jsonl"), 0, 7, SAMPLING, start)
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_response_text_stops_at_the_first_eos(tokenizer) -> None:
+    words = tokenizer("sort the list", add_special_tokens=False)["input_ids"]
+    eos = tokenizer.eos_token_id
+    assert response_text(tokenizer, words) == tokenizer.decode(words, skip_special_tokens=True)
+    assert response_text(tokenizer, words + [eos] + words) == tokenizer.decode(words, skip_special_tokens=True)
+    assert response_text(tokenizer, [eos] + words) == ""
+
+
+def test_each_step_refuses_the_other_backend() -> None:
+    require_backend({"backend": "hf"}, "hf", "sample")
+    with pytest.raises(BackendError, match="sample samples with sampling.backend hf, not 'vllm': run step sample_vllm"):
+        require_backend({"backend": "vllm"}, "hf", "sample")
+    with pytest.raises(BackendError, match="run step sample$"):
+        require_backend({"backend": "hf"}, "vllm", "sample_vllm")
