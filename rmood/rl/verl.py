@@ -1,0 +1,424 @@
+"""PPO against one reward model with verl (Ray, FSDP, vLLM rollouts): the cluster engine, `rl.engine: verl`.
+
+This module runs inside verl's own environment (`envs/verl.txt`, `envs/verl.yml`): it imports verl's stack
+(hydra, omegaconf, torch, transformers, pyarrow) and only light rmood modules. `train_ppo_verl` writes the
+prompts as a parquet in verl's schema, composes verl's own `ppo_trainer` config from ours with hydra
+overrides, checks it, launches `python -m verl.trainer.main_ppo` (which resumes from its last checkpoint),
+then merges the FSDP actor checkpoint of every saved update into a plain Hugging Face causal LM at
+`ppo/<rm>/step_<k>/model` with verl's model merger.
+
+verl 0.9 serves the reward model with vLLM's classify endpoint and takes the raw logit at the last token of
+prompt + response rendered with the RM's own chat template. So the RM must be a transformers
+`*ForSequenceClassification` with one label and a chat template (`check_servable`): rm, rrm, golden, warm
+and mrm are; InfoRM and the penalised MRM (rmood's own classes) are not. The exported MRM's
+`config.reward_bias` is not applied: a constant, which changes no PPO advantage.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from rmood.io import UMASK, DataError, atomic_dir, atomic_open, atomic_path, read_json, read_jsonl
+from rmood.rl.ppo import checkpoint_dirs
+from rmood.training import fingerprint, prepare_checkpoints
+
+SERVABLE = ("rm", "rrm", "golden", "warm", "mrm")
+KL_MODES = ("reward", "loss")
+ROOT_CONFIG = "ppo_trainer"
+PARQUET = "prompts.parquet"
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt", "tokenizer.model",
+)
+LEGACY_SECTIONS = ("reward_model", "custom_reward_function", "sandbox_fusion")
+
+
+def verl_rows(records: list[dict[str, Any]], split: str = "train") -> list[dict[str, Any]]:
+    """Our prompt records (`id`, `messages`, `source`, optional `reference`) as rows of verl's RL dataset schema."""
+    rows = []
+    for index, record in enumerate(records):
+        messages = record["messages"]
+        if not messages or any(not isinstance(m, dict) or not {"role", "content"} <= m.keys() for m in messages):
+            raise DataError(f"prompt {record['id']}: messages must be a non-empty list of {{role, content}}")
+        rows.append({
+            "prompt": [{"role": str(m["role"]), "content": str(m["content"])} for m in messages],
+            "data_source": str(record.get("source") or "rmood"),
+            "ability": "instruction",
+            "reward_model": {"style": "model", "ground_truth": str(record.get("reference") or "")},
+            "extra_info": {"split": split, "index": index, "prompt_id": str(record["id"])},
+        })
+    return rows
+
+
+def write_parquet(prompts_jsonl: str | Path, out: str | Path, split: str = "train") -> int:
+    """Write the prompts of a JSONL file as a parquet in verl's schema (atomically); returns how many."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    records = read_jsonl(prompts_jsonl, required=("id", "messages"))
+    if not records:
+        raise DataError(f"{prompts_jsonl}: no prompts")
+    with atomic_path(out) as tmp:
+        pq.write_table(pa.Table.from_pylist(verl_rows(records, split)), tmp)
+    return len(records)
+
+
+def quote(value: str | Path) -> str:
+    """A string as a quoted hydra override value; refuses what hydra would not keep verbatim."""
+    value = str(value)
+    if any(bad in value for bad in ("'", "\\", "${")):
+        raise ValueError(f"{value}: a path given to verl may not contain a quote, a backslash or '${{'")
+    return f"'{value}'"
+
+
+def overrides(
+    policy: str | Path,
+    reward_model: str | Path,
+    train_file: str | Path,
+    work_dir: str | Path,
+    seed: int,
+    rl: dict[str, Any],
+    sampling: dict[str, Any],
+    name: str = "ppo",
+) -> list[str]:
+    """Hydra overrides that turn verl's own `ppo_trainer` config into our PPO run (`rl`, `rl.verl`, `sampling`).
+
+    Actor, reference and critic start from the SFT `policy`; the reward is `reward_model` served by vLLM;
+    KL to the reference goes into the reward (`rl.verl.kl: reward`, as TRL does) or into the actor loss
+    (`loss`), weighted by `rl.kl_coef`. Checkpoints go to `work_dir/global_step_<k>` every `rl.save_every`
+    updates and at the last; `trainer.resume_mode=auto` resumes a killed run from the last one.
+    """
+    verl = rl["verl"]
+    if verl["kl"] not in KL_MODES:
+        raise ValueError(f"rl.verl.kl is {verl['kl']!r}; it must be one of {', '.join(KL_MODES)}")
+    if rl["batch_size"] % rl["mini_batches"]:
+        raise ValueError(f"rl.batch_size ({rl['batch_size']}) must be a multiple of "
+                         f"rl.mini_batches ({rl['mini_batches']})")
+    if rl.get("missing_eos_penalty") is not None:
+        raise ValueError("rl.missing_eos_penalty is a TRL option that verl does not have; set it to null for verl")
+    kl_in_reward = verl["kl"] == "reward"
+    micro = verl["micro_batch_size_per_gpu"]
+    train = quote(Path(train_file).resolve())
+    rollout = {
+        "name": "vllm",
+        "tensor_model_parallel_size": verl["tensor_parallel_size"],
+        "gpu_memory_utilization": verl["gpu_memory_utilization"],
+    }
+    settings: dict[str, Any] = {
+        "algorithm.adv_estimator": "gae",
+        "algorithm.use_kl_in_reward": kl_in_reward,
+        "algorithm.kl_ctrl.type": "fixed",
+        "algorithm.kl_ctrl.kl_coef": rl["kl_coef"],
+        "actor_rollout_ref.actor.use_kl_loss": not kl_in_reward,
+        "actor_rollout_ref.actor.kl_loss_coef": rl["kl_coef"],
+        "actor_rollout_ref.model.path": quote(Path(policy).resolve()),
+        "actor_rollout_ref.actor.optim.lr": rl["learning_rate"],
+        "actor_rollout_ref.actor.ppo_mini_batch_size": rl["batch_size"] // rl["mini_batches"],
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": micro,
+        "actor_rollout_ref.actor.ppo_epochs": rl["ppo_epochs"],
+        "actor_rollout_ref.actor.data_loader_seed": seed,
+        "actor_rollout_ref.actor.fsdp_config.seed": seed,
+        "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu": micro,
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu": micro,
+        "actor_rollout_ref.rollout.n": 1,
+        "actor_rollout_ref.rollout.temperature": sampling["temperature"],
+        "actor_rollout_ref.rollout.seed": seed,
+        **{f"actor_rollout_ref.rollout.{key}": value for key, value in rollout.items()},
+        "critic.model.path": quote(Path(policy).resolve()),
+        "critic.optim.lr": rl["learning_rate"],
+        "critic.ppo_micro_batch_size_per_gpu": micro,
+        "critic.ppo_epochs": rl["ppo_epochs"],
+        "critic.data_loader_seed": seed,
+        "reward.reward_model.enable": True,
+        "reward.reward_model.model_path": quote(Path(reward_model).resolve()),
+        **{f"reward.reward_model.rollout.{key}": value for key, value in rollout.items()},
+        "data.train_files": f"[{train}]",
+        "data.val_files": f"[{train}]",
+        "data.train_batch_size": rl["batch_size"],
+        "data.max_prompt_length": verl["max_prompt_length"],
+        "data.max_response_length": rl["response_length"],
+        "data.return_raw_chat": True,
+        "data.filter_overlong_prompts": False,
+        "data.truncation": "error",
+        "data.shuffle": True,
+        "data.seed": seed,
+        "trainer.total_training_steps": rl["steps"],
+        "trainer.total_epochs": rl["steps"],  # an epoch holds at least one update, so the step count decides
+        "trainer.save_freq": rl["save_every"],
+        "trainer.test_freq": -1,
+        "trainer.val_before_train": False,
+        "trainer.n_gpus_per_node": verl["n_gpus_per_node"],
+        "trainer.nnodes": verl["nnodes"],
+        "trainer.default_local_dir": quote(Path(work_dir).resolve()),
+        "trainer.max_critic_ckpt_to_keep": 1,  # the critic only serves a resume; every actor checkpoint is merged
+        "trainer.resume_mode": "auto",
+        "trainer.logger": "[console]",
+        "trainer.project_name": "rmood",
+        "trainer.experiment_name": quote(name),
+    }
+    return [f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in settings.items()]
+
+
+def config_dir() -> Path:
+    """verl's own trainer config folder (`verl/trainer/config`)."""
+    import verl
+
+    return Path(verl.__file__).resolve().parent / "trainer" / "config"
+
+
+def compose(override_list: list[str]):
+    """verl's `ppo_trainer` config with the overrides, composed by hydra as `main_ppo` would."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+            return hydra_compose(ROOT_CONFIG, overrides=list(override_list))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _get(cfg, key: str) -> Any:
+    """The value at a dotted key; None if it is absent, null or mandatory-but-unset ('???')."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.select(cfg, key, throw_on_missing=False)
+
+
+def _same_path(value: Any, expected: str | Path) -> bool:
+    return value is not None and Path(str(value)).expanduser().resolve() == Path(expected).resolve()
+
+
+def _set_leaves(cfg, key: str) -> list[str]:
+    """Dotted keys at or under `key` whose value is set (not null, not '???')."""
+    from omegaconf import DictConfig
+
+    node = _get(cfg, key)
+    if isinstance(node, DictConfig):
+        return [leaf for name in node for leaf in _set_leaves(cfg, f"{key}.{name}")]
+    return [] if node is None else [key]
+
+
+def check_config(cfg, reward_model: str | Path, policy: str | Path) -> None:
+    """Refuse a composed verl config that would not optimise `policy` against `reward_model`.
+
+    Guards verl 0.9's silent trap: the legacy `reward_model.*`, `custom_reward_function.*` and
+    `sandbox_fusion.*` keys still compose, but `main_ppo` ignores them, so a run set up that way trains
+    against no reward model. The RM must be enabled at `reward.reward_model.*` and served by vLLM, no custom
+    reward function may replace its score, the RM needs the raw chat (`data.return_raw_chat`), actor,
+    reference and critic must all start from the SFT policy, a KL coefficient must be used, and checkpoints
+    must be saved and resumed.
+    """
+    problems = []
+    for section in LEGACY_SECTIONS:
+        legacy = _set_leaves(cfg, section)
+        if legacy:
+            problems.append(f"legacy key(s) {', '.join(legacy)} are ignored by verl 0.9's main_ppo; "
+                            "set the reward model at reward.reward_model.* instead")
+    if _get(cfg, "reward.reward_model.enable") is not True:
+        problems.append("reward.reward_model.enable is not true: verl would use a rule-based reward, not the RM")
+    if not _same_path(_get(cfg, "reward.reward_model.model_path"), reward_model):
+        problems.append(f"reward.reward_model.model_path is {_get(cfg, 'reward.reward_model.model_path')}, "
+                        f"not the reward model {reward_model}")
+    for key in ("reward.reward_model.rollout.name", "actor_rollout_ref.rollout.name"):
+        if _get(cfg, key) != "vllm":
+            problems.append(f"{key} is {_get(cfg, key)!r}, not vllm (the RM is served by vLLM's classify endpoint)")
+    if _get(cfg, "reward.custom_reward_function.path") is not None:
+        problems.append(f"reward.custom_reward_function.path ({_get(cfg, 'reward.custom_reward_function.path')}) "
+                        "would replace the reward model's score")
+    if _get(cfg, "data.return_raw_chat") is not True:
+        problems.append("data.return_raw_chat must be true: the RM renders the raw chat with its own template")
+    for key in ("actor_rollout_ref.model", "critic.model"):
+        if not _same_path(_get(cfg, f"{key}.path"), policy):
+            problems.append(f"{key}.path is {_get(cfg, f'{key}.path')}, not the SFT policy {policy}")
+        tokenizer = _get(cfg, f"{key}.tokenizer_path")
+        if tokenizer is not None and not _same_path(tokenizer, policy):
+            problems.append(f"{key}.tokenizer_path is {tokenizer}, not the SFT policy {policy}")
+    kl_on = _get(cfg, "algorithm.use_kl_in_reward") or _get(cfg, "actor_rollout_ref.actor.use_kl_loss")
+    if not kl_on:
+        problems.append("neither algorithm.use_kl_in_reward nor actor_rollout_ref.actor.use_kl_loss is on: "
+                        "no KL to the reference")
+    if (_get(cfg, "trainer.save_freq") or 0) < 1 or _get(cfg, "trainer.resume_mode") != "auto":
+        problems.append("trainer.save_freq must be positive and trainer.resume_mode auto (checkpoints, resume)")
+    if problems:
+        raise ValueError("verl config refused:\n- " + "\n- ".join(problems))
+
+
+def validate(cfg) -> None:
+    """verl's own `validate_config` (batch sizes, micro batches, …), as `main_ppo` runs it first."""
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+
+
+def check_servable(reward_model: str | Path) -> None:
+    """Refuse an RM that verl cannot serve through vLLM's classify endpoint (one logit, RM's chat template).
+
+    It must be a `*ForSequenceClassification` that transformers itself knows (not rmood's InfoRM or
+    penalised-MRM classes), with `num_labels == 1` and a chat template. A `reward_bias` in its config.json
+    (the exported MRM's b) is not applied by verl: a constant, which changes no PPO advantage.
+    """
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+
+    path = Path(reward_model)
+    usable = f"the reward models verl can serve are {', '.join(SERVABLE)}"
+    if (path / "ensemble.json").is_file():
+        raise ValueError(f"{path}: an ensemble cannot be served by verl (one model per PPO run); {usable}")
+    config = read_json(path / "config.json")
+    architectures = config.get("architectures") or []
+    known = set(MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.values())
+    if len(architectures) != 1 or architectures[0] not in known:
+        raise ValueError(f"{path}: architecture {architectures} (model_type {config.get('model_type')!r}) is not a "
+                         f"transformers *ForSequenceClassification that vLLM can load (InfoRM and the penalised "
+                         f"MRM are rmood's own classes); {usable}")
+    labels = config.get("num_labels", len(config.get("id2label") or {}) or 2)  # transformers' default is 2
+    if labels != 1:
+        raise ValueError(f"{path}: a reward model has one output (num_labels 1), this one has {labels}")
+    tokenizer_config = path / "tokenizer_config.json"
+    if not tokenizer_config.is_file():
+        raise ValueError(f"{path}: no tokenizer (tokenizer_config.json); verl renders with the RM's own tokenizer")
+    if not (read_json(tokenizer_config).get("chat_template") or (path / "chat_template.jinja").is_file()
+            or (path / "chat_template.json").is_file()):
+        raise ValueError(f"{path}: no chat template; verl renders prompt + response with the RM's chat template")
+    if config.get("reward_bias"):
+        print(f"{path}: verl serves the logit without config.reward_bias ({config['reward_bias']}), "
+              "a constant that changes no PPO advantage", flush=True)
+
+
+def check_prompt_lengths(policy: str | Path, prompts: str | Path, max_prompt_length: int) -> None:
+    """Refuse prompts longer than `max_prompt_length` tokens under the policy's chat template (verl fails mid-run)."""
+    from transformers import AutoTokenizer
+
+    from rmood.generation import encode_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(policy)
+    for record in read_jsonl(prompts, required=("id", "messages")):
+        length = len(encode_prompt(tokenizer, record["messages"]))
+        if length > max_prompt_length:
+            raise DataError(f"{prompts}: prompt {record['id']} has {length} tokens, more than "
+                            f"rl.verl.max_prompt_length ({max_prompt_length})")
+
+
+def run(command: list[str], what: str, cwd: str | Path | None = None) -> None:
+    """Run a command (list arguments, no shell), its output going to ours; a non-zero exit is an error."""
+    print("+ " + " ".join(command), flush=True)
+    status = subprocess.run(command, cwd=cwd, check=False).returncode
+    if status != 0:
+        raise RuntimeError(f"{what} failed (exit status {status}); its output is above")
+
+
+def use_policy_tokenizer(model_dir: Path, policy: str | Path) -> None:
+    """Give `model_dir` exactly the policy's tokenizer files (chat template included) and its generation config."""
+    for name in TOKENIZER_FILES:
+        (model_dir / name).unlink(missing_ok=True)
+        if (Path(policy) / name).is_file():
+            shutil.copy2(Path(policy) / name, model_dir / name)
+    if not (model_dir / "generation_config.json").is_file() and (Path(policy) / "generation_config.json").is_file():
+        shutil.copy2(Path(policy) / "generation_config.json", model_dir / "generation_config.json")
+
+
+def check_causal_lm(model_dir: Path, policy: str | Path) -> None:
+    """Refuse a merged folder that is not a causal LM with weights and the policy's tokenizer and chat template."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    architectures = AutoConfig.from_pretrained(model_dir).architectures or []
+    if not architectures or not architectures[0].endswith("ForCausalLM"):
+        raise ValueError(f"{model_dir}: merged model is {architectures}, not a causal LM")
+    if not any(model_dir.glob("*.safetensors")):
+        raise ValueError(f"{model_dir}: the merger wrote no safetensors weights")
+    merged, original = AutoTokenizer.from_pretrained(model_dir), AutoTokenizer.from_pretrained(policy)
+    if not merged.chat_template or merged.chat_template != original.chat_template:
+        raise ValueError(f"{model_dir}: chat template differs from the policy's ({policy})")
+
+
+def merge_checkpoint(actor_dir: str | Path, target: str | Path, policy: str | Path) -> None:
+    """Merge verl's FSDP actor checkpoint into a Hugging Face causal LM at `target` (bf16), atomically."""
+    actor_dir = Path(actor_dir)
+    if not (actor_dir / "fsdp_config.json").is_file():
+        raise FileNotFoundError(f"{actor_dir}: no complete verl FSDP checkpoint (fsdp_config.json is missing)")
+    with atomic_dir(target) as tmp:
+        run([sys.executable, "-m", "verl.model_merger", "merge", "--backend", "fsdp",
+             "--local_dir", str(actor_dir), "--target_dir", str(tmp)], f"verl's model merger on {actor_dir}")
+        use_policy_tokenizer(tmp, policy)
+        for path in tmp.iterdir():
+            path.chmod(0o666 & ~UMASK)  # the merger writes its weights 0600
+        check_causal_lm(tmp, policy)
+
+
+def latest_step(work_dir: Path) -> int:
+    """The last update verl checkpointed in `work_dir` (0 if none)."""
+    tracker = work_dir / "latest_checkpointed_iteration.txt"
+    return int(tracker.read_text().strip() or 0) if tracker.is_file() else 0
+
+
+def write_config(cfg, path: Path) -> None:
+    """The composed verl config as YAML (interpolations resolved where they can be)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        text = OmegaConf.to_yaml(cfg, resolve=True)
+    except OmegaConfBaseException:  # an interpolation that only resolves at run time (e.g. an unset env var)
+        text = OmegaConf.to_yaml(cfg)
+    with atomic_open(path) as f:
+        f.write(text)
+
+
+def train_ppo_verl(
+    policy: str,
+    reward_model: str,
+    prompts: str,
+    out: list[str],
+    work_dir: str,
+    seed: int,
+    rl: dict[str, Any],
+    sampling: dict[str, Any],
+) -> None:
+    """Optimise `policy` against `reward_model` with verl's PPO for `rl.steps` updates; save to the `out` dirs.
+
+    `out` are the ppo/<rm>/step_<k>/model folders, as for `rmood.rl.ppo.train_ppo`. verl checkpoints into
+    `work_dir` (beside `config.yaml`, the composed config, and the prompts parquet); a killed run resumes from
+    its last checkpoint when rerun with the same settings and inputs (other settings start afresh), and the
+    checkpoints are deleted once every policy is merged. If every `out` dir exists nothing happens.
+    """
+    targets = checkpoint_dirs(out, rl["steps"], rl["save_every"])
+    if all((path / "config.json").is_file() for path in targets.values()):
+        print(f"every PPO checkpoint of {reward_model} exists; nothing to do", flush=True)
+        return
+    check_servable(reward_model)
+    work = Path(work_dir).resolve()
+    name = f"ppo-{Path(out[0]).resolve().parents[1].name}"
+    override_list = overrides(policy, reward_model, work / PARQUET, work, seed, rl, sampling, name)
+    prepare_checkpoints(work, fingerprint({"overrides": override_list}, [policy, reward_model, prompts]))
+    count = write_parquet(prompts, work / PARQUET)
+    if count < rl["batch_size"]:
+        raise DataError(f"{prompts}: {count} prompts, fewer than one PPO batch ({rl['batch_size']})")
+    check_prompt_lengths(policy, prompts, rl["verl"]["max_prompt_length"])
+    cfg = compose(override_list)
+    check_config(cfg, reward_model, policy)
+    validate(cfg)
+    write_config(cfg, work / "config.yaml")
+    if latest_step(work) < rl["steps"]:
+        hydra = [f"hydra.run.dir={quote(work / 'hydra')}", "hydra.output_subdir=null", "hydra.job.chdir=false"]
+        run([sys.executable, "-m", "verl.trainer.main_ppo", *override_list, *hydra], "verl's PPO trainer", cwd=work)
+    for step, target in targets.items():
+        if not (target / "config.json").is_file():
+            merge_checkpoint(work / f"global_step_{step}" / "actor", target, policy)
+    drop_checkpoints(work)
+
+
+def drop_checkpoints(work_dir: Path) -> None:
+    """Delete verl's checkpoints once every policy is merged (FSDP shards with optimizer states: large).
+
+    `config.yaml`, the prompts parquet and the fingerprint stay.
+    """
+    for checkpoint in work_dir.glob("global_step_*"):
+        shutil.rmtree(checkpoint)
+    (work_dir / "latest_checkpointed_iteration.txt").unlink(missing_ok=True)
