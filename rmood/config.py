@@ -7,6 +7,7 @@ The Snakefile and `python -m rmood` validate the same way: `snakemake.utils.vali
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,31 @@ def check_config(config: dict[str, Any]) -> None:
         value = lookup(config, key)
         if value != builtin and not (Path(value) / "config.json").is_file():
             raise ConfigError(f"config key {key!r}: {value} is not a model directory (no config.json)")
+    template = config["sft"]["chat_template_path"]
+    if template is not None and not Path(template).exists():
+        raise ConfigError(f"config key 'sft.chat_template_path': {template} does not exist")
+    if config["model"]["source"] != "tiny" and template is None and not has_chat_template(config["model"]["source"]):
+        raise ConfigError(
+            f"config key 'sft.chat_template_path': the tokenizer of model.source {config['model']['source']} has no "
+            "chat template; give a .jinja template or a tokenizer directory to take it from"
+        )
+    if config["gold"]["source"] != "programmatic" and not has_chat_template(config["gold"]["source"]):
+        raise ConfigError(
+            f"config key 'gold.source': the tokenizer of {config['gold']['source']} has no chat template, so the "
+            "gold reward model cannot render conversations"
+        )
+
+
+def has_chat_template(model_dir: str | Path) -> bool:
+    """Whether a Hugging Face model directory's tokenizer carries a chat template (checked on the files only)."""
+    model_dir = Path(model_dir)
+    if (model_dir / "chat_template.jinja").is_file() or (model_dir / "chat_template.json").is_file():
+        return True
+    try:
+        with open(model_dir / "tokenizer_config.json", encoding="utf-8") as f:
+            return bool(json.load(f).get("chat_template"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -152,8 +152,17 @@ def test_programmatic_gold_needs_synthetic_data(config: dict) -> None:
         check_config(config)
 
 
+def model_dir(path: Path, chat_template: bool = True) -> Path:
+    """A directory that passes the config checks for a model: config.json and (optionally) a chat template."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text("{}", encoding="utf-8")
+    if chat_template:
+        (path / "chat_template.jinja").write_text("{{ messages }}", encoding="utf-8")
+    return path
+
+
 def test_gold_model_directory_with_alpacafarm(config: dict, tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text("{}", encoding="utf-8")
+    model_dir(tmp_path)
     config["data"]["source"] = "alpacafarm"
     config["data"]["root"] = "data/alpacafarm"
     config["gold"]["source"] = str(tmp_path)
@@ -164,7 +173,7 @@ def test_model_source_without_config_json(config: dict, tmp_path: Path) -> None:
     config["model"]["source"] = str(tmp_path)
     with pytest.raises(ConfigError, match=r"model\.source"):
         check_config(config)
-    (tmp_path / "config.json").write_text("{}", encoding="utf-8")
+    model_dir(tmp_path)
     check_config(config)
 
 
@@ -182,3 +191,130 @@ def test_gold_source_without_config_json(config: dict, tmp_path: Path) -> None:
 def test_override_reads_scientific_notation_as_a_number() -> None:
     config = override({"rm": {"learning_rate": 1.0}}, ["rm.learning_rate=1e-4", "rm.note=abc"])
     assert config["rm"]["learning_rate"] == pytest.approx(1e-4) and config["rm"]["note"] == "abc"
+
+
+# --- bad input: every number, every reward-model list, chat templates ----------------------------
+
+
+def numeric_keys(node: dict, prefix: str = "") -> list[str]:
+    """Dotted keys of every int/float leaf (not bool, not in a list) of a config."""
+    keys = []
+    for key, value in node.items():
+        if isinstance(value, dict):
+            keys += numeric_keys(value, f"{prefix}{key}.")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def assign(config: dict, key: str, value) -> dict:
+    config = copy.deepcopy(config)
+    *parents, leaf = key.split(".")
+    node = config
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+    return config
+
+
+def schema_refuses(config: dict) -> str:
+    from snakemake.utils import validate
+
+    from rmood.config import SCHEMA
+
+    with pytest.raises(Exception) as err:
+        validate(config, str(SCHEMA))
+    assert type(err.value).__name__ == "WorkflowError", repr(err.value)
+    return str(err.value)
+
+
+def test_every_number_of_the_default_has_a_lower_bound(default: dict) -> None:
+    """-1 for any number is refused at that key (one compiled validator: snakemake's validate takes 0.2 s a call)."""
+    import jsonschema
+
+    from rmood.config import SCHEMA
+
+    validator = jsonschema.Draft202012Validator(yaml.safe_load(SCHEMA.read_text(encoding="utf-8")))
+    keys = numeric_keys(default)
+    assert len(keys) > 50 and "data.sizes.unlabeled" in keys and "rl.kl_coef" in keys
+    for key in keys:
+        errors = list(validator.iter_errors(assign(default, key, -1)))
+        assert [(list(e.absolute_path), e.validator) for e in errors] in (
+            [(key.split("."), "minimum")], [(key.split("."), "exclusiveMinimum")]
+        ), key
+
+
+def test_every_number_in_the_schema_has_a_lower_bound() -> None:
+    """New keys too: an integer or number without `minimum`/`exclusiveMinimum` would accept negative sizes."""
+    from rmood.config import SCHEMA
+
+    schema = yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
+    unbounded = []
+
+    def walk(node, path: str) -> None:
+        if isinstance(node, dict):
+            kinds = node.get("type")
+            kinds = set(kinds) if isinstance(kinds, list) else {kinds}
+            if kinds & {"integer", "number"} and not {"minimum", "exclusiveMinimum"} & node.keys():
+                unbounded.append(path)
+            for key, value in node.items():
+                walk(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{path}[{i}]")
+
+    walk(schema, "schema")
+    assert unbounded == []
+
+
+@pytest.mark.parametrize("key", ["reward_models", "rl.reward_models", "distribution.reward_models"])
+def test_unknown_reward_model_name_is_refused(default: dict, key: str) -> None:
+    message = schema_refuses(assign(default, key, [*lookup(default, key)[:1], "nonsense"]))
+    assert "'nonsense' is not one of" in message
+    assert "".join(f"['{part}']" for part in key.split(".")) in message
+
+
+@pytest.mark.parametrize("key", ["rl.reward_models", "distribution.reward_models"])
+def test_ensembles_cannot_be_optimised_or_analysed(default: dict, key: str) -> None:
+    assert "'ens_mean' is not one of" in schema_refuses(assign(default, key, ["ens_mean"]))
+
+
+def test_reward_models_must_be_a_list(default: dict) -> None:
+    message = schema_refuses(assign(default, "reward_models", "rm"))
+    assert "'rm' is not of type 'array'" in message and "['reward_models']" in message
+    assert "should be non-empty" in schema_refuses(assign(default, "reward_models", []))
+
+
+def test_yaml_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("experiment: x\nsft: {epochs: 1\n", encoding="utf-8")
+    with pytest.raises(yaml.YAMLError, match=r"broken\.yaml.*line 3"):
+        load_config(path)
+
+
+def test_local_model_needs_a_chat_template_or_chat_template_path(config: dict, tmp_path: Path) -> None:
+    from rmood.config import has_chat_template
+
+    config["model"]["source"] = str(model_dir(tmp_path / "base", chat_template=False))
+    with pytest.raises(ConfigError, match=r"'sft\.chat_template_path'.*has no chat template"):
+        check_config(config)
+    (tmp_path / "base" / "tokenizer_config.json").write_text('{"chat_template": "{{ messages }}"}', encoding="utf-8")
+    assert has_chat_template(tmp_path / "base")
+    check_config(config)
+    (tmp_path / "base" / "tokenizer_config.json").write_text('{"chat_template": null}', encoding="utf-8")
+    assert not has_chat_template(tmp_path / "base")
+    config["sft"]["chat_template_path"] = str(tmp_path / "missing.jinja")
+    with pytest.raises(ConfigError, match=r"'sft\.chat_template_path'.*missing\.jinja does not exist"):
+        check_config(config)
+    (tmp_path / "missing.jinja").write_text("{{ messages }}", encoding="utf-8")
+    check_config(config)
+
+
+def test_gold_reward_model_needs_a_chat_template(config: dict, tmp_path: Path) -> None:
+    config["data"]["source"], config["data"]["root"] = "alpacafarm", "data/alpacafarm"
+    config["gold"]["source"] = str(model_dir(tmp_path, chat_template=False))
+    with pytest.raises(ConfigError, match=r"'gold\.source'.*no chat template"):
+        check_config(config)
+    (tmp_path / "tokenizer_config.json").write_text("not json", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"'gold\.source'"):
+        check_config(config)
