@@ -213,3 +213,46 @@ def test_load_gda_refuses_missing_keys(tmp_path):
         load_gda(path)
     with pytest.raises(DataError, match="no such file"):
         load_gda(tmp_path / "absent.npz")
+
+
+def test_fit_gda_writes_the_same_bytes_every_time(tmp_path):
+    """np.savez stamps every member with the zip epoch (1980-01-01), not the clock: reruns are byte-identical."""
+    import time
+    import zipfile
+
+    rng = np.random.default_rng(0)
+    paths = write_pair(tmp_path, correlated(rng, 40, 5, 0.0), correlated(rng, 30, 5, 0.5))
+    fit_gda(*paths, tmp_path / "first.npz", 16)
+    time.sleep(2.1)  # zip times have a 2 s resolution
+    fit_gda(*paths, tmp_path / "second.npz", 16)
+    assert (tmp_path / "first.npz").read_bytes() == (tmp_path / "second.npz").read_bytes()
+    with zipfile.ZipFile(tmp_path / "first.npz") as archive:
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+def test_a_refused_fit_keeps_the_previous_parameters(tmp_path):
+    rng = np.random.default_rng(1)
+    out = tmp_path / "gda_parameters.npz"
+    fit_gda(*write_pair(tmp_path, correlated(rng, 20, 3, 0.0), correlated(rng, 20, 3, 1.0)), out, 8)
+    before = out.read_bytes()
+    bad = correlated(rng, 20, 3, 0.0)
+    bad[7, 2] = np.nan
+    with pytest.raises(DataError, match=r"chosen\.npy: non-finite value in row 7"):
+        fit_gda(*write_pair(tmp_path, bad, correlated(rng, 20, 3, 1.0)), out, 8)
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "chosen.npy", "gda_parameters.npz", "rejected.npy"
+    ]
+
+
+@given(widths=st.lists(st.integers(1, 5), min_size=2, max_size=6), labels=st.data())
+@settings(max_examples=40, deadline=None)
+def test_any_width_change_between_chunks_is_refused(widths, labels):
+    gda = StreamingGDA()
+    for width in widths:
+        label = labels.draw(st.sampled_from([0, 1]))
+        chunk = np.arange(3 * width, dtype=np.float64).reshape(3, width)
+        if width != widths[0]:
+            with pytest.raises(DataError, match=rf"width {width} differs from the {widths[0]} features seen so far"):
+                gda.partial_fit(chunk, label)
+            return
+        gda.partial_fit(chunk, label)
