@@ -85,6 +85,43 @@ def test_load_reward_model_errors(tiny_base, tmp_path):
     AutoModelForSequenceClassification.from_pretrained(tiny_base, num_labels=3).save_pretrained(tmp_path / "multi")
     with pytest.raises(ModelError, match="scalar head"):
         load_reward_model(tmp_path / "multi")
+    (tmp_path / "weightless").mkdir()
+    (tmp_path / "weightless" / "config.json").write_text((tiny_base / "config.json").read_text())
+    with pytest.raises(ModelError, match=r"weightless: not a loadable reward model \(OSError"):
+        load_reward_model(tmp_path / "weightless")
+    (tmp_path / "unknown").mkdir()
+    (tmp_path / "unknown" / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    with pytest.raises(ModelError, match=r"unknown: not a loadable reward model \(ValueError"):
+        load_reward_model(tmp_path / "unknown")
+
+
+def test_load_reward_model_refuses_a_tokenizer_without_chat_template(tiny_base, tmp_path):
+    from rmood.rm.score import ModelError, load_reward_model
+
+    rm = save_reward_model(tiny_base, tmp_path / "rm")
+    (rm / "chat_template.jinja").unlink()
+    with pytest.raises(ModelError, match=r"rm: the tokenizer has no chat template"):
+        load_reward_model(rm)
+
+
+def test_conversations_longer_than_the_context_keep_their_end(tiny_base, prompt_data, tmp_path, capsys):
+    from rmood.mrm.representations import features
+    from rmood.rm.score import load_reward_model, score_conversations, tokenize
+
+    model, tokenizer = load_reward_model(save_reward_model(tiny_base, tmp_path / "rm"))
+    convs = conversations(prompt_data["preference"], 6)
+    lengths = list(map(len, tokenize(tokenizer, convs)))
+    context = sorted(lengths)[2]
+    assert max(lengths) > context  # some are longer than this context
+    model.config.max_position_embeddings = context
+    scores = score_conversations(model, tokenizer, convs, batch_size=4)
+    assert f"{sum(n > context for n in lengths)} of 6 conversations are longer than the model's context of {context}" \
+        in capsys.readouterr().out
+    for score, ids in zip(scores, tokenize(tokenizer, convs)):
+        with torch.no_grad():
+            expected = model(input_ids=torch.tensor([ids[-context:]])).logits[0, 0].item()
+        assert score == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    assert features(model, tokenizer, convs, batch_size=4).shape == (6, model.config.hidden_size)
 
 
 SAMPLING = dict(backend="hf", n=2, temperature=1.0, top_p=1.0, max_new_tokens=8, batch_size=3, shards=2)

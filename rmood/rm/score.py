@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from rmood.data.prompts import context_length
+
 Conversation = list[dict[str, str]]
 
 
@@ -32,10 +34,16 @@ def load_reward_model(path: str | Path, dtype: str = "float32"):
         return load_ensemble(path, dtype)
     if not (path / "config.json").is_file():
         raise ModelError(f"{path}: not a model directory (no config.json)")
-    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=getattr(torch, dtype))
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=getattr(torch, dtype))
+    except (OSError, ValueError, KeyError) as err:  # no weights, an unknown model_type, a broken config.json
+        raise ModelError(f"{path}: not a loadable reward model ({type(err).__name__}: {err})") from None
     if model.config.num_labels != 1:
         raise ModelError(f"{path}: a reward model needs a scalar head, this one has num_labels={model.config.num_labels}")
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelError(f"{path}: no loadable tokenizer ({type(err).__name__}: {err})") from None
     if not tokenizer.chat_template:
         raise ModelError(f"{path}: the tokenizer has no chat template")
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -64,6 +72,24 @@ def right_pad(sequences: list[list[int]], pad_id: int, device):
     return ids, mask
 
 
+def fit_context(model, sequences: list[list[int]], desc: str) -> list[list[int]]:
+    """Sequences longer than the model's context keep their last `context` tokens (the response and the token the
+    head pools), counted in the log. Sampled conversations fit by construction (`rmood.data.prompts.fit_prompts`
+    skips the prompts that leave no room for a response); this guards reward models with a shorter context."""
+    context = context_length(model.config)
+    if context is None:
+        return sequences
+    long = sum(len(s) > context for s in sequences)
+    if long:
+        longest = max(map(len, sequences))
+        print(
+            f"{desc}: {long} of {len(sequences)} conversations are longer than the model's context of {context} "
+            f"tokens (up to {longest}); they keep their last {context} tokens",
+            flush=True,
+        )
+    return [s[-context:] for s in sequences] if long else sequences
+
+
 def padded_batches(
     model, sequences: list[list[int]], batch_size: int, desc: str
 ) -> Iterator[tuple[list[int], Any, Any]]:
@@ -82,6 +108,7 @@ def padded_batches(
             f"{len(ends_with_pad)} conversations end with the pad token (id {pad_id}), so the model's last-non-pad "
             "pooling would skip it; give the tokenizer a pad token that never ends a conversation"
         )
+    sequences = fit_context(model, sequences, desc)
     device = next(model.parameters()).device
     for batch in tqdm(length_sorted_batches(list(map(len, sequences)), batch_size), desc=desc, mininterval=5):
         yield batch, *right_pad([sequences[i] for i in batch], pad_id, device)
