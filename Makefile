@@ -14,7 +14,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup envs study test lint dag clean
+.PHONY: setup envs study test test-vllm lint dag clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,10 @@ study: $(STAMP)
 
 test: $(STAMP)
 	python -m pytest $(PYTEST_ARGS)
+
+# vLLM's own objects built from our requests, in .venv-vllm (about 9 GB of CUDA wheels, ~10 min to build)
+test-vllm: $(STAMP) .venv-vllm/.installed
+	python -m pytest tests/test_vllm.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	snakemake --lint

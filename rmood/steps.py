@@ -74,6 +74,15 @@ STEPS: dict[str, Step] = {
         config={"seed": "seed", "sampling": "sampling", "dtype": "model.dtype"},
         options={"shard": int},
     ),
+    "sample_vllm": Step(
+        "rmood.vllm_sampling:sample_shard_vllm",
+        "sample n responses per prompt for one shard with vLLM (resumable; CUDA GPUs)",
+        inputs=(Path("model", "policy directory"), Path("prompt_files", "prompt JSONL files", many=True)),
+        outputs=(Path("out", "shard JSONL"),),
+        config={"seed": "seed", "sampling": "sampling", "dtype": "model.dtype"},
+        options={"shard": int},
+        env="vllm",
+    ),
     "gather": Step(
         "rmood.generation:gather",
         "concatenate sampling shards in prompt order",
@@ -245,6 +254,20 @@ STEPS: dict[str, Step] = {
         outputs=(Path("out", "ppo/<rm>/step_<k>/model directories", many=True),),
         work=(Path("work_dir", "scratch folder"),),
         config={"seed": "seed", "rl": "rl", "sampling": "sampling", "dtype": "model.dtype"},
+    ),
+    "train_ppo_verl": Step(
+        "rmood.rl.verl:train_ppo_verl",
+        "PPO (verl: Ray, FSDP, vLLM rollouts) of the SFT policy against a reward model, saving the policy every "
+        "rl.save_every updates",
+        inputs=(
+            Path("policy", "SFT model directory"),
+            Path("reward_model", "reward model directory (rm, rrm, golden, warm or mrm)"),
+            Path("prompts", "prompt JSONL for the rollouts"),
+        ),
+        outputs=(Path("out", "ppo/<rm>/step_<k>/model directories", many=True),),
+        work=(Path("work_dir", "verl's checkpoints (resume), config.yaml, prompts.parquet"),),
+        config={"seed": "seed", "rl": "rl", "sampling": "sampling"},
+        env="verl",
     ),
     "rl_kl": Step(
         "rmood.rl.kl:sequence_kl",

@@ -42,6 +42,14 @@ onerror:
 SHARDS = range(config["sampling"]["shards"])
 PROMPT_SPLITS = ("preference", "ood")  # sampled by the SFT policy: pairs and ood pairs
 MAIN_ENV = "../environment.yml"
+# The step and conda env of the sampling backend, and of the PPO engine (its own work folder per engine).
+VLLM = config["sampling"]["backend"] == "vllm"
+SAMPLE_STEP = "sample_vllm" if VLLM else "sample"
+SAMPLE_ENV = "../envs/vllm.yml" if VLLM else MAIN_ENV
+VERL = config["rl"]["engine"] == "verl"
+PPO_STEP = "train_ppo_verl" if VERL else "train_ppo"
+PPO_ENV = "../envs/verl.yml" if VERL else MAIN_ENV
+PPO_WORK = "verl" if VERL else "work"
 REPRESENTATIONS = ("chosen", "rejected", "message")
 BON_SAMPLING = {
     **config["sampling"],

@@ -29,7 +29,7 @@ use rule bon_sampling as dist_sampling with:
     benchmark:
         benchmark_file("dist_sampling/{prompt}")
     params:
-        **step_params("sample", sampling=DIST_SAMPLING),
+        **step_params(SAMPLE_STEP, sampling=DIST_SAMPLING),
         shard=0,
 
 

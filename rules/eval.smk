@@ -10,11 +10,11 @@ rule bon_sampling:
     benchmark:
         benchmark_file("bon_sampling/{shard}")
     conda:
-        MAIN_ENV
+        SAMPLE_ENV
     resources:
         **job_resources("sample"),
     params:
-        **step_params("sample", sampling=BON_SAMPLING),
+        **step_params(SAMPLE_STEP, sampling=BON_SAMPLING),
         shard=lambda wildcards: int(wildcards.shard),
     script:
         "../workflow_scripts/step.py"

@@ -1,5 +1,5 @@
 rule ppo:
-    """PPO (TRL) of the SFT policy against one reward model; the policy is saved every `rl.save_every` updates."""
+    """PPO (TRL, or verl on GPUs) of the SFT policy against one reward model; the policy is saved every `rl.save_every` updates."""
     input:
         policy=result("sft/model"),
         reward_model=lambda wildcards: rm_model(wildcards.name),
@@ -11,13 +11,13 @@ rule ppo:
     benchmark:
         benchmark_file("ppo/{name}")
     conda:
-        MAIN_ENV
+        PPO_ENV
     resources:
         **job_resources("ppo"),
     params:
         **step_params(
-            "train_ppo",
-            work_dir=lambda wildcards: result(f"ppo/{wildcards.name}/work"),
+            PPO_STEP,
+            work_dir=lambda wildcards: result(f"ppo/{wildcards.name}/{PPO_WORK}"),
         ),
     script:
         "../workflow_scripts/step.py"
@@ -34,7 +34,7 @@ use rule bon_sampling as rl_sampling with:
     benchmark:
         benchmark_file("rl_sampling/{name}/{step}")
     params:
-        **step_params("sample", sampling=RL_SAMPLING),
+        **step_params(SAMPLE_STEP, sampling=RL_SAMPLING),
         shard=0,
 
 

@@ -51,11 +51,11 @@ rule sft_sampling:
     benchmark:
         benchmark_file("sft_sampling/{shard}")
     conda:
-        MAIN_ENV
+        SAMPLE_ENV
     resources:
         **job_resources("sample"),
     params:
-        **step_params("sample"),
+        **step_params(SAMPLE_STEP),
         shard=lambda wildcards: int(wildcards.shard),
     script:
         "../workflow_scripts/step.py"
