@@ -36,7 +36,7 @@ envs: $(foreach env,$(ENVS),.venv-$(env)/.installed)
 study: $(STAMP)
 	snakemake --profile profiles/default $(TARGET) $(SNAKEMAKE_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) .venv-verl/.installed
 	python -m pytest $(PYTEST_ARGS)
 
 # vLLM's own objects built from our requests, in .venv-vllm (about 9 GB of CUDA wheels, ~10 min to build)
