@@ -1,14 +1,18 @@
 """File formats: JSONL records, atomic writes, safe loading of .npy arrays.
 
 Every artifact of the workflow is read and written through this module so that errors name the file
-(and line) and a half-written file never looks finished.
+(and line) and a half-written file never looks finished. A write that fails for want of space or
+permission raises `WriteError`, whose message names the output and the cause, and leaves no temporary
+file behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,6 +26,63 @@ os.umask(UMASK)
 
 class DataError(ValueError):
     """Bad input data, with the file (and line) it came from in the message."""
+
+
+class WriteError(OSError):
+    """An output could not be written: `str()` names the output and the cause (errno, strerror, filename as OSError)."""
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
+
+
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}  # failures only a write can have
+
+
+def write_error(path: Path, err: BaseException, location: bool) -> WriteError | None:
+    """`err` as a WriteError naming `path`, or None when it is not a failure to write there.
+
+    `location`: `err` came from creating or renaming files at `path` (every OSError counts); otherwise it came
+    from the caller's block writing the temporary copy, where only a full disk or another write-only errno
+    counts. Writers that are not Python's report these in their own ways: Rust's "(os error 28)" (safetensors,
+    tokenizers), or an OSError without errno (NumPy's short write) when the file system has no space left.
+    """
+    if isinstance(err, WriteError):
+        return err
+    folder = next((p for p in path.parents if p.exists()), Path("/"))
+    code = err.errno if isinstance(err, OSError) else None
+    if code is None:
+        match = re.search(r"\(os error (\d+)\)", str(err))
+        code = int(match[1]) if match else None
+    if code is None and isinstance(err, OSError):
+        with contextlib.suppress(OSError):
+            if os.statvfs(folder).f_bavail == 0:
+                code = errno.ENOSPC
+    if code is None or not (location or code in WRITE_ERRNOS):
+        return None
+    cause = os.strerror(code)
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        cause += f" (the file system of {folder} is full)"
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        cause += f" ({folder} is not writable by this process)"
+    elif code in (errno.ENOTDIR, errno.EEXIST):
+        blocker = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            code, cause = errno.ENOTDIR, f"{blocker} is a file, not a directory"
+    elif code == errno.EFBIG:
+        cause += " (beyond the file system's or the process's file-size limit)"
+    return WriteError(code, cause, str(path))
+
+
+@contextlib.contextmanager
+def writing(path: Path, location: bool = True) -> Iterator[None]:
+    """Turn a failure to write `path` into a WriteError naming it (see `write_error`); other errors pass."""
+    try:
+        yield
+    except Exception as err:
+        translated = write_error(path, err, location)
+        if translated is None or translated is err:
+            raise
+        raise translated from err
 
 
 def read_jsonl(path: str | os.PathLike, required: Sequence[str] = ()) -> list[Record]:
@@ -81,14 +142,18 @@ def dumps(record: Record) -> str:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; it is renamed to `path` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
     tmp_path = Path(tmp)
-    tmp_path.chmod(0o666 & ~UMASK)  # mkstemp makes 0600; artifacts get the usual permissions
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        with writing(path):
+            tmp_path.chmod(0o666 & ~UMASK)  # mkstemp makes 0600; artifacts get the usual permissions
+        with writing(path, location=False):
+            yield tmp_path
+        with writing(path):
+            os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -97,18 +162,38 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh temporary directory beside `path`; it replaces `path` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    tmp.chmod(0o777 & ~UMASK)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        yield tmp
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-        os.replace(tmp, path)
+        with writing(path):
+            tmp.chmod(0o777 & ~UMASK)
+        with writing(path, location=False):
+            yield tmp
+        with writing(path):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+            os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def link_dir(source: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Make `path` an atomic copy of the folder `source`, hard-linking its files where the file system allows
+    (no extra space; each copy survives the deletion of the other)."""
+    source = Path(source)
+    with atomic_dir(path) as tmp:
+        for item in sorted(source.rglob("*")):
+            target = tmp / item.relative_to(source)
+            if item.is_dir():
+                target.mkdir()
+                continue
+            try:
+                os.link(item, target)
+            except OSError:  # another file system, or no hard links there
+                shutil.copy2(item, target)
 
 
 @contextlib.contextmanager

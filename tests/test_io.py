@@ -1,9 +1,15 @@
-"""JSONL/JSON I/O: errors name the file and line, writes are atomic, records round-trip."""
+"""JSONL/JSON I/O: errors name the file and line, writes are atomic, records round-trip, and a write that
+fails for want of space or permission says which output and why."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +18,7 @@ from hypothesis import strategies as st
 
 from rmood.io import (
     DataError,
+    WriteError,
     atomic_dir,
     atomic_open,
     atomic_path,
@@ -322,3 +329,145 @@ def test_atomic_outputs_get_the_usual_permissions(tmp_path: Path) -> None:
         pass
     assert stat.S_IMODE(os.stat(tmp_path / "a.jsonl").st_mode) == 0o666 & ~UMASK
     assert stat.S_IMODE(os.stat(tmp_path / "d").st_mode) == 0o777 & ~UMASK
+
+
+def test_link_dir_copies_a_folder_with_hard_links(tmp_path: Path) -> None:
+    from rmood.io import link_dir
+
+    (tmp_path / "src" / "sub").mkdir(parents=True)
+    (tmp_path / "src" / "a.txt").write_text("a")
+    (tmp_path / "src" / "sub" / "b.txt").write_text("b")
+    (tmp_path / "dst").mkdir()
+    (tmp_path / "dst" / "old.txt").write_text("old")
+    link_dir(tmp_path / "src", tmp_path / "dst")
+    assert sorted(str(p.relative_to(tmp_path / "dst")) for p in (tmp_path / "dst").rglob("*")) == [
+        "a.txt", "sub", "sub/b.txt"]
+    assert (tmp_path / "dst" / "a.txt").stat().st_ino == (tmp_path / "src" / "a.txt").stat().st_ino
+    shutil.rmtree(tmp_path / "src")
+    assert (tmp_path / "dst" / "sub" / "b.txt").read_text() == "b"
+
+
+# --- failures to write: one message naming the output and the cause -----------------------------
+
+
+def test_an_output_under_a_file_names_that_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for path in (blocker / "a.json", blocker / "sub" / "a.json"):
+        with pytest.raises(WriteError, match=re.escape(f"cannot write {path}: {blocker} is a file, not a directory")):
+            write_json(path, {})
+    with pytest.raises(WriteError) as err, atomic_dir(blocker / "model"):
+        pass
+    assert err.value.errno == errno.ENOTDIR and err.value.filename == str(blocker / "model")
+    assert isinstance(err.value, OSError)
+
+
+def test_other_errors_in_the_block_pass_unchanged(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError), atomic_open(tmp_path / "a.json") as f:
+        f.write(open(tmp_path / "missing.json").read())  # an input that is not there: not a write failure
+    with pytest.raises(PermissionError), atomic_dir(tmp_path / "d"):
+        raise PermissionError(errno.EACCES, "Permission denied", "some/input")
+    assert leftovers(tmp_path, set()) == []
+
+
+def without_permission_overrides() -> None:
+    """preexec_fn: as root, drop the capabilities that ignore file modes (they are gone after exec), so that
+    a mode 0555 folder refuses root's writes too; as anyone else, nothing to do."""
+    import ctypes
+
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2, 3):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
+        if libc.prctl(24, capability, 0, 0, 0):  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def write_read_only(folder: Path, args: list[str]) -> subprocess.CompletedProcess:
+    """Run `python args` in a child that cannot write into `folder` (mode 0555)."""
+    folder.chmod(0o555)
+    try:
+        return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120,
+                              preexec_fn=without_permission_overrides)
+    finally:
+        folder.chmod(0o755)
+
+
+TINY_DISK = """
+import os, subprocess, sys
+if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", sys.argv[1]]).returncode:
+    sys.exit(77)
+os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+"""
+
+
+def write_full_disk(folder: Path, args: list[str]) -> subprocess.CompletedProcess:
+    """Run `python args` with `folder` a 64 KiB tmpfs of its own, in a private mount namespace (no one else sees
+    the mount; it goes with the child). Skips where namespaces or mounts are not allowed."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("needs unshare (util-linux)")
+    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    result = subprocess.run([unshare, *user, "--mount", "--", sys.executable, "-c", TINY_DISK, str(folder), *args],
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode == 77 or (result.returncode and result.stderr.startswith("unshare:")):
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()[-300:]}")
+    return result
+
+
+WRITERS = """
+import json, sys
+from pathlib import Path
+import numpy as np
+from safetensors.numpy import save_file
+from rmood.io import WriteError, atomic_dir, atomic_path, write_json, write_jsonl
+
+folder = Path(sys.argv[1])
+def big_jsonl():
+    write_jsonl(folder / "out.jsonl", ({"text": "x" * 1000} for _ in range(200)))
+def big_model():  # safetensors reports a full disk as its own error, not an OSError
+    with atomic_dir(folder / "model") as tmp:
+        save_file({"w": np.zeros(100_000, np.float32)}, str(tmp / "model.safetensors"))
+def big_array():  # NumPy reports a short write without an errno
+    with atomic_path(folder / "a.npy") as tmp, open(tmp, "wb") as f:
+        np.save(f, np.zeros(100_000), allow_pickle=False)
+def nested():
+    write_json(folder / "sub" / "a.json", {})
+for name, write in [("jsonl", big_jsonl), ("model", big_model), ("array", big_array), ("nested", nested)]:
+    try:
+        write()
+        print(name, "written")
+    except WriteError as err:
+        print(name, err.errno, err)
+print(json.dumps(sorted(p.name for p in folder.iterdir())))
+"""
+
+
+def test_a_full_disk_names_the_output_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    result = write_full_disk(folder, ["-c", WRITERS, str(folder)])
+    assert result.returncode == 0, result.stderr
+    full = f"No space left on device (the file system of {folder} is full)"
+    assert result.stdout.splitlines() == [
+        f"jsonl 28 cannot write {folder}/out.jsonl: {full}",
+        f"model 28 cannot write {folder}/model: {full}",
+        f"array 28 cannot write {folder}/a.npy: {full}",
+        "nested written",  # the failed writes freed their space
+        '["sub"]',  # no temporary file is left to keep the disk full
+    ]
+
+
+def test_a_read_only_folder_names_the_output_and_the_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    result = write_read_only(folder, ["-c", WRITERS, str(folder)])
+    assert result.returncode == 0, result.stderr
+    denied = f"Permission denied ({folder} is not writable by this process)"
+    assert result.stdout.splitlines() == [
+        f"jsonl 13 cannot write {folder}/out.jsonl: {denied}",
+        f"model 13 cannot write {folder}/model: {denied}",
+        f"array 13 cannot write {folder}/a.npy: {denied}",
+        f"nested 13 cannot write {folder}/sub/a.json: {denied}",
+        "[]",
+    ]
