@@ -2,7 +2,12 @@
 
 Checkpoints live in a work folder beside the artifact (not inside it, so Snakemake does not delete
 them when it reruns a killed job). A fingerprint of the settings and inputs guards them: a rerun with
-the same fingerprint resumes from the last checkpoint, any other starts afresh.
+the same fingerprint resumes from the last complete checkpoint (one whose `trainer_state.json`, the
+last file a checkpoint gets, is whole), any other starts afresh. On CPU a run killed and resumed ends
+with exactly the weights of an uninterrupted one (the Trainer restores the RNG states and skips the
+batches already seen; tests/test_faults.py kills real runs to check). For a loop the Hugging Face Trainer
+does not drive (TRL's PPO), `save_optimizer`/`load_optimizer` and `save_rng`/`load_rng` keep the rest
+of a training state in safetensors files (no pickle).
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import json
 import shutil
 from pathlib import Path
 from typing import Any
+
+from rmood.io import atomic_path, write_json, writing
 
 FINGERPRINT = "fingerprint.json"
 
@@ -30,16 +37,26 @@ def prepare_checkpoints(work_dir: str | Path, digest: str) -> str | None:
     """Make `work_dir` ready for this run; return the checkpoint to resume from, if any."""
     work_dir = Path(work_dir)
     stamp = work_dir / FINGERPRINT
-    if work_dir.exists() and not (stamp.is_file() and json.loads(stamp.read_text()) == digest):
+    if work_dir.exists() and not (is_json(stamp) and json.loads(stamp.read_text()) == digest):
         shutil.rmtree(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps(digest))
+    with writing(work_dir):
+        work_dir.mkdir(parents=True, exist_ok=True)
+    write_json(stamp, digest)
     checkpoints = sorted(work_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    complete = [c for c in checkpoints if (c / "trainer_state.json").is_file()]
+    complete = [c for c in checkpoints if is_json(c / "trainer_state.json")]
     if complete:
         print(f"resuming from {complete[-1]}", flush=True)
         return str(complete[-1])
     return None
+
+
+def is_json(path: Path) -> bool:
+    """Whether `path` is a whole JSON document (a writer killed mid-file leaves a cut one)."""
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def finish(work_dir: str | Path) -> None:
@@ -75,3 +92,81 @@ def trainer_kwargs(section: dict[str, Any], seed: int, work_dir: str | Path, dty
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
+
+
+def save_optimizer(optimizer, path: str | Path) -> None:
+    """An optimizer's state dict as safetensors: its tensors, and its param groups and other values as JSON metadata."""
+    from safetensors.torch import save_file
+
+    state = optimizer.state_dict()
+    tensors, values = {}, {}
+    for index, entry in state["state"].items():
+        for key, value in entry.items():
+            if hasattr(value, "contiguous"):
+                tensors[f"{index}.{key}"] = value.detach().contiguous().cpu()
+            else:
+                values[f"{index}.{key}"] = value
+    metadata = {"param_groups": json.dumps(state["param_groups"]), "values": json.dumps(values)}
+    with atomic_path(path) as tmp:
+        save_file(tensors, tmp, metadata=metadata)
+
+
+def load_optimizer(optimizer, path: str | Path) -> None:
+    """Load a state written by `save_optimizer` into `optimizer` (same parameters in the same order)."""
+    from safetensors import safe_open
+
+    state: dict[int, dict[str, Any]] = {}
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata()
+        for name in f.keys():
+            index, key = name.split(".", 1)
+            state.setdefault(int(index), {})[key] = f.get_tensor(name)
+    for name, value in json.loads(metadata["values"]).items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in group.items()}
+              for group in json.loads(metadata["param_groups"])]  # JSON made tuples (Adam's betas) lists
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def save_rng(path: str | Path) -> None:
+    """The global random states (Python, NumPy, torch CPU and CUDA) as safetensors."""
+    import random
+
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    tensors = {
+        "torch": torch.get_rng_state(),
+        "numpy": torch.from_numpy(keys.astype(np.int64)),
+        "python": torch.tensor(internal, dtype=torch.int64),
+    }
+    if torch.cuda.is_available():
+        tensors |= {f"cuda.{i}": state for i, state in enumerate(torch.cuda.get_rng_state_all())}
+    scalars = {"numpy": [kind, int(position), int(has_gauss), float(gauss)], "python": [version, gauss_next]}
+    with atomic_path(path) as tmp:
+        save_file(tensors, tmp, metadata={"scalars": json.dumps(scalars)})
+
+
+def load_rng(path: str | Path) -> None:
+    """Restore the global random states written by `save_rng`."""
+    import random
+
+    import numpy as np
+    import torch
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        scalars = json.loads(f.metadata()["scalars"])
+        tensors = {name: f.get_tensor(name) for name in f.keys()}
+    kind, position, has_gauss, gauss = scalars["numpy"]
+    np.random.set_state((kind, tensors["numpy"].numpy().astype(np.uint32), position, has_gauss, gauss))
+    version, gauss_next = scalars["python"]
+    random.setstate((version, tuple(tensors["python"].tolist()), gauss_next))
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[f"cuda.{i}"] for i in range(sum(name.startswith("cuda.") for name in tensors))]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)

@@ -1,7 +1,9 @@
-"""PPO with TRL against plain and custom reward models, its checkpoints and refusals, and the KL measurement."""
+"""PPO with TRL against plain and custom reward models, its checkpoints, resume bookkeeping and refusals, and the
+KL measurement. (A PPO run killed with SIGKILL and resumed: tests/test_faults.py.)"""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -76,6 +78,66 @@ def test_checkpoint_steps_and_out_lists():
     for message, out in wrong.items():
         with pytest.raises(ValueError, match=message):
             checkpoint_dirs(out, 4, 2)
+
+
+def test_prompt_batches_are_seeded_epochs_that_restart_anywhere():
+    from rmood.rl.engine import PromptBatches
+
+    dataset = [{"input_ids": [i]} for i in range(10)]
+    collate = lambda rows: [row["input_ids"][0] for row in rows]  # noqa: E731
+    first = list(itertools.islice(PromptBatches(dataset, 4, 0, collate), 6))  # 2 batches an epoch, 2 prompts left out
+    for epoch in range(3):
+        assert len(set(first[2 * epoch] + first[2 * epoch + 1])) == 8  # no prompt twice in an epoch
+    assert first[:2] != first[2:4]  # a fresh order every epoch
+    assert list(itertools.islice(PromptBatches(dataset, 4, 0, collate, start=3), 3)) == first[3:]
+    assert list(itertools.islice(PromptBatches(dataset, 4, 1, collate), 2)) != first[:2]
+
+
+def test_optimizer_and_rng_states_round_trip_without_pickle(tmp_path):
+    import random
+
+    from rmood.training import load_optimizer, load_rng, save_optimizer, save_rng
+
+    def optimizer():
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 2)
+        return model, torch.optim.AdamW(model.parameters(), lr=0.1, betas=(0.8, 0.9))
+
+    model, adam = optimizer()
+    model(torch.ones(1, 3)).sum().backward()
+    adam.step()
+    save_optimizer(adam, tmp_path / "optimizer.safetensors")
+    _, fresh = optimizer()
+    load_optimizer(fresh, tmp_path / "optimizer.safetensors")
+    saved, loaded = adam.state_dict(), fresh.state_dict()
+    assert loaded["param_groups"] == saved["param_groups"] and loaded["param_groups"][0]["betas"] == (0.8, 0.9)
+    assert all(torch.equal(loaded["state"][i][k], v) for i in saved["state"] for k, v in saved["state"][i].items())
+
+    np.random.normal()  # a cached Gaussian in NumPy's state
+    save_rng(tmp_path / "rng.safetensors")
+    draws = lambda: (random.random(), np.random.normal(), np.random.rand(), torch.rand(2).tolist())  # noqa: E731
+    first = draws()
+    load_rng(tmp_path / "rng.safetensors")
+    assert draws() == first
+
+
+def test_resume_point_restores_deleted_outputs_or_starts_over(tmp_path):
+    from rmood.rl.ppo import resume_point
+
+    work = tmp_path / "work"
+    targets = {k: tmp_path / f"step_{k}" / "model" for k in (1, 2, 3)}
+    assert resume_point(str(work), "digest", targets) == 0
+    for k in (1, 2):
+        (work / f"policy-{k}").mkdir()
+        (work / f"policy-{k}" / "config.json").write_text("{}")
+    (work / "checkpoint-2").mkdir()
+    (work / "checkpoint-2" / "trainer_state.json").write_text('{"update": 2}')
+    assert resume_point(str(work), "digest", targets) == 2
+    assert [(path / "config.json").is_file() for path in targets.values()] == [True, True, False]
+    shutil.rmtree(targets[1].parent)
+    shutil.rmtree(work / "policy-1")
+    assert resume_point(str(work), "digest", targets) == 0  # the policy of update 1 is gone: start over
+    assert sorted(p.name for p in work.iterdir()) == ["fingerprint.json"]
 
 
 def test_ppo_saves_the_declared_checkpoints_deterministically(tiny_base, plain_rm, prompt_data, ppo_run, tmp_path):

@@ -1,4 +1,5 @@
-"""What rmood hands TRL's PPOTrainer besides the policy: the reward, the value model and a checkpoint callback.
+"""What rmood hands TRL's PPOTrainer besides the policy: the reward, the value model, the prompt batches and a
+checkpoint callback that also saves what a killed run needs to continue (`save_state`/`load_state`).
 
 TRL computes rewards with `get_reward(model, query_responses, pad_id, context_length)`: the model's
 backbone on the policy's token ids, then `model.score` at the last response token (the `<|im_end|>`
@@ -11,6 +12,9 @@ reward rmood's scoring gives the decoded response: the same number the proxy eva
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,7 +22,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForSequenceClassification, TrainerCallback
 
-from rmood.io import Record, atomic_dir
+from rmood.io import Record, atomic_dir, link_dir, read_json, write_json
 from rmood.labeling.label import conversation
 from rmood.rm.score import Conversation, ModelError, right_pad, tokenize
 
@@ -86,16 +90,101 @@ def value_model(reward_model: str, rm: nn.Module, seed: int, dtype: str) -> nn.M
     return value
 
 
+class PromptBatches:
+    """The prompt batch of every PPO update, in a seeded order a rerun can start anywhere in.
+
+    Update u (0-based) takes batch u mod m of epoch u div m (m = ⌊prompts / batch_size⌋, the last partial batch
+    dropped as TRL does), an epoch being a permutation of the prompts drawn from NumPy's generator seeded by
+    [seed, epoch]. It replaces TRL's DataLoader, whose epoch order is drawn from the global torch RNG
+    when the epoch starts, so that a run resumed in mid-epoch sees the batches an uninterrupted one sees.
+    """
+
+    def __init__(self, dataset, batch_size: int, seed: int, collate, start: int = 0):
+        self.dataset, self.batch_size, self.seed, self.collate, self.start = dataset, batch_size, seed, collate, start
+        self.per_epoch = len(dataset) // batch_size
+
+    def indices(self, update: int) -> list[int]:
+        """The dataset rows of the prompts of `update` (0-based)."""
+        import numpy as np
+
+        epoch, batch = divmod(update, self.per_epoch)
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
+        return order[batch * self.batch_size:(batch + 1) * self.batch_size].tolist()
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        update = self.start
+        while True:  # TRL draws one batch per update for as many updates as it runs
+            yield self.collate([self.dataset[i] for i in self.indices(update)])
+            update += 1
+
+
+STATE = "trainer_state.json"
+
+
+def save_state(folder: Path, value: nn.Module, optimizer, scheduler, update: int, episode: int) -> None:
+    """What PPO needs besides the policy to continue after `update`: value model, optimizer, LR schedule, RNG."""
+    from safetensors.torch import save_model
+
+    from rmood.training import save_optimizer, save_rng
+
+    save_model(value, str(folder / "value.safetensors"))
+    save_optimizer(optimizer, folder / "optimizer.safetensors")
+    save_rng(folder / "rng.safetensors")
+    scheduler_state = scheduler.state_dict()
+    try:
+        json.dumps(scheduler_state)
+    except TypeError as err:
+        raise TypeError(f"the LR scheduler's state cannot be saved as JSON ({err})") from None
+    write_json(folder / STATE, {"update": update, "episode": episode, "scheduler": scheduler_state})  # last
+
+
+def load_state(folder: Path, policy_dir: Path, policy: nn.Module, value: nn.Module, optimizer, scheduler) -> None:
+    """Load a state written by `save_state`, and the policy saved at the same update, into a freshly built trainer's
+    models, optimizer and scheduler, and the global RNGs."""
+    from safetensors.torch import load_model
+    from transformers import AutoModelForCausalLM
+
+    from rmood.training import load_optimizer, load_rng
+
+    saved = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=policy.dtype)
+    policy.load_state_dict(saved.state_dict())
+    del saved
+    load_model(value, str(folder / "value.safetensors"))
+    load_optimizer(optimizer, folder / "optimizer.safetensors")
+    scheduler.load_state_dict(read_json(folder / STATE)["scheduler"])
+    load_rng(folder / "rng.safetensors")  # last: loading the models above may draw random numbers
+
+
 class SaveCheckpoints(TrainerCallback):
-    """After update k, save the policy and tokenizer to `targets[k]` (atomically), for every k in `targets`."""
+    """After update k, for every k in `targets`: save the policy and tokenizer to `targets[k]` and, in `work_dir`,
+    the state to continue from k (`policy-<k>/`, `checkpoint-<k>/`), each folder written atomically.
 
-    def __init__(self, policy: nn.Module, tokenizer, targets: dict[int, Path]):
+    `targets[k]` hard-links the files of `work_dir/policy-<k>`, so the policies cost no extra space and survive
+    Snakemake deleting a killed job's outputs; only the newest `checkpoint-<k>` (optimizer moments: large) is
+    kept. A run resumed from update `start` counts its updates from there (`on_train_begin`).
+    """
+
+    def __init__(self, policy: nn.Module, tokenizer, targets: dict[int, Path], work_dir: str | Path, start: int = 0):
         self.policy, self.tokenizer, self.targets = policy, tokenizer, targets
+        self.work_dir, self.start = Path(work_dir), start
 
-    def on_step_end(self, args, state, control, **kwargs):
-        target = self.targets.get(state.global_step)
-        if target is not None:
-            with atomic_dir(target) as tmp:
-                self.policy.save_pretrained(tmp, safe_serialization=True)
-                self.tokenizer.save_pretrained(tmp)
-            print(f"saved update {state.global_step} to {target}", flush=True)
+    def on_train_begin(self, args, state, control, **kwargs):
+        state.global_step = self.start
+        state.episode = self.start * args.batch_size
+
+    def on_step_end(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kwargs):
+        update = state.global_step
+        target = self.targets.get(update)
+        if target is None:
+            return
+        policy_dir = self.work_dir / f"policy-{update}"
+        with atomic_dir(policy_dir) as tmp:
+            self.policy.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
+        link_dir(policy_dir, target)
+        with atomic_dir(self.work_dir / f"checkpoint-{update}") as tmp:
+            save_state(tmp, model.value_model, optimizer, lr_scheduler, update, state.episode)
+        for old in self.work_dir.glob("checkpoint-*"):
+            if int(old.name.split("-")[1]) < update:
+                shutil.rmtree(old)
+        print(f"saved update {update} to {target}", flush=True)

@@ -9,12 +9,16 @@ engine plays this part; this module is the one-machine engine.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 from rmood.generation import encode_prompt
-from rmood.io import read_jsonl
-from rmood.training import finish
+from rmood.io import link_dir, read_jsonl
+from rmood.training import finish, fingerprint, prepare_checkpoints
+
+TRAINING_KEYS = ("steps", "save_every", "batch_size", "mini_batches", "ppo_epochs", "learning_rate", "kl_coef",
+                 "response_length", "missing_eos_penalty")  # the rl settings a resumed run must share
 
 
 def checkpoint_steps(steps: int, save_every: int) -> list[int]:
@@ -54,7 +58,7 @@ def train_ppo(
 ) -> None:
     """Optimise `policy` against `reward_model` on `prompts` for `rl.steps` PPO updates; save to the `out` dirs.
 
-    Each update samples `rl.batch_size` rollouts (prompts cycled in seeded shuffled order, as TRL does) of
+    Each update samples `rl.batch_size` rollouts (prompts cycled in a seeded shuffled order, `PromptBatches`) of
     at most `rl.response_length` tokens at `sampling.temperature`, then runs `rl.ppo_epochs` epochs over
     `rl.mini_batches` mini-batches. The reward is the RM's score of the conversation rendered with its own
     chat template, without `config.reward_bias` (a constant: it changes no advantage), minus `rl.kl_coef`·KL to
@@ -63,8 +67,18 @@ def train_ppo(
     (`engine.value_model`).
 
     Refuses an ensemble (PPO engines serve one model) and an RM whose tokenizer vocabulary differs from the
-    policy's (its value model reads the policy's token ids). Deterministic on CPU for a fixed seed. TRL's PPO
-    cannot resume: if every `out` dir exists the run is done and nothing happens, otherwise it starts over.
+    policy's (its value model reads the policy's token ids). Deterministic on CPU for a fixed seed.
+
+    Resume: if every `out` dir exists the run is done and nothing happens. Otherwise, after each saved update k
+    `work_dir` holds the policy (`policy-<k>`, hard-linked into `out`) and the rest of the state
+    (`checkpoint-<k>`: value model, AdamW moments, LR schedule, Python/NumPy/torch RNG states, the update
+    count), guarded like the SFT and RM checkpoints by a fingerprint of the settings and inputs. A rerun
+    restores the missing `out` dirs up to the last complete state, logs "resuming PPO from update k", loads
+    that state into the freshly built trainer (reference = the SFT policy, LR schedule built for all
+    `rl.steps`) and runs only the remaining updates. The prompt batches are a pure function of (seed,
+    update) (`engine.PromptBatches`) and the RNG states are those the uninterrupted run had after update k,
+    so on the same machine, thread count and library versions a resumed run writes exactly the checkpoints
+    an uninterrupted one writes (bit for bit on CPU; on a GPU as far as its kernels are deterministic).
     """
     targets = checkpoint_dirs(out, rl["steps"], rl["save_every"])
     if all((path / "config.json").is_file() for path in targets.values()):
@@ -76,7 +90,7 @@ def train_ppo(
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from trl.experimental.ppo import PPOConfig, PPOTrainer
 
-    from rmood.rl.engine import RenderedReward, SaveCheckpoints, value_model
+    from rmood.rl.engine import PromptBatches, RenderedReward, SaveCheckpoints, load_state, value_model
     from rmood.rm.ensemble import is_ensemble
     from rmood.rm.score import ModelError, load_reward_model
 
@@ -96,6 +110,13 @@ def train_ppo(
         raise ValueError(f"{prompts}: {len(records)} prompts, fewer than one PPO batch ({rl['batch_size']})")
     if any(pad in ids for ids in encoded):
         raise ModelError(f"{prompts}: a rendered prompt contains the pad token (id {pad}), which TRL would mask")
+
+    settings = {"rl": {key: rl[key] for key in TRAINING_KEYS}, "temperature": sampling["temperature"], "seed": seed,
+                "dtype": dtype}
+    start = resume_point(work_dir, fingerprint(settings, [policy, reward_model, prompts]), targets)
+    if start == rl["steps"]:
+        finish(work_dir)
+        return
 
     set_seed(seed)
     value = value_model(reward_model, rm, seed, dtype)
@@ -134,7 +155,43 @@ def train_ppo(
         reward_model=RenderedReward(rm, rm_tokenizer, tokenizer, {tuple(ids): r for ids, r in zip(encoded, records)}),
         train_dataset=Dataset.from_dict({"input_ids": encoded}),
         value_model=value,
-        callbacks=[SaveCheckpoints(actor, tokenizer, targets)],
+        callbacks=[SaveCheckpoints(actor, tokenizer, targets, work_dir, start)],
     )
+    if trainer.accelerator.num_processes != 1:
+        raise ValueError("rmood's TRL PPO runs in one process (its prompt batches are not sharded)")
+    trainer.dataloader = PromptBatches(trainer.train_dataset, args.local_batch_size, seed, trainer.data_collator, start)
+    if start:
+        print(f"resuming PPO from update {start} of {rl['steps']}", flush=True)
+        work = Path(work_dir)
+        load_state(work / f"checkpoint-{start}", work / f"policy-{start}", actor, value, trainer.optimizer,
+                   trainer.lr_scheduler)
+        args.num_total_batches = rl["steps"] - start  # TRL's loop runs this many updates; its schedule spans all
     trainer.train()
     finish(work_dir)
+
+
+def resume_point(work_dir: str, digest: str, targets: dict[int, Path]) -> int:
+    """The update a run continues from (0: from the start), with the `targets` of the updates before it restored.
+
+    The last complete `checkpoint-<k>` in `work_dir` (see `rmood.training.prepare_checkpoints`) counts only if
+    every saved policy up to k exists, in `targets` or as `work_dir/policy-<j>`; missing targets are relinked
+    from the latter (Snakemake deletes the outputs of a killed job before rerunning it).
+    """
+    checkpoint = prepare_checkpoints(work_dir, digest)
+    if checkpoint is None:
+        return 0
+    start = int(Path(checkpoint).name.split("-")[1])
+    earlier = {k: path for k, path in targets.items() if k <= start}
+    lost = [k for k, path in earlier.items()
+            if not (path / "config.json").is_file() and not (Path(work_dir) / f"policy-{k}" / "config.json").is_file()]
+    if lost:
+        print(f"{checkpoint} cannot be resumed (the saved policies of updates {lost} are gone); starting over",
+              flush=True)
+        shutil.rmtree(work_dir)
+        prepare_checkpoints(work_dir, digest)
+        return 0
+    for k, path in earlier.items():
+        if not (path / "config.json").is_file():
+            link_dir(Path(work_dir) / f"policy-{k}", path)
+            print(f"restored {path} from the work folder", flush=True)
+    return start
