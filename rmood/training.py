@@ -8,17 +8,23 @@ with exactly the weights of an uninterrupted one (the Trainer restores the RNG s
 batches already seen; tests/test_faults.py kills real runs to check). For a loop the Hugging Face Trainer
 does not drive (TRL's PPO), `save_optimizer`/`load_optimizer` and `save_rng`/`load_rng` keep the rest
 of a training state in safetensors files (no pickle).
+
+Under `accelerate launch` (DDP or DeepSpeed, `training.launcher`) every process runs the same step: the
+main process prepares the work folder while the others wait for its fingerprint, and only the main
+process writes the final model (`save_trained`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
-from rmood.io import atomic_path, write_json, writing
+from rmood.io import atomic_dir, atomic_path, write_json, writing
 
 FINGERPRINT = "fingerprint.json"
 
@@ -37,11 +43,19 @@ def prepare_checkpoints(work_dir: str | Path, digest: str) -> str | None:
     """Make `work_dir` ready for this run; return the checkpoint to resume from, if any."""
     work_dir = Path(work_dir)
     stamp = work_dir / FINGERPRINT
-    if work_dir.exists() and not (is_json(stamp) and json.loads(stamp.read_text()) == digest):
-        shutil.rmtree(work_dir)
-    with writing(work_dir):
-        work_dir.mkdir(parents=True, exist_ok=True)
-    write_json(stamp, digest)
+
+    def current() -> bool:
+        return is_json(stamp) and json.loads(stamp.read_text()) == digest
+
+    if int(os.environ.get("RANK", "0")) == 0:  # the main process (of `accelerate launch`, or the only one)
+        if work_dir.exists() and not current():
+            shutil.rmtree(work_dir)
+        with writing(work_dir):
+            work_dir.mkdir(parents=True, exist_ok=True)
+        write_json(stamp, digest)
+    else:
+        while not current():
+            time.sleep(0.2)
     checkpoints = sorted(work_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     complete = [c for c in checkpoints if is_json(c / "trainer_state.json")]
     if complete:
@@ -57,6 +71,24 @@ def is_json(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+def save_trained(trainer, out: str | Path, work_dir: str | Path, merge_lora: bool = False) -> None:
+    """Save the trained model and its tokenizer to `out` (atomically, from the main process), then drop the
+    checkpoints; every process calls it. `merge_lora` folds a LoRA adapter into the weights first."""
+    from accelerate.utils import DistributedType
+
+    accelerator = trainer.accelerator
+    print(f"trained on {accelerator.num_processes} process(es) ({accelerator.distributed_type.value})", flush=True)
+    sharded = accelerator.distributed_type == DistributedType.DEEPSPEED and not merge_lora
+    state_dict = accelerator.get_state_dict(trainer.model) if sharded else None  # ZeRO-3 gathers on every process
+    if accelerator.is_main_process:
+        model = accelerator.unwrap_model(trainer.model)
+        with atomic_dir(out) as tmp:
+            (model.merge_and_unload() if merge_lora else model).save_pretrained(tmp, state_dict=state_dict)
+            trainer.processing_class.save_pretrained(tmp)
+        finish(work_dir)
+    accelerator.wait_for_everyone()
 
 
 def finish(work_dir: str | Path) -> None:

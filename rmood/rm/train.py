@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rmood.io import Record, atomic_dir, read_jsonl
-from rmood.training import finish, fingerprint, prepare_checkpoints, trainer_kwargs
+from rmood.io import Record, read_jsonl
+from rmood.training import fingerprint, prepare_checkpoints, save_trained, trainer_kwargs
 
 
 def reward_model_from_policy(policy: str, seed: int, dtype: str):
@@ -54,10 +54,7 @@ def fit_reward_model(
         processing_class=tokenizer,
     )
     trainer.train(resume_from_checkpoint=resume)
-    with atomic_dir(out) as tmp:
-        trainer.model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-    finish(work_dir)
+    save_trained(trainer, out, work_dir)
 
 
 def train_reward_model(

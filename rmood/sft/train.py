@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rmood.io import atomic_dir, iter_jsonl
-from rmood.training import finish, fingerprint, prepare_checkpoints, trainer_kwargs
+from rmood.io import iter_jsonl
+from rmood.training import fingerprint, prepare_checkpoints, save_trained, trainer_kwargs
 
 
 def conversations(path: str | Path) -> list[dict[str, Any]]:
@@ -50,8 +50,4 @@ def train_sft(base: str, train: str, model: str, work_dir: str, seed: int, sft: 
         peft_config=peft_config,
     )
     trainer.train(resume_from_checkpoint=resume)
-    trained = trainer.model.merge_and_unload() if peft_config is not None else trainer.model
-    with atomic_dir(model) as tmp:
-        trained.save_pretrained(tmp, safe_serialization=True)
-        trainer.processing_class.save_pretrained(tmp)
-    finish(work_dir)
+    save_trained(trainer, model, work_dir, merge_lora=peft_config is not None)
