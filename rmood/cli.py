@@ -54,15 +54,20 @@ def main(argv: list[str] | None = None) -> None:
     if name == "reward":
         print_reward(**args)
         return
+    from rmood.config import ConfigError, load_config
+    from rmood.generation import BackendError
+    from rmood.io import DataError, WriteError
+    from rmood.rm.score import ModelError
+    from rmood.steps import settings as config_settings
+
     step = STEPS[name]
     settings = {option: args.pop(option) for option in step.options}
-    if step.config:
-        from rmood.config import load_config
-        from rmood.steps import settings as config_settings
-
-        config = load_config(args.pop("config"), args.pop("set"))
-        settings |= config_settings(name, config)
-    step.run(args, settings)
+    try:
+        if step.config:
+            settings |= config_settings(name, load_config(args.pop("config"), args.pop("set")))
+        step.run(args, settings)
+    except (ConfigError, DataError, WriteError, ModelError, BackendError) as error:  # bad input: one line, no traceback
+        sys.exit(f"rmood {name}: {error}")
 
 
 @contextlib.contextmanager
