@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rmood.data.prompts import context_length, fit_prompts
 from rmood.io import DataError, Record, complete_records, dumps, iter_jsonl, write_jsonl
 
 SAMPLE_FIELDS = ("prompt_id", "sample", "response", "finished")
@@ -67,10 +68,14 @@ def require_backend(sampling: dict[str, Any], backend: str, step: str) -> None:
                            f"run step {other}")
 
 
-def shard_batches(tokenizer, prompt_files: list[str], shard: int, sampling: dict[str, Any]) -> list[Batch]:
-    """The shard's prompts with their token ids, sorted by length and cut into batches of `sampling.batch_size`."""
+def shard_batches(
+    tokenizer, prompt_files: list[str], shard: int, sampling: dict[str, Any], context: int | None = None
+) -> list[Batch]:
+    """The shard's prompts with their token ids, sorted by length and cut into batches of `sampling.batch_size`;
+    prompts that leave no room for `sampling.max_new_tokens` in a `context`-token window are skipped (counted)."""
     prompts = shard_prompts(prompt_files, shard, sampling["shards"])
-    encoded = [(p, encode_prompt(tokenizer, p["messages"])) for p in prompts]
+    encoded = fit_prompts([(p, encode_prompt(tokenizer, p["messages"])) for p in prompts], context,
+                          sampling["max_new_tokens"], f"sampling shard {shard}")
     order = sorted(encoded, key=lambda item: len(item[1]))
     size = sampling["batch_size"]
     return [order[i : i + size] for i in range(0, len(order), size)]
@@ -93,16 +98,16 @@ def completed_records(path: Path, batches: list[list[Record]], n: int) -> tuple[
 
 def sample_prompts(
     tokenizer, prompt_files: list[str], out: str, shard: int, seed: int, sampling: dict[str, Any],
-    start: Callable[[], Engine],
+    start: Callable[[], Engine], context: int | None = None,
 ) -> None:
     """Generate `sampling.n` responses per prompt of one shard into `out` (JSONL), resuming if possible.
 
     `start()` loads the backend's model (only when some batch is left to sample) and returns its engine
-    call; batch `i` is sampled with seed `batch_seed(seed, shard, i)`.
+    call; batch `i` is sampled with seed `batch_seed(seed, shard, i)`. `context` is the model's context length.
     """
     from tqdm.auto import tqdm
 
-    batches = shard_batches(tokenizer, prompt_files, shard, sampling)
+    batches = shard_batches(tokenizer, prompt_files, shard, sampling, context)
     out_path = Path(out)
     partial = out_path.with_name(out_path.name + ".partial")
     kept, done = completed_records(partial, [[p for p, _ in batch] for batch in batches], sampling["n"])
@@ -129,13 +134,14 @@ def sample_shard(
     model: str, prompt_files: list[str], out: str, shard: int, seed: int, sampling: dict[str, Any], dtype: str
 ) -> None:
     """Step `sample` (sampling.backend hf): `sampling.n` responses per prompt of one shard with transformers."""
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     require_backend(sampling, "hf", "sample")
     tokenizer = AutoTokenizer.from_pretrained(model)
     tokenizer.padding_side = "left"
     sample_prompts(tokenizer, prompt_files, out, shard, seed, sampling,
-                   lambda: hf_engine(model, tokenizer, sampling, dtype))
+                   lambda: hf_engine(model, tokenizer, sampling, dtype),
+                   context_length(AutoConfig.from_pretrained(model), tokenizer))
 
 
 def hf_engine(model: str, tokenizer, sampling: dict[str, Any], dtype: str) -> Engine:

@@ -99,11 +99,14 @@ def sample_shard_vllm(
     """Step `sample_vllm` (sampling.backend vllm): `sampling.n` responses per prompt of one shard with vLLM."""
     require_backend(sampling, "vllm", "sample_vllm")
     check_gpus(sampling["vllm"]["tensor_parallel_size"])
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
+
+    from rmood.data.prompts import context_length
 
     tokenizer = AutoTokenizer.from_pretrained(model)
+    context = sampling["vllm"]["max_model_len"] or context_length(AutoConfig.from_pretrained(model), tokenizer)
     sample_prompts(tokenizer, prompt_files, out, shard, seed, sampling,
-                   lambda: vllm_engine(model, tokenizer, seed, sampling, dtype))
+                   lambda: vllm_engine(model, tokenizer, seed, sampling, dtype), context)
 
 
 def vllm_engine(model: str, tokenizer, seed: int, sampling: dict[str, Any], dtype: str) -> Engine:

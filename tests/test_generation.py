@@ -245,6 +245,18 @@ def test_shard_batches_sort_by_prompt_length(tokenizer, synthetic_files: list[st
     assert [len(batch) for batch in batches[:-1]] == [SAMPLING["batch_size"]] * (len(batches) - 1)
 
 
+def test_prompts_longer_than_the_context_are_skipped_and_counted(tokenizer, synthetic_files, tmp_path, capsys) -> None:
+    lengths = sorted(len(t) for batch in shard_batches(tokenizer, synthetic_files, 1, SAMPLING) for _, t in batch)
+    limit = lengths[len(lengths) // 2]  # about half the prompts fit
+    context = limit + SAMPLING["max_new_tokens"]
+    out = tmp_path / "shard.jsonl"
+    sample_prompts(tokenizer, synthetic_files, str(out), 1, 7, SAMPLING, Engine(SAMPLING["n"]).start, context)
+    skipped = sum(length > limit for length in lengths)
+    assert 0 < skipped < len(lengths)
+    assert f"sampling shard 1: skipped {skipped} of {len(lengths)} prompts longer than {limit} tokens" in capsys.readouterr().out
+    assert len({r["prompt_id"] for r in read_jsonl(out)}) == len(lengths) - skipped
+
+
 def test_sample_prompts_seeds_each_batch_and_writes_the_records(tokenizer, synthetic_files, tmp_path) -> None:
     engine = Engine(SAMPLING["n"])
     out = tmp_path / "shard.jsonl"

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from rmood.data.prompts import context_length, fit_prompts
 from rmood.generation import encode_prompt
 from rmood.io import link_dir, read_jsonl
 from rmood.training import finish, fingerprint, prepare_checkpoints
@@ -87,7 +88,7 @@ def train_ppo(
 
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, set_seed
     from trl.experimental.ppo import PPOConfig, PPOTrainer
 
     from rmood.rl.engine import PromptBatches, RenderedReward, SaveCheckpoints, load_state, value_model
@@ -104,8 +105,9 @@ def train_ppo(
     if rm_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise ModelError(f"{reward_model}: its tokenizer vocabulary differs from the policy's ({policy}); TRL's PPO "
                          "feeds the policy's token ids to the value model initialised from it")
-    records = read_jsonl(prompts, required=("id", "messages"))
-    encoded = [encode_prompt(tokenizer, r["messages"]) for r in records]
+    kept = fit_prompts([(r, encode_prompt(tokenizer, r["messages"])) for r in read_jsonl(prompts, required=("id", "messages"))],
+                       context_length(AutoConfig.from_pretrained(policy), tokenizer), rl["response_length"], prompts)
+    records, encoded = [r for r, _ in kept], [ids for _, ids in kept]
     if len(records) < rl["batch_size"]:
         raise ValueError(f"{prompts}: {len(records)} prompts, fewer than one PPO batch ({rl['batch_size']})")
     if any(pad in ids for ids in encoded):
