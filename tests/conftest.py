@@ -1,8 +1,13 @@
-"""Shared fixtures: an offline environment and a tiny base model built once per session."""
+"""Shared fixtures: an offline environment, a tiny base model and the end-to-end study, each built once per session."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -49,3 +54,56 @@ def tiny_base(tmp_path_factory, prompt_data) -> Path:
     out = tmp_path_factory.mktemp("models") / "base"
     make_base([str(prompt_data["sft"]), str(prompt_data["preference"])], out, 0, {"source": "tiny", "tiny": TINY})
     return out
+
+
+# --- the Snakemake DAG on the test-sized config (.test/config.yaml) -------------------------------
+
+EXPERIMENT = "test"
+
+
+def snakemake(workdir: Path, *args: str, overrides: str | None = None) -> subprocess.CompletedProcess:
+    """Run snakemake on the test config, plus a YAML snippet of `overrides` merged over it."""
+    configfiles = [str(ROOT / ".test" / "config.yaml")]
+    if overrides:
+        (workdir / "overrides.yaml").write_text(overrides)
+        configfiles.append(str(workdir / "overrides.yaml"))
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+        "--configfile", *configfiles, "--cores", "2", *args,
+    ]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def scheduled(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule name -> job count, from the 'Job stats' table of a dry run."""
+    text = result.stdout + result.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:")[1].split("Reasons:")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file under `folder`, by path relative to it."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+@dataclass
+class Study:
+    workdir: Path  # the study folder (results/, logs/, benchmarks/, .snakemake/)
+    digests: dict[str, str]  # of results/<experiment>/ right after the build: later tests change the study
+
+
+@pytest.fixture(scope="session")
+def e2e_study(tmp_path_factory) -> Study:
+    """The whole DAG (target mrm_eval) built once, shared by the workflow and determinism tests."""
+    workdir = tmp_path_factory.mktemp("study")
+    snakemake(workdir, "mrm_eval")
+    return Study(workdir, digests(workdir / "results" / EXPERIMENT))

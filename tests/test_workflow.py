@@ -3,53 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import EXPERIMENT, scheduled, snakemake
 from rmood.io import read_jsonl, read_json
 
 pytestmark = pytest.mark.e2e
-EXPERIMENT = "test"
 REWARD_MODELS = ["rm", "rrm", "inform", "golden", "warm", "ens_mean", "ens_wco", "ens_uwo", "mrm", "mrm_pen"]
 UPSTREAM = {"data", "base", "sft", "sft_sampling", "gather_samples"}
 
 
-def snakemake(workdir: Path, *args: str, overrides: str | None = None) -> subprocess.CompletedProcess:
-    """Run snakemake on the test config, plus a YAML snippet of `overrides` merged over it."""
-    configfiles = [str(ROOT / ".test" / "config.yaml")]
-    if overrides:
-        (workdir / "overrides.yaml").write_text(overrides)
-        configfiles.append(str(workdir / "overrides.yaml"))
-    command = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-        "--configfile", *configfiles, "--cores", "2", *args,
-    ]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
-
-
-def scheduled(result: subprocess.CompletedProcess) -> dict[str, int]:
-    """Rule name -> job count, from the 'Job stats' table of a dry run."""
-    text = result.stdout + result.stderr
-    if "Nothing to be done" in text:
-        return {}
-    table = text.split("Job stats:")[1].split("Reasons:")[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
-
-
 @pytest.fixture(scope="module")
-def study(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("study")
-    snakemake(workdir, "mrm_eval")
-    return workdir
+def study(e2e_study) -> Path:
+    return e2e_study.workdir
 
 
 def test_artifacts(study):

@@ -1,0 +1,41 @@
+"""The study is a function of its config and seed: a second build in another folder gives the same bytes.
+
+The first build is the session's end-to-end study (conftest.e2e_study, shared with test_workflow.py), so this
+adds one build of the test-sized DAG. Every file under results/<experiment>/ is compared, not a sample.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import EXPERIMENT, digests, snakemake
+
+pytestmark = pytest.mark.e2e
+
+# Files that must exist among the compared ones (a renamed artifact must not shrink the check silently).
+KEY_FILES = [
+    "data/preference.jsonl",
+    "sft/samples.jsonl",
+    "labels/gold.jsonl",
+    "pairs/train.explicit.jsonl",
+    "pairs/test.implicit.jsonl",
+    "pairs/ood.explicit.jsonl",
+    "rm/rm/model/model.safetensors",
+    "mrm/representations/chosen.npy",
+    "mrm/gda_parameters.npz",
+    "mrm/model/model.safetensors",
+    "bon/report.json",
+    "ppo/rm/curve.json",
+    "reports/summary.csv",
+    "reports/mrm_eval.md",
+    "reports/plots/bon_gold.png",
+]
+
+
+def test_a_second_build_with_the_same_seed_is_byte_identical(e2e_study, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("again")
+    snakemake(workdir, "mrm_eval")
+    first, second = e2e_study.digests, digests(workdir / "results" / EXPERIMENT)
+    assert sorted(first.keys() ^ second.keys()) == []
+    assert set(KEY_FILES) <= first.keys()
+    assert sorted(name for name in first if first[name] != second[name]) == []
