@@ -14,6 +14,7 @@ from typing import Any
 
 from rmood.config import DEFAULT
 from rmood.steps import STEPS
+from rmood.worker import THREAD_VARIABLES
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: rmood importable from any interpreter
 
@@ -109,7 +110,7 @@ def run_own_process(command: list[str], request: dict[str, Any], log: str, threa
     import tempfile
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
-           "OMP_NUM_THREADS": str(threads)}
+           **{name: str(threads) for name in THREAD_VARIABLES}}
     with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8") as file, \
             open(log, "w", encoding="utf-8") as out:
         json.dump(request, file)
@@ -121,7 +122,7 @@ def run_job(snakemake: Any) -> None:
     """Run the step named by the rule's `params.step` with the rule's named inputs, outputs and params:
     in a process of its own when its environment or launcher asks for one (`own_process`), else in the
     warm worker when Snakemake started one (see rmood.worker), else in this process."""
-    from rmood.worker import submit
+    from rmood.worker import limit_threads, submit
 
     name = snakemake.params.step
     step = STEPS[name]
@@ -137,6 +138,7 @@ def run_job(snakemake: Any) -> None:
     command = own_process(name, snakemake.config)
     code = run_own_process(command, request, log, snakemake.threads) if command else submit(request)
     if code is None:
+        limit_threads(snakemake.threads)
         with redirect_to(log):
             step.run(paths, settings)
     elif code != 0:

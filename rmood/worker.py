@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 SOCKET_ENV = "RMOOD_WORKER_SOCKET"
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 PRELOAD = (
     "torch",
     "transformers",
@@ -42,11 +43,20 @@ def preload() -> None:
         importlib.import_module(module)
 
 
+def limit_threads(threads: int) -> None:
+    """Compute with as many threads as the job has (a cluster node may have many more cores): torch and the
+    BLAS libraries, through the environment for those not loaded yet and directly for those already loaded."""
+    os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    if "numpy" in sys.modules:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+
+
 def run_child(request: dict[str, Any]) -> int:
     """In the forked child: run one step with its output sent to the job's log; returns the exit code."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
     from rmood.steps import STEPS
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -57,8 +67,7 @@ def run_child(request: dict[str, Any]) -> int:
         os.dup2(log.fileno(), 2)
     sys.stdout = os.fdopen(1, "w", buffering=1, encoding="utf-8", closefd=False)
     sys.stderr = os.fdopen(2, "w", buffering=1, encoding="utf-8", closefd=False)
-    torch.set_num_threads(request["threads"])
-    threadpool_limits(request["threads"])  # numpy/scipy BLAS: as many threads as the job has
+    limit_threads(request["threads"])
     try:
         STEPS[request["step"]].run(request["paths"], request["settings"])
         return 0

@@ -105,13 +105,10 @@ def benchmark_file(name):
 
 
 def job_resources(kind):
-    """What one job of `kind` asks the scheduler for (config `resources`); GPUs only when it needs any."""
+    """What one job of `kind` asks the scheduler for (config `resources`; its CPUs are the rule's threads, which
+    Slurm's cpus_per_task follows); GPUs only when it needs any."""
     job = config["resources"][kind]
-    resources = {
-        "mem_mb": job["mem_mb"],
-        "runtime": job["runtime"],
-        "cpus_per_task": job["cpus"],
-    }
+    resources = {"mem_mb": job["mem_mb"], "runtime": job["runtime"]}
     if job["gpus"]:
         resources["gpu"] = job["gpus"]
         if config["resources"]["gpu_model"]:

@@ -8,6 +8,7 @@ rule data:
         benchmark_file("data")
     conda:
         MAIN_ENV
+    threads: config["resources"]["light"]["cpus"]
     resources:
         **job_resources("light"),
     params:

@@ -10,6 +10,7 @@ rule dist_prompts:
         benchmark_file("dist_prompts")
     conda:
         MAIN_ENV
+    threads: config["resources"]["light"]["cpus"]
     resources:
         **job_resources("light"),
     params:
@@ -72,6 +73,7 @@ rule dist_representations:
         benchmark_file("dist_representations/{name}/{prompt}")
     conda:
         MAIN_ENV
+    threads: config["resources"]["score"]["cpus"]
     resources:
         **job_resources("score"),
     params:
@@ -92,6 +94,7 @@ rule score_weight:
         benchmark_file("score_weight/{name}")
     conda:
         MAIN_ENV
+    threads: config["resources"]["score"]["cpus"]
     resources:
         **job_resources("score"),
     params:
@@ -124,6 +127,7 @@ rule dist_pca:
         benchmark_file("dist_pca/{name}")
     conda:
         MAIN_ENV
+    threads: config["resources"]["analysis"]["cpus"]
     resources:
         **job_resources("analysis"),
     params:
@@ -151,6 +155,7 @@ rule tsne:
         benchmark_file("tsne")
     conda:
         MAIN_ENV
+    threads: config["resources"]["analysis"]["cpus"]
     resources:
         **job_resources("analysis"),
     params:
@@ -179,6 +184,7 @@ rule pca_mode:
         benchmark_file("pca_mode/{mode}")
     conda:
         MAIN_ENV
+    threads: config["resources"]["analysis"]["cpus"]
     resources:
         **job_resources("analysis"),
     params:
@@ -206,6 +212,7 @@ rule center:
         benchmark_file("center")
     conda:
         MAIN_ENV
+    threads: config["resources"]["analysis"]["cpus"]
     resources:
         **job_resources("analysis"),
     params:

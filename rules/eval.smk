@@ -11,6 +11,7 @@ rule bon_sampling:
         benchmark_file("bon_sampling/{shard}")
     conda:
         SAMPLE_ENV
+    threads: config["resources"]["sample"]["cpus"]
     resources:
         **job_resources("sample"),
     params:
@@ -60,6 +61,7 @@ rule bon_score:
         benchmark_file("bon_score/{name}")
     conda:
         MAIN_ENV
+    threads: config["resources"]["score"]["cpus"]
     resources:
         **job_resources("score"),
     params:
@@ -81,6 +83,7 @@ rule bon_report:
         benchmark_file("bon_report")
     conda:
         MAIN_ENV
+    threads: config["resources"]["light"]["cpus"]
     resources:
         **job_resources("light"),
     params:
@@ -117,6 +120,7 @@ rule report:
         benchmark_file("report")
     conda:
         MAIN_ENV
+    threads: config["resources"]["light"]["cpus"]
     resources:
         **job_resources("light"),
     params:

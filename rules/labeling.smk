@@ -11,6 +11,7 @@ rule gold_labeling:
         benchmark_file("gold_labeling")
     conda:
         MAIN_ENV
+    threads: config["resources"]["score"]["cpus"]
     resources:
         **job_resources("score"),
     params:
@@ -38,6 +39,7 @@ rule preference_pairs:
         benchmark_file("preference_pairs")
     conda:
         MAIN_ENV
+    threads: config["resources"]["light"]["cpus"]
     resources:
         **job_resources("light"),
     params:

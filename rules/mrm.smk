@@ -11,6 +11,7 @@ rule representations:
         benchmark_file("representations")
     conda:
         MAIN_ENV
+    threads: config["resources"]["score"]["cpus"]
     resources:
         **job_resources("score"),
     params:
@@ -32,6 +33,7 @@ rule gda:
         benchmark_file("gda")
     conda:
         MAIN_ENV
+    threads: config["resources"]["analysis"]["cpus"]
     resources:
         **job_resources("analysis"),
     params:
@@ -54,6 +56,7 @@ rule convert_to_mrm:
         benchmark_file("convert_to_mrm")
     conda:
         MAIN_ENV
+    threads: config["resources"]["score"]["cpus"]
     resources:
         **job_resources("score"),
     params:
@@ -82,6 +85,7 @@ rule compare_weights:
         benchmark_file("compare_weights")
     conda:
         MAIN_ENV
+    threads: config["resources"]["score"]["cpus"]
     resources:
         **job_resources("score"),
     params:
@@ -105,6 +109,7 @@ rule mrm_ood:
         benchmark_file("mrm_ood")
     conda:
         MAIN_ENV
+    threads: config["resources"]["score"]["cpus"]
     resources:
         **job_resources("score"),
     params:

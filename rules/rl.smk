@@ -12,6 +12,7 @@ rule ppo:
         benchmark_file("ppo/{name}")
     conda:
         PPO_ENV
+    threads: config["resources"]["ppo"]["cpus"]
     resources:
         **job_resources("ppo"),
     params:
@@ -78,6 +79,7 @@ rule rl_kl:
         benchmark_file("rl_kl/{name}/{step}")
     conda:
         MAIN_ENV
+    threads: config["resources"]["score"]["cpus"]
     resources:
         **job_resources("score"),
     params:
@@ -104,6 +106,7 @@ rule ppo_curve:
         benchmark_file("ppo_curve/{name}")
     conda:
         MAIN_ENV
+    threads: config["resources"]["light"]["cpus"]
     resources:
         **job_resources("light"),
     params:

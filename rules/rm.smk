@@ -11,6 +11,7 @@ rule train_rm:
         benchmark_file("train_rm")
     conda:
         MAIN_ENV
+    threads: config["resources"]["train"]["cpus"]
     resources:
         **job_resources("train"),
     params:
@@ -87,6 +88,7 @@ rule warm_merge:
         benchmark_file("warm_merge")
     conda:
         MAIN_ENV
+    threads: config["resources"]["score"]["cpus"]
     resources:
         **job_resources("score"),
     params:
@@ -107,6 +109,7 @@ rule ensemble:
         benchmark_file("ensemble/{reduction}")
     conda:
         MAIN_ENV
+    threads: config["resources"]["light"]["cpus"]
     resources:
         **job_resources("light"),
     params:
@@ -130,6 +133,7 @@ rule rm_check:
         benchmark_file("rm_check/{name}")
     conda:
         MAIN_ENV
+    threads: config["resources"]["score"]["cpus"]
     resources:
         **job_resources("score"),
     params:
@@ -151,6 +155,7 @@ rule rm_table:
         benchmark_file("rm_table")
     conda:
         MAIN_ENV
+    threads: config["resources"]["light"]["cpus"]
     resources:
         **job_resources("light"),
     params:

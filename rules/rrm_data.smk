@@ -10,6 +10,7 @@ rule rrm_augment:
         benchmark_file("rrm_augment")
     conda:
         MAIN_ENV
+    threads: config["resources"]["light"]["cpus"]
     resources:
         **job_resources("light"),
     params:
@@ -31,6 +32,7 @@ rule rrm_label:
         benchmark_file("rrm_label")
     conda:
         MAIN_ENV
+    threads: config["resources"]["score"]["cpus"]
     resources:
         **job_resources("score"),
     params:
@@ -52,6 +54,7 @@ rule rrm_filter:
         benchmark_file("rrm_filter")
     conda:
         MAIN_ENV
+    threads: config["resources"]["light"]["cpus"]
     resources:
         **job_resources("light"),
     params:

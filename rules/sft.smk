@@ -10,6 +10,7 @@ rule base:
         benchmark_file("base")
     conda:
         MAIN_ENV
+    threads: config["resources"]["analysis"]["cpus"]
     resources:
         **job_resources("analysis"),
     params:
@@ -31,6 +32,7 @@ rule sft:
         benchmark_file("sft")
     conda:
         MAIN_ENV
+    threads: config["resources"]["train"]["cpus"]
     resources:
         **job_resources("train"),
     params:
@@ -52,6 +54,7 @@ rule sft_sampling:
         benchmark_file("sft_sampling/{shard}")
     conda:
         SAMPLE_ENV
+    threads: config["resources"]["sample"]["cpus"]
     resources:
         **job_resources("sample"),
     params:
@@ -74,6 +77,7 @@ rule gather_samples:
         benchmark_file("gather_samples")
     conda:
         MAIN_ENV
+    threads: config["resources"]["light"]["cpus"]
     resources:
         **job_resources("light"),
     params:

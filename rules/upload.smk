@@ -10,6 +10,7 @@ rule upload:
         benchmark_file("upload/{model}")
     conda:
         MAIN_ENV
+    threads: config["resources"]["light"]["cpus"]
     resources:
         **job_resources("light"),
     params:
