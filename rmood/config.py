@@ -91,6 +91,51 @@ def check_config(config: dict[str, Any]) -> None:
             f"config key 'gold.source': the tokenizer of {config['gold']['source']} has no chat template, so the "
             "gold reward model cannot render conversations"
         )
+    check_cluster(config)
+
+
+VERL_SERVABLE = ("rm", "rrm", "golden", "warm", "mrm")  # plain *ForSequenceClassification: vLLM can serve them
+
+
+def check_cluster(config: dict[str, Any]) -> None:
+    """Checks of the GPU engines, launchers and upload settings."""
+    rl, sampling, resources = config["rl"], config["sampling"], config["resources"]
+    if rl["engine"] == "verl":
+        verl = rl["verl"]
+        unservable = [name for name in rl["reward_models"] if name not in VERL_SERVABLE]
+        if unservable:
+            raise ConfigError(f"config key 'rl.reward_models': verl serves reward models with vLLM, which cannot load "
+                              f"{unservable}; use {list(VERL_SERVABLE)}")
+        if rl["missing_eos_penalty"] is not None:
+            raise ConfigError("config key 'rl.missing_eos_penalty': the verl engine has no such penalty; set it to null")
+        gpus = verl["n_gpus_per_node"] * verl["nnodes"]
+        if rl["batch_size"] % rl["mini_batches"] or rl["batch_size"] % gpus:
+            raise ConfigError(f"config key 'rl.batch_size': {rl['batch_size']} must be a multiple of rl.mini_batches "
+                              f"({rl['mini_batches']}) and of the GPUs verl uses ({gpus})")
+        if resources["ppo"]["gpus"] < verl["n_gpus_per_node"]:
+            raise ConfigError(f"config key 'resources.ppo.gpus': {resources['ppo']['gpus']} GPUs per PPO job, fewer "
+                              f"than rl.verl.n_gpus_per_node ({verl['n_gpus_per_node']})")
+    if sampling["backend"] == "vllm":
+        if sampling["temperature"] > 2:
+            raise ConfigError("config key 'sampling.temperature': vLLM accepts at most 2")
+        if resources["sample"]["gpus"] < sampling["vllm"]["tensor_parallel_size"]:
+            raise ConfigError(f"config key 'resources.sample.gpus': {resources['sample']['gpus']} GPUs per sampling "
+                              f"job, fewer than sampling.vllm.tensor_parallel_size "
+                              f"({sampling['vllm']['tensor_parallel_size']})")
+    for key in ("environments.vllm", "environments.verl"):
+        python = lookup(config, key)
+        if python is not None and not Path(python).is_file():
+            raise ConfigError(f"config key {key!r}: {python} does not exist (build it with `make envs`)")
+    training = config["training"]
+    if training["launcher"] == "accelerate" and not Path(training["accelerate_config"]).is_file():
+        raise ConfigError(f"config key 'training.accelerate_config': {training['accelerate_config']} does not exist")
+    upload = config["upload"]
+    if upload["enabled"]:
+        if not upload["namespace"]:
+            raise ConfigError("config key 'upload.namespace': required when upload.enabled is true")
+        missing = [name for name in upload["models"] if name != "sft" and name not in config["reward_models"]]
+        if missing:
+            raise ConfigError(f"config key 'upload.models': {missing} are not in reward_models")
 
 
 def has_chat_template(model_dir: str | Path) -> bool:
@@ -106,10 +151,18 @@ def has_chat_template(model_dir: str | Path) -> bool:
 
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Validate against the schema (raising snakemake's WorkflowError) and across keys (ConfigError)."""
+    """Validate against the schema and across keys; a ConfigError names the key and the reason."""
+    from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
-    validate(config, str(SCHEMA))
+    try:
+        validate(config, str(SCHEMA))
+    except WorkflowError as error:
+        reason = error.__context__  # jsonschema's ValidationError: the key's path and the reason
+        if reason is None or not hasattr(reason, "absolute_path"):
+            raise
+        key = ".".join(map(str, reason.absolute_path)) or "(top level)"
+        raise ConfigError(f"config key {key!r}: {reason.message}") from None
     check_config(config)
     return config
 
