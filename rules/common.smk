@@ -3,11 +3,11 @@
 import os
 import sys
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 sys.path.insert(0, workflow.basedir)  # rmood from this checkout, installed or not
 
-from rmood.config import check_config
+from rmood.config import validate_config
 from rmood.data import SPLITS
 from rmood.labeling.pairs import FORMATS as PAIR_FORMATS, PAIR_SETS
 from rmood.rl.ppo import checkpoint_steps
@@ -17,8 +17,7 @@ from rmood import worker
 min_version("9.0")
 
 
-validate(config, "../config/schema.yaml")
-check_config(config)
+validate_config(config)
 
 EXPERIMENT = config["experiment"]
 WORKER = {}  # the warm worker process of a local run (rmood/worker.py)
