@@ -186,10 +186,11 @@ def generate_batch(policy, tokenizer, prompts: list[list[int]], config, device: 
 
 
 def gather(shards: list[str], prompt_files: list[str], out: str) -> None:
-    """Concatenate shard files in prompt order (then sample index): the same file for any shard count."""
+    """Concatenate per-sample records of shard files (samples, or their labels) in prompt order, then sample
+    index: the same file for any shard count."""
     rank = {r["id"]: i for i, r in enumerate(r for path in prompt_files for r in iter_jsonl(path, required=("id",)))}
-    records = [r for path in shards for r in iter_jsonl(path, required=SAMPLE_FIELDS)]
+    records = [r for path in shards for r in iter_jsonl(path, required=("prompt_id", "sample"))]
     unknown = {r["prompt_id"] for r in records} - rank.keys()
     if unknown:
-        raise DataError(f"{len(unknown)} sampled prompt ids are not in {prompt_files}, e.g. {sorted(unknown)[0]}")
+        raise DataError(f"{len(unknown)} prompt ids of {shards} are not in {prompt_files}, e.g. {sorted(unknown)[0]}")
     write_jsonl(out, sorted(records, key=lambda r: (rank[r["prompt_id"]], r["sample"])))

@@ -85,9 +85,9 @@ STEPS: dict[str, Step] = {
     ),
     "gather": Step(
         "rmood.generation:gather",
-        "concatenate sampling shards in prompt order",
+        "concatenate the shards of samples (or of their labels) in prompt order",
         inputs=(Path("shards", "shard JSONL files", many=True), Path("prompt_files", "prompt JSONL files", many=True)),
-        outputs=(Path("out", "samples JSONL"),),
+        outputs=(Path("out", "gathered JSONL"),),
         config={},
     ),
     "gold": Step(

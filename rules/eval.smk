@@ -37,14 +37,29 @@ use rule gather_samples as gather_bon with:
 
 use rule gold_labeling as bon_gold with:
     input:
-        samples=result("bon/samples.jsonl"),
+        samples=result("bon/shards/{shard}.jsonl"),
+        prompt_files=data_files(("eval",)),
+    output:
+        out=result("bon/gold_shards/{shard}.jsonl"),
+    log:
+        log_file("bon_gold/{shard}"),
+    benchmark:
+        benchmark_file("bon_gold/{shard}")
+
+
+use rule gather_samples as gather_bon_gold with:
+    input:
+        shards=expand(
+            result("bon/gold_shards/{shard}.jsonl"),
+            shard=range(BON_SAMPLING["shards"]),
+        ),
         prompt_files=data_files(("eval",)),
     output:
         out=result("bon/gold.jsonl"),
     log:
-        log_file("bon_gold"),
+        log_file("gather_bon_gold"),
     benchmark:
-        benchmark_file("bon_gold")
+        benchmark_file("gather_bon_gold")
 
 
 rule bon_score:

@@ -1,14 +1,14 @@
 rule gold_labeling:
-    """The gold score of every sampled response (programmatic, or a gold reward model)."""
+    """The gold score of every response of one sampling shard (programmatic, or a gold reward model)."""
     input:
-        samples=result("sft/samples.jsonl"),
+        samples=result("sft/shards/{shard}.jsonl"),
         prompt_files=data_files(PROMPT_SPLITS),
     output:
-        out=result("labels/gold.jsonl"),
+        out=result("labels/shards/{shard}.jsonl"),
     log:
-        log_file("gold_labeling"),
+        log_file("gold_labeling/{shard}"),
     benchmark:
-        benchmark_file("gold_labeling")
+        benchmark_file("gold_labeling/{shard}")
     conda:
         MAIN_ENV
     threads: config["resources"]["score"]["cpus"]
@@ -18,6 +18,18 @@ rule gold_labeling:
         **step_params("gold"),
     script:
         "../workflow_scripts/step.py"
+
+
+use rule gather_samples as gather_labels with:
+    input:
+        shards=expand(result("labels/shards/{shard}.jsonl"), shard=SHARDS),
+        prompt_files=data_files(PROMPT_SPLITS),
+    output:
+        out=result("labels/gold.jsonl"),
+    log:
+        log_file("gather_labels"),
+    benchmark:
+        benchmark_file("gather_labels")
 
 
 rule preference_pairs:

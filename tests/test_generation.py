@@ -196,10 +196,20 @@ def test_gather_unknown_prompt_id(tmp_path: Path, prompt_files: list[str]) -> No
     assert not out.exists()
 
 
-def test_gather_requires_sample_fields(tmp_path: Path, prompt_files: list[str]) -> None:
-    write_jsonl(tmp_path / "s0.jsonl", [{"prompt_id": "a0", "sample": 0, "response": "x"}])
-    with pytest.raises(DataError, match=r"s0\.jsonl:1: missing field\(s\) finished"):
+def test_gather_requires_per_sample_records(tmp_path: Path, prompt_files: list[str]) -> None:
+    write_jsonl(tmp_path / "s0.jsonl", [{"prompt_id": "a0", "response": "x"}])
+    with pytest.raises(DataError, match=r"s0\.jsonl:1: missing field\(s\) sample"):
         gather([str(tmp_path / "s0.jsonl")], prompt_files, str(tmp_path / "out.jsonl"))
+
+
+def test_gather_orders_labels_too(tmp_path: Path, prompt_files: list[str]) -> None:
+    ids = [r["id"] for path in prompt_files for r in read_jsonl(path)][:3]
+    write_jsonl(tmp_path / "l0.jsonl", [{"prompt_id": ids[2], "sample": 0, "gold": 0.5}])
+    write_jsonl(tmp_path / "l1.jsonl", [{"prompt_id": ids[0], "sample": 1, "gold": 0.1},
+                                        {"prompt_id": ids[0], "sample": 0, "gold": 0.2}])
+    gather([str(tmp_path / "l0.jsonl"), str(tmp_path / "l1.jsonl")], prompt_files, str(tmp_path / "out.jsonl"))
+    assert [(r["prompt_id"], r["sample"], r["gold"]) for r in read_jsonl(tmp_path / "out.jsonl")] == \
+        [(ids[0], 0, 0.2), (ids[0], 1, 0.1), (ids[2], 0, 0.5)]
 
 
 # --- the loop both backends share ---------------------------------------------------------------

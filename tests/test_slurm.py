@@ -22,8 +22,8 @@ pytestmark = pytest.mark.slurm
 SCRIPT = ROOT / "scripts" / "local-slurm.sh"
 EXPERIMENT = "test"
 TARGET = f"results/{EXPERIMENT}/labels/gold.jsonl"
-# data -> base -> sft -> sft_sampling (2 shards, side by side) -> gather_samples -> gold_labeling
-JOBS = {"data": 1, "base": 1, "sft": 1, "sft_sampling": 2, "gather_samples": 1, "gold_labeling": 1}
+# data -> base -> sft -> sft_sampling -> gold_labeling (2 shards each, side by side) -> gather_labels
+JOBS = {"data": 1, "base": 1, "sft": 1, "sft_sampling": 2, "gold_labeling": 2, "gather_labels": 1}
 GPU_RULE = "gold_labeling"
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.")
 

@@ -100,10 +100,15 @@ def test_steps_run_in_the_rule_process_by_default() -> None:
     assert all(own_process(name, config) is None for name in STEPS)
 
 
-def test_a_step_with_its_own_environment_runs_with_that_interpreter() -> None:
-    config = load_config(DEFAULT, ["environments.verl=/opt/verl/bin/python", "environments.vllm=/opt/vllm/bin/python"])
+def test_a_step_with_its_own_environment_runs_with_that_interpreter(tmp_path: Path) -> None:
+    pythons = {env: tmp_path / env / "bin" / "python" for env in ("verl", "vllm")}
+    for python in pythons.values():
+        python.parent.mkdir(parents=True)
+        python.touch()
+    config = load_config(DEFAULT, [f"environments.{env}={python}" for env, python in pythons.items()])
+    assert {step.env for step in STEPS.values()} == {None, "verl", "vllm"}
     for name, step in STEPS.items():
-        expected = [f"/opt/{step.env}/bin/python", "-m", "rmood.job"] if step.env else None
+        expected = [str(pythons[step.env]), "-m", "rmood.job"] if step.env else None
         assert own_process(name, config) == expected, name
 
 

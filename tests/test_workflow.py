@@ -61,7 +61,8 @@ def test_artifacts(study):
 
     config = json.loads((results / "rm" / "rm" / "model" / "config.json").read_text())
     assert config["architectures"] == ["Qwen3ForSequenceClassification"] and len(config["id2label"]) == 1
-    for rule in ("data", "base", "sft", "gather_samples", "gold_labeling", "preference_pairs", "train_rm"):
+    for rule in ("data", "base", "sft", "gather_samples", "gold_labeling/0", "gather_labels", "preference_pairs",
+                 "train_rm"):
         assert (study / "logs" / EXPERIMENT / f"{rule}.log").is_file()
         assert (study / "benchmarks" / EXPERIMENT / f"{rule}.tsv").is_file()
     assert not (results / "sft" / "checkpoints").exists()
