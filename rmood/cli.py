@@ -12,11 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rmood.config import DEFAULT
+from rmood.config import DEFAULT, ROOT, accelerate_config
 from rmood.steps import STEPS
 from rmood.worker import THREAD_VARIABLES
 
-ROOT = Path(__file__).resolve().parents[1]  # the checkout: rmood importable from any interpreter
 
 
 def parser() -> argparse.ArgumentParser:
@@ -95,11 +94,15 @@ def own_process(name: str, config: dict[str, Any]) -> list[str] | None:
     when that is set, a training step under `accelerate launch` when `training.launcher` is accelerate."""
     step = STEPS[name]
     python = config["environments"][step.env] if step.env else None
+    if python is not None and not Path(python).is_file():  # checked here, not at parse: dry runs need no envs
+        from rmood.config import ConfigError
+
+        raise ConfigError(f"config key 'environments.{step.env}': {python} does not exist (build it with `make envs`)")
     training = config["training"]
     accelerate = step.trains and training["launcher"] == "accelerate"
     if python is None and not accelerate:
         return None
-    launcher = ["-m", "accelerate.commands.launch", "--config_file", training["accelerate_config"],
+    launcher = ["-m", "accelerate.commands.launch", "--config_file", str(accelerate_config(config)),
                 "--num_processes", str(training["num_processes"])] if accelerate else []
     return [python or sys.executable, *launcher, "-m", "rmood.job"]
 

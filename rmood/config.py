@@ -97,6 +97,11 @@ def check_config(config: dict[str, Any]) -> None:
 VERL_SERVABLE = ("rm", "rrm", "golden", "warm", "mrm")  # plain *ForSequenceClassification: vLLM can serve them
 
 
+def accelerate_config(config: dict[str, Any]) -> Path:
+    """`training.accelerate_config`, a relative path taken from the project folder (config/accelerate/…)."""
+    return ROOT / config["training"]["accelerate_config"]
+
+
 def check_cluster(config: dict[str, Any]) -> None:
     """Checks of the GPU engines, launchers and upload settings."""
     rl, sampling, resources = config["rl"], config["sampling"], config["resources"]
@@ -122,12 +127,8 @@ def check_cluster(config: dict[str, Any]) -> None:
             raise ConfigError(f"config key 'resources.sample.gpus': {resources['sample']['gpus']} GPUs per sampling "
                               f"job, fewer than sampling.vllm.tensor_parallel_size "
                               f"({sampling['vllm']['tensor_parallel_size']})")
-    for key in ("environments.vllm", "environments.verl"):
-        python = lookup(config, key)
-        if python is not None and not Path(python).is_file():
-            raise ConfigError(f"config key {key!r}: {python} does not exist (build it with `make envs`)")
     training = config["training"]
-    if training["launcher"] == "accelerate" and not Path(training["accelerate_config"]).is_file():
+    if training["launcher"] == "accelerate" and not accelerate_config(config).is_file():
         raise ConfigError(f"config key 'training.accelerate_config': {training['accelerate_config']} does not exist")
     upload = config["upload"]
     if upload["enabled"]:

@@ -93,7 +93,7 @@ def completed_checkpoints(work: Path) -> list[int]:
     return sorted(int(p.parent.name.split("-")[1]) for p in work.glob("checkpoint-*/trainer_state.json"))
 
 
-def rerun(argv: list[str], caplog) -> tuple[str, list[str]]:
+def rerun(argv: list[str]) -> tuple[str, list[str]]:
     """Rerun `python -m rmood argv` in this process; its stdout and the trainer's log messages."""
     import contextlib
     import io
@@ -102,18 +102,26 @@ def rerun(argv: list[str], caplog) -> tuple[str, list[str]]:
 
     from rmood.cli import main
 
-    logger = logging.getLogger("transformers")
+    class Collect(logging.Handler):  # its own handler: each record once, whatever propagation other tests set
+        def __init__(self) -> None:
+            super().__init__(logging.INFO)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    logger, collect = logging.getLogger("transformers"), Collect()
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_info()
-    logger.addHandler(caplog.handler)
+    logger.addHandler(collect)
     stdout = io.StringIO()
     try:
         with contextlib.redirect_stdout(stdout):
             main(argv)
     finally:
-        logger.removeHandler(caplog.handler)
+        logger.removeHandler(collect)
         transformers.logging.set_verbosity(verbosity)
-    return stdout.getvalue(), [r.getMessage() for r in caplog.records]
+    return stdout.getvalue(), collect.messages
 
 
 def assert_same_weights(first: Path, second: Path) -> None:
@@ -125,13 +133,13 @@ def assert_same_weights(first: Path, second: Path) -> None:
     assert not different, f"{first} and {second} differ in {different}"
 
 
-def kill_and_resume(step: str, args: list[str], sets: list[str], out: Path, work: Path, tmp_path: Path, caplog) -> int:
+def kill_and_resume(step: str, args: list[str], sets: list[str], out: Path, work: Path, tmp_path: Path) -> int:
     """Kill `step` after its first checkpoint, rerun it to the end; returns the update it resumed from."""
     argv = [step, *args, "--model", str(out), "--work-dir", str(work), *[a for s in sets for a in ("--set", s)]]
     kill_when(argv, lambda: bool(completed_checkpoints(work)), tmp_path / f"{step}.log")
     done = completed_checkpoints(work)
     assert not out.exists() and done  # killed mid-run: no model, a checkpoint to resume from
-    stdout, messages = rerun(argv, caplog)
+    stdout, messages = rerun(argv)
     assert f"resuming from {work / f'checkpoint-{done[-1]}'}" in stdout
     resuming = re.compile(r"Resuming training from checkpoint .* global step (\d+)")
     resumed = [int(m) for line in messages for m in resuming.findall(line)]
@@ -151,20 +159,20 @@ def test_a_checkpoint_cut_while_saving_its_trainer_state_is_not_resumed_from(tmp
     assert prepare_checkpoints(work, "digest") == str(work / "checkpoint-2")
 
 
-def test_a_killed_sft_resumes_from_its_last_checkpoint(tiny_base, prompt_data, tmp_path, caplog, one_thread):
+def test_a_killed_sft_resumes_from_its_last_checkpoint(tiny_base, prompt_data, tmp_path, one_thread):
     from transformers import AutoModelForCausalLM
 
     sets = ["sft.epochs=2", *(f"sft.{s}" for s in TRAINER)]  # 64 demonstrations: 32 steps, a checkpoint every 4
     args = ["--base", str(tiny_base), "--train", str(prompt_data["sft"])]
-    step = kill_and_resume("sft", args, sets, tmp_path / "sft", tmp_path / "work", tmp_path, caplog)
+    step = kill_and_resume("sft", args, sets, tmp_path / "sft", tmp_path / "work", tmp_path)
     assert 4 <= step < 32
     AutoModelForCausalLM.from_pretrained(tmp_path / "sft")
     rerun(["sft", *args, "--model", str(tmp_path / "uninterrupted"), "--work-dir", str(tmp_path / "work2"),
-           *[a for s in sets for a in ("--set", s)]], caplog)
+           *[a for s in sets for a in ("--set", s)]])
     assert_same_weights(tmp_path / "sft", tmp_path / "uninterrupted")
 
 
-def test_a_killed_reward_model_training_resumes_from_its_last_checkpoint(tiny_base, prompt_data, tmp_path, caplog,
+def test_a_killed_reward_model_training_resumes_from_its_last_checkpoint(tiny_base, prompt_data, tmp_path,
                                                                         one_thread):
     from transformers import AutoModelForSequenceClassification
 
@@ -174,15 +182,15 @@ def test_a_killed_reward_model_training_resumes_from_its_last_checkpoint(tiny_ba
     write_jsonl(tmp_path / "pairs.jsonl", [{"chosen": c, "rejected": convs[i - 1]} for i, c in enumerate(convs)])
     sets = ["rm.epochs=3", *(f"rm.{s}" for s in TRAINER)]  # 24 pairs: 18 steps, a checkpoint every 4
     args = ["--policy", str(tiny_base), "--pairs", str(tmp_path / "pairs.jsonl")]
-    step = kill_and_resume("train_rm", args, sets, tmp_path / "rm", tmp_path / "work", tmp_path, caplog)
+    step = kill_and_resume("train_rm", args, sets, tmp_path / "rm", tmp_path / "work", tmp_path)
     assert 4 <= step < 18
     AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm")
     rerun(["train_rm", *args, "--model", str(tmp_path / "uninterrupted"), "--work-dir", str(tmp_path / "work2"),
-           *[a for s in sets for a in ("--set", s)]], caplog)
+           *[a for s in sets for a in ("--set", s)]])
     assert_same_weights(tmp_path / "rm", tmp_path / "uninterrupted")
 
 
-def test_a_killed_ppo_run_resumes_from_its_last_saved_update(tiny_base, prompt_data, tmp_path, caplog, one_thread):
+def test_a_killed_ppo_run_resumes_from_its_last_saved_update(tiny_base, prompt_data, tmp_path, one_thread):
     """PPO killed after a saved update, its outputs then deleted (as Snakemake does before a rerun): the rerun
     restores them, continues from that update and writes exactly the checkpoints of an uninterrupted run."""
     import shutil
@@ -208,14 +216,14 @@ def test_a_killed_ppo_run_resumes_from_its_last_saved_update(tiny_base, prompt_d
     for k in range(1, 4):
         shutil.rmtree(folder / f"step_{k}", ignore_errors=True)
 
-    stdout, _ = rerun(argv(folder), caplog)
+    stdout, _ = rerun(argv(folder))
     assert f"resuming PPO from update {done} of 3" in stdout
     assert stdout.count("from the work folder") == done  # the deleted outputs of the updates done
     assert sorted(p.name for p in folder.iterdir()) == ["step_1", "step_2", "step_3"]  # the work folder is gone
     for k in (1, 2, 3):
         AutoModelForCausalLM.from_pretrained(folder / f"step_{k}" / "model")
 
-    rerun(argv(tmp_path / "uninterrupted"), caplog)
+    rerun(argv(tmp_path / "uninterrupted"))
     for k in (1, 2, 3):
         assert_same_weights(folder / f"step_{k}" / "model", tmp_path / "uninterrupted" / f"step_{k}" / "model")
 
@@ -241,6 +249,6 @@ def test_a_step_that_cannot_write_its_output_says_which_and_why(tmp_path, fault)
     cause = ("No space left on device (the file system of {} is full)" if fault == "full disk"
              else "Permission denied ({} is not writable by this process)").format(folder)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].endswith(f"WriteError: cannot write {out}: {cause}")
+    assert result.stderr.strip().splitlines()[-1] == f"rmood gather: cannot write {out}: {cause}"
     if fault == "read-only folder":  # (the full disk is gone with its namespace: test_io looks inside it)
         assert not list(folder.iterdir())

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rmood.cli import main, own_process, parser, run_own_process
-from rmood.config import DEFAULT, load_config
+from rmood.config import DEFAULT, ConfigError, load_config
 from rmood.io import read_jsonl, write_jsonl
 from rmood.steps import STEPS, settings
 
@@ -112,6 +112,12 @@ def test_a_step_with_its_own_environment_runs_with_that_interpreter(tmp_path: Pa
         assert own_process(name, config) == expected, name
 
 
+def test_a_missing_environment_is_named_when_its_step_runs() -> None:
+    config = load_config(DEFAULT, ["environments.vllm=/no/such/python"])  # a dry run needs no environment
+    with pytest.raises(ConfigError, match=r"'environments.vllm': /no/such/python does not exist \(build it with"):
+        own_process("sample_vllm", config)
+
+
 def test_training_steps_run_under_accelerate_launch_when_asked() -> None:
     config = load_config(DEFAULT, ["training.launcher=accelerate", "training.num_processes=4",
                                    "training.accelerate_config=config/accelerate/zero2.yaml"])
@@ -119,7 +125,7 @@ def test_training_steps_run_under_accelerate_launch_when_asked() -> None:
     assert trains >= {"sft", "train_rm", "train_rrm", "train_inform"}
     for name in trains:
         assert own_process(name, config) == [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                                             "config/accelerate/zero2.yaml", "--num_processes", "4", "-m", "rmood.job"]
+                                             str(ROOT / "config/accelerate/zero2.yaml"), "--num_processes", "4", "-m", "rmood.job"]
     assert all(own_process(name, config) is None for name in set(STEPS) - trains if not STEPS[name].env)
 
 
