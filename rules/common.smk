@@ -59,13 +59,7 @@ RL_SAMPLING = {**config["sampling"], "n": config["rl"]["eval_samples"], "shards"
 RL_MODELS = [
     name for name in config["rl"]["reward_models"] if name in config["reward_models"]
 ]
-PPO_STEPS = list(
-    range(
-        config["rl"]["save_every"],
-        config["rl"]["steps"] + 1,
-        config["rl"]["save_every"],
-    )
-)
+PPO_STEPS = checkpoint_steps(config["rl"]["steps"], config["rl"]["save_every"])
 PLOTS = ("bon_gold", "bon_proxy", "ppo_gold", "ppo_proxy", "rm_accuracy")
 DIST_PROMPTS = [f"eval-{i:06d}" for i in range(config["distribution"]["prompts"])]
 DIST_SAMPLING = {

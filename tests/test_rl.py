@@ -308,3 +308,18 @@ def test_response_logprobs_batched_equal_one_at_a_time(tiny_base, prompt_data):
     start = len(prompts[1])
     expected = [logits[start - 1 + t, token].item() for t, token in enumerate(responses[1])]
     np.testing.assert_allclose(batched[1], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_ppo_rule_declares_every_checkpoint_the_engine_saves(tmp_path):
+    """With steps not a multiple of save_every the last update is saved too, and the rule must list it."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "rl.yaml").write_text("rl: {steps: 5, save_every: 2}\n")
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"), "-n",
+                             "--configfile", str(tmp_path / "rl.yaml"), "--", "results/embedded/ppo/rm/curve.json"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    outputs = [f"results/embedded/ppo/rm/step_{k}/model" for k in (2, 4, 5)]
+    assert f"output: {', '.join(outputs)}\n" in result.stdout
