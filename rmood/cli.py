@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rmood.config import DEFAULT, ROOT, accelerate_config
+from rmood.config import DEFAULT, ROOT, ConfigError, accelerate_config, load_config
 from rmood.steps import STEPS
 from rmood.worker import THREAD_VARIABLES
-
 
 
 def parser() -> argparse.ArgumentParser:
@@ -54,7 +53,6 @@ def main(argv: list[str] | None = None) -> None:
     if name == "reward":
         print_reward(**args)
         return
-    from rmood.config import ConfigError, load_config
     from rmood.generation import BackendError
     from rmood.io import DataError, WriteError
     from rmood.rm.score import ModelError
@@ -95,8 +93,6 @@ def own_process(name: str, config: dict[str, Any]) -> list[str] | None:
     step = STEPS[name]
     python = config["environments"][step.env] if step.env else None
     if python is not None and not Path(python).is_file():  # checked here, not at parse: dry runs need no envs
-        from rmood.config import ConfigError
-
         raise ConfigError(f"config key 'environments.{step.env}': {python} does not exist (build it with `make envs`)")
     training = config["training"]
     accelerate = step.trains and training["launcher"] == "accelerate"
