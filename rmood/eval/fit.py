@@ -37,7 +37,7 @@ def _columns(kl: np.ndarray, gold: np.ndarray, penalty: Penalty) -> tuple[np.nda
 
 
 def _least_squares(a: np.ndarray, b: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, (α, β) minimising ‖y − α·a − β·b‖² over the last axis; NaN where a and b are (nearly) parallel."""
+    """Per row, (α, β) minimising Σ(y − α·a − β·b)² along the last axis; NaN where a and b are nearly parallel."""
     aa, bb, ab = (a * a).sum(-1), (b * b).sum(-1), (a * b).sum(-1)
     ay, by = (a * y).sum(-1), (b * y).sum(-1)
     det = aa * bb - ab * ab
