@@ -234,6 +234,38 @@ def read_npy(path: str | os.PathLike, mmap_mode: str | None = None) -> Any:
         raise DataError(f"{path}: not a readable .npy array ({err})") from None
 
 
+def write_npz(path: str | os.PathLike, arrays: dict[str, Any]) -> None:
+    """Write named arrays as an uncompressed .npz atomically (numbers and fixed-width strings: no pickles)."""
+    import numpy as np
+
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def read_npz(path: str | os.PathLike, keys: Sequence[str], what: str = "npz") -> dict[str, Any]:
+    """The arrays `keys` of an .npz archive (never pickled objects); errors name the file and the missing keys."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: not a readable {what} ({err})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: expected an .npz archive ({what}), got a single array")
+    with data:
+        missing = [key for key in keys if key not in data.files]
+        if missing:
+            raise DataError(f"{path}: missing {what} key(s) {', '.join(missing)}")
+        try:
+            return {key: data[key] for key in keys}
+        except (ValueError, zipfile.BadZipFile) as err:
+            raise DataError(f"{path}: not a readable {what} ({err})") from None
+
+
 def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON document; errors name the file (and line)."""
     path = Path(path)

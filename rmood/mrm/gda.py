@@ -10,14 +10,13 @@ log-odds that f is a chosen response.
 from __future__ import annotations
 
 import os
-import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg
 from sklearn.exceptions import NotFittedError
 
-from rmood.io import DataError, atomic_open, read_npy
+from rmood.io import DataError, read_npy, read_npz, write_npz
 
 GDA_KEYS = ("mu_pos", "mu_neg", "covariance", "precision", "weight", "bias", "shrinkage", "n_pos", "n_neg")
 CLASS_NAMES = ("rejected", "chosen")  # indexed by label
@@ -243,8 +242,7 @@ def fit_gda(chosen: str | os.PathLike, rejected: str | os.PathLike, out: str | o
     """Fit GDA on chosen/rejected representation .npy files, streaming; write the contract npz atomically."""
     names = (str(chosen), str(rejected))
     gda = StreamingGDA().fit_arrays(read_npy(chosen, "r"), read_npy(rejected, "r"), chunk_size, names=names)
-    with atomic_open(out, "wb") as f:
-        np.savez(f, **gda.parameters())
+    write_npz(out, gda.parameters())
     print(
         f"gda: n={gda.n_pos_}+{gda.n_neg_} d={gda.weight_.shape[0]} shrinkage={gda.shrinkage_:.4g} "
         f"|weight|={np.linalg.norm(gda.weight_):.4g} -> {out}"
@@ -253,19 +251,4 @@ def fit_gda(chosen: str | os.PathLike, rejected: str | os.PathLike, out: str | o
 
 def load_gda(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read a GDA npz (no pickles); every contract key must be present."""
-    try:
-        data = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise DataError(f"{path}: not a readable GDA npz ({err})") from None
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise DataError(f"{path}: expected an .npz archive of GDA parameters, got a single array")
-    with data:
-        missing = [key for key in GDA_KEYS if key not in data.files]
-        if missing:
-            raise DataError(f"{path}: missing GDA key(s) {', '.join(missing)}")
-        try:
-            return {key: data[key] for key in GDA_KEYS}
-        except ValueError as err:
-            raise DataError(f"{path}: not a readable GDA npz ({err})") from None
+    return read_npz(path, GDA_KEYS, "GDA")
