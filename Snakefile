@@ -21,18 +21,18 @@ include: "rules/upload.smk"
 
 
 rule rm:
-    """The Bradley–Terry reward model and its checks."""
+    """The Bradley–Terry reward model and its checks, in every replicate."""
     input:
-        rm_model("rm"),
-        result("rm/rm/check.json"),
+        [rm_model("rm", rep) for rep in REPLICATES],
+        every_replicate("rm/rm/check.json"),
 
 
 rule reward_models:
-    """Every configured reward model, its checks and the side-by-side table."""
+    """Every configured reward model, its checks and the side-by-side table, in every replicate."""
     input:
-        [rm_model(name) for name in config["reward_models"]],
-        result("reports/rm_accuracy.csv"),
-        mrm_reports(),
+        [rm_model(name, rep) for rep in REPLICATES for name in config["reward_models"]],
+        every_replicate("reports/rm_accuracy.csv"),
+        [mrm_reports(rep) for rep in REPLICATES],
 
 
 rule mrm_eval:
@@ -40,8 +40,7 @@ rule mrm_eval:
     default_target: True
     input:
         rules.reward_models.input,
-        result("reports/summary.csv"),
-        result("reports/mrm_eval.md"),
+        rules.report.output,
         expand(result("distribution/gold/{prompt}.jsonl"), prompt=DIST_PROMPTS),
         uploads(),
 

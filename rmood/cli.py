@@ -37,7 +37,26 @@ def parser() -> argparse.ArgumentParser:
     reward.add_argument("--prompt", required=True, help="the user's message")
     reward.add_argument("--response", required=True, help="the assistant's response")
     reward.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    results = commands.add_parser(
+        "results", help="print the study's pooled results (from reports/summary.csv), or write them into a README",
+        description="The pooled results of results/<experiment>/reports/summary.csv as Markdown: the tables and "
+                    "the verdict sentences of reports/mrm_eval.md.")
+    results.add_argument("--config", default=str(DEFAULT), help=f"experiment config (default {DEFAULT})")
+    results.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    results.add_argument("--readme", help="replace the block between <!-- results:begin --> and "
+                                          "<!-- results:end --> of this file instead of printing")
     return top
+
+
+def print_results(config: str, set: list[str], readme: str | None) -> None:
+    from rmood.eval.markdown import results_markdown, update_readme
+
+    settings = load_config(config, set)
+    block = results_markdown(Path("results") / settings["experiment"] / "reports" / "summary.csv", settings)
+    if readme is None:
+        print(block)
+    else:
+        update_readme(readme, block)
 
 
 def print_reward(model: str, prompt: str, response: str, dtype: str) -> None:
@@ -55,6 +74,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     from rmood.generation import BackendError
     from rmood.io import DataError, WriteError
+
+    if name == "results":
+        try:
+            print_results(**args)
+        except (ConfigError, DataError, WriteError) as error:
+            sys.exit(f"rmood results: {error}")
+        return
     from rmood.rm.score import ModelError
     from rmood.steps import settings as config_settings
 

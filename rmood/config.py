@@ -7,6 +7,7 @@ The Snakefile and `python -m rmood` validate the same way: `snakemake.utils.vali
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,13 @@ def lookup(config: dict[str, Any], key: str) -> Any:
     for part in key.split("."):
         value = value[part]
     return value
+
+
+def member_seed(replicate: int, member: int) -> int:
+    """The training seed of WARM/ensemble member `member` (`warm.seeds`) in replicate `replicate`: a 31-bit hash of
+    both, so members differ across replicates and never repeat the replicate's own `rm` (seed `replicate`)."""
+    digest = hashlib.sha256(f"member/{replicate}/{member}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") >> 1
 
 
 def override(config: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
@@ -72,6 +80,8 @@ def check_config(config: dict[str, Any]) -> None:
         raise ConfigError("config key 'data.root': required when data.source is alpacafarm")
     if config["gold"]["source"] == "programmatic" and data["source"] != "synthetic":
         raise ConfigError("config key 'gold.source': the programmatic gold reward needs data.source synthetic")
+    if config["report"]["baseline"] not in config["reward_models"]:
+        raise ConfigError(f"config key 'report.baseline': {config['report']['baseline']!r} is not in reward_models")
     if config["rl"]["save_every"] > config["rl"]["steps"]:
         raise ConfigError("config key 'rl.save_every': larger than rl.steps, so PPO would save no checkpoint")
     for key, builtin in (("model.source", "tiny"), ("gold.source", "programmatic")):

@@ -7,7 +7,8 @@ from snakemake.utils import min_version
 
 sys.path.insert(0, workflow.basedir)  # rmood from this checkout, installed or not
 
-from rmood.config import validate_config
+from rmood.config import member_seed, validate_config
+from rmood.eval.report import PLOTS
 from rmood.data import SPLITS
 from rmood.labeling.pairs import FORMATS as PAIR_FORMATS, PAIR_SETS
 from rmood.rl.ppo import checkpoint_steps
@@ -39,6 +40,9 @@ onerror:
 
 
 SHARDS = range(config["sampling"]["shards"])
+REPLICATES = config["replicates"]
+# The replicate whose reward models the distribution analysis looks at and `upload` pushes.
+FIRST_REPLICATE = REPLICATES[0]
 PROMPT_SPLITS = ("preference", "ood")  # sampled by the SFT policy: pairs and ood pairs
 MAIN_ENV = "../environment.yml"
 # The step and conda env of the sampling backend, and of the PPO engine (its own work folder per engine).
@@ -60,7 +64,6 @@ RL_MODELS = [
     name for name in config["rl"]["reward_models"] if name in config["reward_models"]
 ]
 PPO_STEPS = checkpoint_steps(config["rl"]["steps"], config["rl"]["save_every"])
-PLOTS = ("bon_gold", "bon_proxy", "ppo_gold", "ppo_proxy", "rm_accuracy")
 DIST_PROMPTS = [f"eval-{i:06d}" for i in range(config["distribution"]["prompts"])]
 DIST_SAMPLING = {
     **config["sampling"],
@@ -80,13 +83,19 @@ wildcard_constraints:
     prompt=r"eval-\d+",
     mode="|".join(PCA_MODES),
     step=r"\d+",
-    seed=r"\d+",
+    rep=r"\d+",
+    member=r"\d+",
     reduction="mean|wco|uwo",
 
 
 def result(path):
-    """An artifact path: results/<experiment>/<path>."""
+    """An artifact all replicates share: results/<experiment>/<path>."""
     return f"results/{EXPERIMENT}/{path}"
+
+
+def replicate(path, rep="{rep}"):
+    """An artifact of one replicate: results/<experiment>/rep<seed>/<path> (the `{rep}` wildcard unless given)."""
+    return f"results/{EXPERIMENT}/rep{rep}/{path}"
 
 
 def log_file(name):
@@ -95,6 +104,11 @@ def log_file(name):
 
 def benchmark_file(name):
     return f"benchmarks/{EXPERIMENT}/{name}.tsv"
+
+
+def replicate_seed(wildcards):
+    """The seed of a per-replicate step: the replicate's own."""
+    return int(wildcards.rep)
 
 
 def job_resources(kind):
@@ -118,52 +132,58 @@ def data_files(splits):
     return [result(f"data/{split}.jsonl") for split in splits]
 
 
-def rm_model(name):
+def rm_model(name, rep="{rep}"):
     """The model folder of a reward model (WARM's and the MRM's live where the design fixes them)."""
     special = {"warm": "warm/model", "mrm": "mrm/model"}
-    return result(special.get(name, f"rm/{name}/model"))
+    return replicate(special.get(name, f"rm/{name}/model"), rep)
 
 
-def rm_training_pairs(name):
+def rm_training_pairs(name, rep):
     """The explicit-format pairs a reward model was trained on (for its train accuracy)."""
     special = {"rrm": "rrm/filtered.jsonl", "golden": "pairs/golden.explicit.jsonl"}
-    return result(special.get(name, "pairs/train.explicit.jsonl"))
+    return replicate(special.get(name, "pairs/train.explicit.jsonl"), rep)
 
 
-def ppo_policy(name, step):
+def ppo_policy(name, step, rep):
     """The policy after `step` PPO updates against `name` (step 0: the SFT policy)."""
-    return (
-        result("sft/model")
-        if int(step) == 0
-        else result(f"ppo/{name}/step_{step}/model")
-    )
+    if int(step) == 0:
+        return result("sft/model")
+    return replicate(f"ppo/{name}/step_{step}/model", rep)
 
 
-def rl_file(name, step, kind):
-    """A checkpoint's samples or gold labels; step 0 (the SFT policy) is sampled once for all RMs, as `sft`."""
+def rl_file(name, step, kind, rep):
+    """A checkpoint's samples or gold labels; step 0 (the SFT policy) is sampled once per replicate for all RMs,
+    as `sft`."""
     owner = "sft" if int(step) == 0 else name
-    return result(f"ppo/{owner}/step_{step}/{kind}.jsonl")
+    return replicate(f"ppo/{owner}/step_{step}/{kind}.jsonl", rep)
 
 
 def distribution_figures():
-    """The figures of the distribution analysis (each with its numbers in a JSON file beside it)."""
+    """The figures of the distribution analysis (each with its numbers in a JSON file beside it), made for the
+    first replicate's reward models."""
     visual = ("tsne", *(f"pca_{mode}" for mode in PCA_MODES), "difference", "center")
     return [
-        *(result(f"distribution/{name}/pca.png") for name in DIST_MODELS),
-        *(result(f"distribution/visual/{figure}.png") for figure in visual),
+        *(
+            replicate(f"distribution/{name}/pca.png", FIRST_REPLICATE)
+            for name in DIST_MODELS
+        ),
+        *(
+            replicate(f"distribution/visual/{figure}.png", FIRST_REPLICATE)
+            for figure in visual
+        ),
     ]
 
 
-def mrm_reports():
+def mrm_reports(rep):
     """The MRM's own reports, when the MRM is among the reward models."""
     if "mrm" not in config["reward_models"]:
         return []
-    return [result("mrm/compare_weights.json"), result("mrm/ood.json")]
+    return [replicate("mrm/compare_weights.json", rep), replicate("mrm/ood.json", rep)]
 
 
 def upload_source(name):
-    """The model directory pushed as `name` (the SFT policy or a reward model)."""
-    return result("sft/model") if name == "sft" else rm_model(name)
+    """The model directory pushed as `name`: the SFT policy, or a reward model of the first replicate."""
+    return result("sft/model") if name == "sft" else rm_model(name, FIRST_REPLICATE)
 
 
 def uploads():
@@ -173,6 +193,11 @@ def uploads():
     return [result(f"upload/{name}.json") for name in config["upload"]["models"]]
 
 
-def seed_models():
-    """The Bradley-Terry RMs that WARM averages and the ensembles combine."""
-    return [rm_model(f"rm_seed{seed}") for seed in config["warm"]["seeds"]]
+def member_models():
+    """The Bradley-Terry RMs that WARM averages and the ensembles combine (of the job's replicate)."""
+    return [rm_model(f"rm_seed{member}") for member in config["warm"]["seeds"]]
+
+
+def every_replicate(path):
+    """`path` (a per-replicate artifact) of every replicate."""
+    return [replicate(path, rep) for rep in REPLICATES]

@@ -36,15 +36,15 @@ use rule bon_sampling as dist_sampling with:
 
 use rule bon_score as dist_label with:
     input:
-        model=lambda wildcards: rm_model(wildcards.name),
+        model=lambda wildcards: rm_model(wildcards.name, wildcards.rep),
         samples=result("distribution/samples/{prompt}.jsonl"),
         prompt_files=[result("distribution/prompts/{prompt}.jsonl")],
     output:
-        out=result("distribution/{name}/rewards_{prompt}.jsonl"),
+        out=replicate("distribution/{name}/rewards_{prompt}.jsonl"),
     log:
-        log_file("dist_label/{name}/{prompt}"),
+        log_file("rep{rep}/dist_label/{name}/{prompt}"),
     benchmark:
-        benchmark_file("dist_label/{name}/{prompt}")
+        benchmark_file("rep{rep}/dist_label/{name}/{prompt}")
 
 
 use rule gold_labeling as dist_gold with:
@@ -62,15 +62,15 @@ use rule gold_labeling as dist_gold with:
 rule dist_representations:
     """The RM's representation of every sampled response (the input of its reward head)."""
     input:
-        model=lambda wildcards: rm_model(wildcards.name),
+        model=lambda wildcards: rm_model(wildcards.name, wildcards.rep),
         samples=result("distribution/samples/{prompt}.jsonl"),
         prompt_files=[result("distribution/prompts/{prompt}.jsonl")],
     output:
-        out=result("distribution/{name}/representation_{prompt}.npy"),
+        out=replicate("distribution/{name}/representation_{prompt}.npy"),
     log:
-        log_file("dist_representations/{name}/{prompt}"),
+        log_file("rep{rep}/dist_representations/{name}/{prompt}"),
     benchmark:
-        benchmark_file("dist_representations/{name}/{prompt}")
+        benchmark_file("rep{rep}/dist_representations/{name}/{prompt}")
     conda:
         MAIN_ENV
     threads: config["resources"]["score"]["cpus"]
@@ -85,13 +85,13 @@ rule dist_representations:
 rule score_weight:
     """The RM's reward direction in representation space (for the MRM: the GDA weight)."""
     input:
-        model=lambda wildcards: rm_model(wildcards.name),
+        model=lambda wildcards: rm_model(wildcards.name, wildcards.rep),
     output:
-        out=result("distribution/{name}/weight.npy"),
+        out=replicate("distribution/{name}/weight.npy"),
     log:
-        log_file("score_weight/{name}"),
+        log_file("rep{rep}/score_weight/{name}"),
     benchmark:
-        benchmark_file("score_weight/{name}")
+        benchmark_file("rep{rep}/score_weight/{name}")
     conda:
         MAIN_ENV
     threads: config["resources"]["score"]["cpus"]
@@ -107,24 +107,27 @@ rule dist_pca:
     """PCA of each prompt's sampled representations coloured by reward, with the reward direction."""
     input:
         representations=expand(
-            result("distribution/{{name}}/representation_{prompt}.npy"),
+            replicate("distribution/{name}/representation_{prompt}.npy"),
             prompt=DIST_PROMPTS,
+            allow_missing=True,
         ),
         rewards=expand(
-            result("distribution/{{name}}/rewards_{prompt}.jsonl"), prompt=DIST_PROMPTS
+            replicate("distribution/{name}/rewards_{prompt}.jsonl"),
+            prompt=DIST_PROMPTS,
+            allow_missing=True,
         ),
-        weight=result("distribution/{name}/weight.npy"),
+        weight=replicate("distribution/{name}/weight.npy"),
     output:
         out_png=report(
-            result("distribution/{name}/pca.png"),
+            replicate("distribution/{name}/pca.png"),
             caption="../report/dist_pca.rst",
             category="Representations",
         ),
-        out_json=result("distribution/{name}/pca.json"),
+        out_json=replicate("distribution/{name}/pca.json"),
     log:
-        log_file("dist_pca/{name}"),
+        log_file("rep{rep}/dist_pca/{name}"),
     benchmark:
-        benchmark_file("dist_pca/{name}")
+        benchmark_file("rep{rep}/dist_pca/{name}")
     conda:
         MAIN_ENV
     threads: config["resources"]["analysis"]["cpus"]
@@ -139,20 +142,20 @@ rule dist_pca:
 rule tsne:
     """t-SNE of the training pairs' chosen vs rejected representations."""
     input:
-        chosen=result("mrm/representations/chosen.npy"),
-        rejected=result("mrm/representations/rejected.npy"),
-        weight=result("distribution/rm/weight.npy"),
+        chosen=replicate("mrm/representations/chosen.npy"),
+        rejected=replicate("mrm/representations/rejected.npy"),
+        weight=replicate("distribution/rm/weight.npy"),
     output:
         out_png=report(
-            result("distribution/visual/tsne.png"),
+            replicate("distribution/visual/tsne.png"),
             caption="../report/tsne.rst",
             category="Representations",
         ),
-        out_json=result("distribution/visual/tsne.json"),
+        out_json=replicate("distribution/visual/tsne.json"),
     log:
-        log_file("tsne"),
+        log_file("rep{rep}/tsne"),
     benchmark:
-        benchmark_file("tsne")
+        benchmark_file("rep{rep}/tsne")
     conda:
         MAIN_ENV
     threads: config["resources"]["analysis"]["cpus"]
@@ -167,21 +170,21 @@ rule tsne:
 rule pca_mode:
     """PCA of the training pairs' representations after one transform (pair, prompt_subtract, ...)."""
     input:
-        chosen=result("mrm/representations/chosen.npy"),
-        rejected=result("mrm/representations/rejected.npy"),
-        message=result("mrm/representations/message.npy"),
-        weight=result("distribution/rm/weight.npy"),
+        chosen=replicate("mrm/representations/chosen.npy"),
+        rejected=replicate("mrm/representations/rejected.npy"),
+        message=replicate("mrm/representations/message.npy"),
+        weight=replicate("distribution/rm/weight.npy"),
     output:
         out_png=report(
-            result("distribution/visual/pca_{mode}.png"),
+            replicate("distribution/visual/pca_{mode}.png"),
             caption="../report/pca_mode.rst",
             category="Representations",
         ),
-        out_json=result("distribution/visual/pca_{mode}.json"),
+        out_json=replicate("distribution/visual/pca_{mode}.json"),
     log:
-        log_file("pca_mode/{mode}"),
+        log_file("rep{rep}/pca_mode/{mode}"),
     benchmark:
-        benchmark_file("pca_mode/{mode}")
+        benchmark_file("rep{rep}/pca_mode/{mode}")
     conda:
         MAIN_ENV
     threads: config["resources"]["analysis"]["cpus"]
@@ -196,20 +199,20 @@ rule pca_mode:
 rule center:
     """Inner products of the training pairs' centres with the reward direction."""
     input:
-        chosen=result("mrm/representations/chosen.npy"),
-        rejected=result("mrm/representations/rejected.npy"),
-        weight=result("distribution/rm/weight.npy"),
+        chosen=replicate("mrm/representations/chosen.npy"),
+        rejected=replicate("mrm/representations/rejected.npy"),
+        weight=replicate("distribution/rm/weight.npy"),
     output:
         out_png=report(
-            result("distribution/visual/center.png"),
+            replicate("distribution/visual/center.png"),
             caption="../report/center.rst",
             category="Representations",
         ),
-        out_json=result("distribution/visual/center.json"),
+        out_json=replicate("distribution/visual/center.json"),
     log:
-        log_file("center"),
+        log_file("rep{rep}/center"),
     benchmark:
-        benchmark_file("center")
+        benchmark_file("rep{rep}/center")
     conda:
         MAIN_ENV
     threads: config["resources"]["analysis"]["cpus"]
@@ -224,14 +227,14 @@ rule center:
 use rule center as difference with:
     output:
         out_png=report(
-            result("distribution/visual/difference.png"),
+            replicate("distribution/visual/difference.png"),
             caption="../report/difference.rst",
             category="Representations",
         ),
-        out_json=result("distribution/visual/difference.json"),
+        out_json=replicate("distribution/visual/difference.json"),
     log:
-        log_file("difference"),
+        log_file("rep{rep}/difference"),
     benchmark:
-        benchmark_file("difference")
+        benchmark_file("rep{rep}/difference")
     params:
         **step_params("difference"),

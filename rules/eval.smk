@@ -4,18 +4,18 @@ rule bon_sampling:
         model=result("sft/model"),
         prompt_files=data_files(("eval",)),
     output:
-        out=result("bon/shards/{shard}.jsonl"),
+        out=replicate("bon/shards/{shard}.jsonl"),
     log:
-        log_file("bon_sampling/{shard}"),
+        log_file("rep{rep}/bon_sampling/{shard}"),
     benchmark:
-        benchmark_file("bon_sampling/{shard}")
+        benchmark_file("rep{rep}/bon_sampling/{shard}")
     conda:
         SAMPLE_ENV
     threads: config["resources"]["sample"]["cpus"]
     resources:
         **job_resources("sample"),
     params:
-        **step_params(SAMPLE_STEP, sampling=BON_SAMPLING),
+        **step_params(SAMPLE_STEP, sampling=BON_SAMPLING, seed=replicate_seed),
         shard=lambda wildcards: int(wildcards.shard),
     script:
         "../workflow_scripts/step.py"
@@ -24,56 +24,59 @@ rule bon_sampling:
 use rule gather_samples as gather_bon with:
     input:
         shards=expand(
-            result("bon/shards/{shard}.jsonl"), shard=range(BON_SAMPLING["shards"])
+            replicate("bon/shards/{shard}.jsonl"),
+            shard=range(BON_SAMPLING["shards"]),
+            allow_missing=True,
         ),
         prompt_files=data_files(("eval",)),
     output:
-        out=result("bon/samples.jsonl"),
+        out=replicate("bon/samples.jsonl"),
     log:
-        log_file("gather_bon"),
+        log_file("rep{rep}/gather_bon"),
     benchmark:
-        benchmark_file("gather_bon")
+        benchmark_file("rep{rep}/gather_bon")
 
 
 use rule gold_labeling as bon_gold with:
     input:
-        samples=result("bon/shards/{shard}.jsonl"),
+        samples=replicate("bon/shards/{shard}.jsonl"),
         prompt_files=data_files(("eval",)),
     output:
-        out=result("bon/gold_shards/{shard}.jsonl"),
+        out=replicate("bon/gold_shards/{shard}.jsonl"),
     log:
-        log_file("bon_gold/{shard}"),
+        log_file("rep{rep}/bon_gold/{shard}"),
     benchmark:
-        benchmark_file("bon_gold/{shard}")
+        benchmark_file("rep{rep}/bon_gold/{shard}")
 
 
 use rule gather_samples as gather_bon_gold with:
     input:
         shards=expand(
-            result("bon/gold_shards/{shard}.jsonl"),
+            replicate("bon/gold_shards/{shard}.jsonl"),
             shard=range(BON_SAMPLING["shards"]),
+            allow_missing=True,
         ),
         prompt_files=data_files(("eval",)),
     output:
-        out=result("bon/gold.jsonl"),
+        out=replicate("bon/gold.jsonl"),
     log:
-        log_file("gather_bon_gold"),
+        log_file("rep{rep}/gather_bon_gold"),
     benchmark:
-        benchmark_file("gather_bon_gold")
+        benchmark_file("rep{rep}/gather_bon_gold")
 
 
 rule bon_score:
     """The proxy reward of every Best-of-N sample under one reward model."""
     input:
-        model=lambda wildcards: rm_model(wildcards.name),
-        samples=result("bon/samples.jsonl"),
+        model=lambda wildcards: rm_model(wildcards.name, wildcards.rep),
+        samples=replicate("bon/samples.jsonl"),
         prompt_files=data_files(("eval",)),
     output:
-        out=result("bon/scores/{name}.jsonl"),
+        out=replicate("bon/scores/{name}.jsonl"),
     log:
-        log_file("bon_score/{name}"),
+        log_file("rep{rep}/bon_score/{name}"),
     benchmark:
-        benchmark_file("bon_score/{name}")
+        benchmark_file("rep{rep}/bon_score/{name}")
     conda:
         MAIN_ENV
     threads: config["resources"]["score"]["cpus"]
@@ -86,16 +89,21 @@ rule bon_score:
 
 
 rule bon_report:
-    """Expected gold and proxy reward of best-of-n (n = 1, 2, 4, ..., N) against KL_BoN, per RM."""
+    """Expected gold and proxy reward of best-of-n (n = 1, 2, 4, ..., N) per prompt and RM, and their means."""
     input:
-        scores=expand(result("bon/scores/{name}.jsonl"), name=config["reward_models"]),
-        gold=result("bon/gold.jsonl"),
+        scores=expand(
+            replicate("bon/scores/{name}.jsonl"),
+            name=config["reward_models"],
+            allow_missing=True,
+        ),
+        gold=replicate("bon/gold.jsonl"),
     output:
-        out=result("bon/report.json"),
+        out=replicate("bon/report.json"),
+        per_prompt=replicate("bon/per_prompt.npz"),
     log:
-        log_file("bon_report"),
+        log_file("rep{rep}/bon_report"),
     benchmark:
-        benchmark_file("bon_report")
+        benchmark_file("rep{rep}/bon_report")
     conda:
         MAIN_ENV
     threads: config["resources"]["light"]["cpus"]
@@ -108,16 +116,27 @@ rule bon_report:
 
 
 rule report:
-    """The study's summary table, Markdown report and plots."""
+    """The study's summary table and curves with their intervals, the Markdown report and its plots."""
     input:
-        rm_table=result("reports/rm_accuracy.csv"),
-        bon=result("bon/report.json"),
-        ppo=expand(result("ppo/{name}/curve.json"), name=RL_MODELS),
+        checks=expand(
+            replicate("rm/{name}/check.json"),
+            rep=REPLICATES,
+            name=config["reward_models"],
+        ),
+        bon=expand(replicate("bon/per_prompt.npz"), rep=REPLICATES),
+        ppo=expand(
+            replicate("ppo/{name}/per_prompt.npz"), rep=REPLICATES, name=RL_MODELS
+        ),
         figures=distribution_figures(),
     output:
         summary=report(
             result("reports/summary.csv"),
             caption="../report/summary.rst",
+            category="Summary",
+        ),
+        curves=report(
+            result("reports/curves.csv"),
+            caption="../report/curves.rst",
             category="Summary",
         ),
         markdown=result("reports/mrm_eval.md"),

@@ -33,7 +33,8 @@ use rule gather_samples as gather_labels with:
 
 
 rule preference_pairs:
-    """Train/test/ood/golden pairs; train labels from the simulated annotator, the others from gold."""
+    """Train/test/ood/golden pairs of one replicate; train labels from the simulated annotator (seeded by the
+    replicate), the others from gold."""
     input:
         samples=result("sft/samples.jsonl"),
         gold_labels=result("labels/gold.jsonl"),
@@ -41,20 +42,21 @@ rule preference_pairs:
         ood=result("data/ood.jsonl"),
     output:
         out=expand(
-            result("pairs/{name}.{fmt}.jsonl"),
+            replicate("pairs/{name}.{fmt}.jsonl"),
             name=PAIR_SETS,
             fmt=PAIR_FORMATS,
+            allow_missing=True,
         ),
     log:
-        log_file("preference_pairs"),
+        log_file("rep{rep}/preference_pairs"),
     benchmark:
-        benchmark_file("preference_pairs")
+        benchmark_file("rep{rep}/preference_pairs")
     conda:
         MAIN_ENV
     threads: config["resources"]["light"]["cpus"]
     resources:
         **job_resources("light"),
     params:
-        **step_params("pairs"),
+        **step_params("pairs", replicate=replicate_seed),
     script:
         "../workflow_scripts/step.py"

@@ -2,13 +2,17 @@ rule representations:
     """The rm's final hidden state at the last token of every chosen, rejected and prompt-only input."""
     input:
         model=rm_model("rm"),
-        pairs=result("pairs/train.explicit.jsonl"),
+        pairs=replicate("pairs/train.explicit.jsonl"),
     output:
-        out=expand(result("mrm/representations/{kind}.npy"), kind=REPRESENTATIONS),
+        out=expand(
+            replicate("mrm/representations/{kind}.npy"),
+            kind=REPRESENTATIONS,
+            allow_missing=True,
+        ),
     log:
-        log_file("representations"),
+        log_file("rep{rep}/representations"),
     benchmark:
-        benchmark_file("representations")
+        benchmark_file("rep{rep}/representations")
     conda:
         MAIN_ENV
     threads: config["resources"]["score"]["cpus"]
@@ -23,14 +27,14 @@ rule representations:
 rule gda:
     """Gaussian discriminant analysis of chosen vs rejected representations (streaming, Ledoit-Wolf)."""
     input:
-        chosen=result("mrm/representations/chosen.npy"),
-        rejected=result("mrm/representations/rejected.npy"),
+        chosen=replicate("mrm/representations/chosen.npy"),
+        rejected=replicate("mrm/representations/rejected.npy"),
     output:
-        out=result("mrm/gda_parameters.npz"),
+        out=replicate("mrm/gda_parameters.npz"),
     log:
-        log_file("gda"),
+        log_file("rep{rep}/gda"),
     benchmark:
-        benchmark_file("gda")
+        benchmark_file("rep{rep}/gda")
     conda:
         MAIN_ENV
     threads: config["resources"]["analysis"]["cpus"]
@@ -46,14 +50,14 @@ rule convert_to_mrm:
     """The MRM: the rm's backbone with the GDA head folded into `score`; and the penalised mrm_pen."""
     input:
         rm=rm_model("rm"),
-        gda=result("mrm/gda_parameters.npz"),
+        gda=replicate("mrm/gda_parameters.npz"),
     output:
         model=directory(rm_model("mrm")),
         pen_model=directory(rm_model("mrm_pen")),
     log:
-        log_file("convert_to_mrm"),
+        log_file("rep{rep}/convert_to_mrm"),
     benchmark:
-        benchmark_file("convert_to_mrm")
+        benchmark_file("rep{rep}/convert_to_mrm")
     conda:
         MAIN_ENV
     threads: config["resources"]["score"]["cpus"]
@@ -71,18 +75,20 @@ rule compare_weights:
         rm=rm_model("rm"),
         mrm=rm_model("mrm"),
         pen_model=rm_model("mrm_pen"),
-        gda=result("mrm/gda_parameters.npz"),
-        pairs=result("pairs/test.explicit.jsonl"),
-        train_pairs=result("pairs/train.explicit.jsonl"),
+        gda=replicate("mrm/gda_parameters.npz"),
+        pairs=replicate("pairs/test.explicit.jsonl"),
+        train_pairs=replicate("pairs/train.explicit.jsonl"),
         representations=expand(
-            result("mrm/representations/{kind}.npy"), kind=("chosen", "rejected")
+            replicate("mrm/representations/{kind}.npy"),
+            kind=("chosen", "rejected"),
+            allow_missing=True,
         ),
     output:
-        out=result("mrm/compare_weights.json"),
+        out=replicate("mrm/compare_weights.json"),
     log:
-        log_file("compare_weights"),
+        log_file("rep{rep}/compare_weights"),
     benchmark:
-        benchmark_file("compare_weights")
+        benchmark_file("rep{rep}/compare_weights")
     conda:
         MAIN_ENV
     threads: config["resources"]["score"]["cpus"]
@@ -98,15 +104,15 @@ rule mrm_ood:
     """AUROC of the Mahalanobis distance for telling ood responses from in-distribution ones."""
     input:
         model=rm_model("mrm"),
-        gda=result("mrm/gda_parameters.npz"),
-        test=result("pairs/test.explicit.jsonl"),
-        ood=result("pairs/ood.explicit.jsonl"),
+        gda=replicate("mrm/gda_parameters.npz"),
+        test=replicate("pairs/test.explicit.jsonl"),
+        ood=replicate("pairs/ood.explicit.jsonl"),
     output:
-        out=result("mrm/ood.json"),
+        out=replicate("mrm/ood.json"),
     log:
-        log_file("mrm_ood"),
+        log_file("rep{rep}/mrm_ood"),
     benchmark:
-        benchmark_file("mrm_ood")
+        benchmark_file("rep{rep}/mrm_ood")
     conda:
         MAIN_ENV
     threads: config["resources"]["score"]["cpus"]

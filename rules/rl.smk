@@ -2,14 +2,14 @@ rule ppo:
     """PPO (TRL, or verl on GPUs) of the SFT policy against one reward model; the policy is saved every `rl.save_every` updates."""
     input:
         policy=result("sft/model"),
-        reward_model=lambda wildcards: rm_model(wildcards.name),
+        reward_model=lambda wildcards: rm_model(wildcards.name, wildcards.rep),
         prompts=result("data/unlabeled.jsonl"),
     output:
-        out=[directory(result(f"ppo/{{name}}/step_{k}/model")) for k in PPO_STEPS],
+        out=[directory(replicate(f"ppo/{{name}}/step_{k}/model")) for k in PPO_STEPS],
     log:
-        log_file("ppo/{name}"),
+        log_file("rep{rep}/ppo/{name}"),
     benchmark:
-        benchmark_file("ppo/{name}")
+        benchmark_file("rep{rep}/ppo/{name}")
     conda:
         PPO_ENV
     threads: config["resources"]["ppo"]["cpus"]
@@ -18,7 +18,8 @@ rule ppo:
     params:
         **step_params(
             PPO_STEP,
-            work_dir=lambda wildcards: result(f"ppo/{wildcards.name}/{PPO_WORK}"),
+            seed=replicate_seed,
+            work_dir=replicate(f"ppo/{{name}}/{PPO_WORK}"),
         ),
     script:
         "../workflow_scripts/step.py"
@@ -26,57 +27,63 @@ rule ppo:
 
 use rule bon_sampling as rl_sampling with:
     input:
-        model=lambda wildcards: ppo_policy(wildcards.name, wildcards.step),
+        model=lambda wildcards: ppo_policy(
+            wildcards.name, wildcards.step, wildcards.rep
+        ),
         prompt_files=data_files(("eval",)),
     output:
-        out=result("ppo/{name}/step_{step}/samples.jsonl"),
+        out=replicate("ppo/{name}/step_{step}/samples.jsonl"),
     log:
-        log_file("rl_sampling/{name}/{step}"),
+        log_file("rep{rep}/rl_sampling/{name}/{step}"),
     benchmark:
-        benchmark_file("rl_sampling/{name}/{step}")
+        benchmark_file("rep{rep}/rl_sampling/{name}/{step}")
     params:
-        **step_params(SAMPLE_STEP, sampling=RL_SAMPLING),
+        **step_params(SAMPLE_STEP, sampling=RL_SAMPLING, seed=replicate_seed),
         shard=0,
 
 
 use rule gold_labeling as rl_gold with:
     input:
-        samples=result("ppo/{name}/step_{step}/samples.jsonl"),
+        samples=replicate("ppo/{name}/step_{step}/samples.jsonl"),
         prompt_files=data_files(("eval",)),
     output:
-        out=result("ppo/{name}/step_{step}/gold.jsonl"),
+        out=replicate("ppo/{name}/step_{step}/gold.jsonl"),
     log:
-        log_file("rl_gold/{name}/{step}"),
+        log_file("rep{rep}/rl_gold/{name}/{step}"),
     benchmark:
-        benchmark_file("rl_gold/{name}/{step}")
+        benchmark_file("rep{rep}/rl_gold/{name}/{step}")
 
 
 use rule bon_score as rl_proxy with:
     input:
-        model=lambda wildcards: rm_model(wildcards.name),
-        samples=lambda wildcards: rl_file(wildcards.name, wildcards.step, "samples"),
+        model=lambda wildcards: rm_model(wildcards.name, wildcards.rep),
+        samples=lambda wildcards: rl_file(
+            wildcards.name, wildcards.step, "samples", wildcards.rep
+        ),
         prompt_files=data_files(("eval",)),
     output:
-        out=result("ppo/{name}/step_{step}/proxy.jsonl"),
+        out=replicate("ppo/{name}/step_{step}/proxy.jsonl"),
     log:
-        log_file("rl_proxy/{name}/{step}"),
+        log_file("rep{rep}/rl_proxy/{name}/{step}"),
     benchmark:
-        benchmark_file("rl_proxy/{name}/{step}")
+        benchmark_file("rep{rep}/rl_proxy/{name}/{step}")
 
 
 rule rl_kl:
-    """KL(actor || reference) on the checkpoint's own samples: per sequence and per token."""
+    """KL(actor || reference) of every sample of a checkpoint, on its sampled tokens."""
     input:
-        policy=lambda wildcards: ppo_policy(wildcards.name, wildcards.step),
+        policy=lambda wildcards: ppo_policy(
+            wildcards.name, wildcards.step, wildcards.rep
+        ),
         reference=result("sft/model"),
-        samples=result("ppo/{name}/step_{step}/samples.jsonl"),
+        samples=replicate("ppo/{name}/step_{step}/samples.jsonl"),
         prompts=result("data/eval.jsonl"),
     output:
-        out=result("ppo/{name}/step_{step}/kl.json"),
+        out=replicate("ppo/{name}/step_{step}/kl.jsonl"),
     log:
-        log_file("rl_kl/{name}/{step}"),
+        log_file("rep{rep}/rl_kl/{name}/{step}"),
     benchmark:
-        benchmark_file("rl_kl/{name}/{step}")
+        benchmark_file("rep{rep}/rl_kl/{name}/{step}")
     conda:
         MAIN_ENV
     threads: config["resources"]["score"]["cpus"]
@@ -89,21 +96,29 @@ rule rl_kl:
 
 
 rule ppo_curve:
-    """Gold, proxy and KL of every checkpoint of one PPO run, step 0 being the SFT policy (KL 0)."""
+    """Gold, proxy and KL of every checkpoint of one PPO run, per prompt and on average (step 0: the SFT policy)."""
     input:
-        kl_files=expand(result("ppo/{{name}}/step_{step}/kl.json"), step=PPO_STEPS),
+        kl_files=expand(
+            replicate("ppo/{name}/step_{step}/kl.jsonl"),
+            step=PPO_STEPS,
+            allow_missing=True,
+        ),
         gold_files=lambda wildcards: [
-            rl_file(wildcards.name, step, "gold") for step in [0, *PPO_STEPS]
+            rl_file(wildcards.name, step, "gold", wildcards.rep)
+            for step in [0, *PPO_STEPS]
         ],
         proxy_files=expand(
-            result("ppo/{{name}}/step_{step}/proxy.jsonl"), step=[0, *PPO_STEPS]
+            replicate("ppo/{name}/step_{step}/proxy.jsonl"),
+            step=[0, *PPO_STEPS],
+            allow_missing=True,
         ),
     output:
-        out=result("ppo/{name}/curve.json"),
+        out=replicate("ppo/{name}/curve.json"),
+        per_prompt=replicate("ppo/{name}/per_prompt.npz"),
     log:
-        log_file("ppo_curve/{name}"),
+        log_file("rep{rep}/ppo_curve/{name}"),
     benchmark:
-        benchmark_file("ppo_curve/{name}")
+        benchmark_file("rep{rep}/ppo_curve/{name}")
     conda:
         MAIN_ENV
     threads: config["resources"]["light"]["cpus"]

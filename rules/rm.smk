@@ -2,20 +2,22 @@ rule train_rm:
     """Bradley–Terry reward model (TRL RewardTrainer) initialised from the SFT policy."""
     input:
         policy=result("sft/model"),
-        pairs=result("pairs/train.implicit.jsonl"),
+        pairs=replicate("pairs/train.implicit.jsonl"),
     output:
         model=directory(rm_model("rm")),
     log:
-        log_file("train_rm"),
+        log_file("rep{rep}/train_rm"),
     benchmark:
-        benchmark_file("train_rm")
+        benchmark_file("rep{rep}/train_rm")
     conda:
         MAIN_ENV
     threads: config["resources"]["train"]["cpus"]
     resources:
         **job_resources("train"),
     params:
-        **step_params("train_rm", work_dir=result("rm/rm/checkpoints")),
+        **step_params(
+            "train_rm", seed=replicate_seed, work_dir=replicate("rm/rm/checkpoints")
+        ),
     script:
         "../workflow_scripts/step.py"
 
@@ -23,69 +25,79 @@ rule train_rm:
 use rule train_rm as train_golden with:
     input:
         policy=result("sft/model"),
-        pairs=result("pairs/golden.implicit.jsonl"),
+        pairs=replicate("pairs/golden.implicit.jsonl"),
     output:
         model=directory(rm_model("golden")),
     log:
-        log_file("train_golden"),
+        log_file("rep{rep}/train_golden"),
     benchmark:
-        benchmark_file("train_golden")
+        benchmark_file("rep{rep}/train_golden")
     params:
-        **step_params("train_rm", work_dir=result("rm/golden/checkpoints")),
+        **step_params(
+            "train_rm",
+            seed=replicate_seed,
+            work_dir=replicate("rm/golden/checkpoints"),
+        ),
 
 
 use rule train_rm as train_rm_seed with:
     output:
-        model=directory(rm_model("rm_seed{seed}")),
+        model=directory(rm_model("rm_seed{member}")),
     log:
-        log_file("train_rm_seed/{seed}"),
+        log_file("rep{rep}/train_rm_seed/{member}"),
     benchmark:
-        benchmark_file("train_rm_seed/{seed}")
+        benchmark_file("rep{rep}/train_rm_seed/{member}")
     params:
         **step_params(
             "train_rm",
-            seed=lambda wildcards: int(wildcards.seed),
-            work_dir=lambda wildcards: result(
-                f"rm/rm_seed{wildcards.seed}/checkpoints"
+            seed=lambda wildcards: member_seed(
+                int(wildcards.rep), int(wildcards.member)
             ),
+            work_dir=replicate("rm/rm_seed{member}/checkpoints"),
         ),
 
 
 use rule train_rm as train_rrm with:
     input:
         policy=result("sft/model"),
-        pairs=result("rrm/filtered.jsonl"),
+        pairs=replicate("rrm/filtered.jsonl"),
     output:
         model=directory(rm_model("rrm")),
     log:
-        log_file("train_rrm"),
+        log_file("rep{rep}/train_rrm"),
     benchmark:
-        benchmark_file("train_rrm")
+        benchmark_file("rep{rep}/train_rrm")
     params:
-        **step_params("train_rrm", work_dir=result("rm/rrm/checkpoints")),
+        **step_params(
+            "train_rrm", seed=replicate_seed, work_dir=replicate("rm/rrm/checkpoints")
+        ),
 
 
 use rule train_rm as train_inform with:
     output:
         model=directory(rm_model("inform")),
     log:
-        log_file("train_inform"),
+        log_file("rep{rep}/train_inform"),
     benchmark:
-        benchmark_file("train_inform")
+        benchmark_file("rep{rep}/train_inform")
     params:
-        **step_params("train_inform", work_dir=result("rm/inform/checkpoints")),
+        **step_params(
+            "train_inform",
+            seed=replicate_seed,
+            work_dir=replicate("rm/inform/checkpoints"),
+        ),
 
 
 rule warm_merge:
-    """WARM: the element-wise mean of the seed RMs' weights."""
+    """WARM: the element-wise mean of the member RMs' weights."""
     input:
-        models=seed_models(),
+        models=member_models(),
     output:
         out=directory(rm_model("warm")),
     log:
-        log_file("warm_merge"),
+        log_file("rep{rep}/warm_merge"),
     benchmark:
-        benchmark_file("warm_merge")
+        benchmark_file("rep{rep}/warm_merge")
     conda:
         MAIN_ENV
     threads: config["resources"]["score"]["cpus"]
@@ -98,15 +110,15 @@ rule warm_merge:
 
 
 rule ensemble:
-    """An ensemble of the seed RMs: mean, worst-case (wco) or uncertainty-weighted (uwo)."""
+    """An ensemble of the member RMs: mean, worst-case (wco) or uncertainty-weighted (uwo)."""
     input:
-        models=seed_models(),
+        models=member_models(),
     output:
         out=directory(rm_model("ens_{reduction}")),
     log:
-        log_file("ensemble/{reduction}"),
+        log_file("rep{rep}/ensemble/{reduction}"),
     benchmark:
-        benchmark_file("ensemble/{reduction}")
+        benchmark_file("rep{rep}/ensemble/{reduction}")
     conda:
         MAIN_ENV
     threads: config["resources"]["light"]["cpus"]
@@ -121,16 +133,16 @@ rule ensemble:
 rule rm_check:
     """Accuracy on its own training pairs, agreement with gold on test pairs, and on ood pairs."""
     input:
-        model=lambda wildcards: rm_model(wildcards.name),
-        train=lambda wildcards: rm_training_pairs(wildcards.name),
-        test=result("pairs/test.explicit.jsonl"),
-        ood=result("pairs/ood.explicit.jsonl"),
+        model=lambda wildcards: rm_model(wildcards.name, wildcards.rep),
+        train=lambda wildcards: rm_training_pairs(wildcards.name, wildcards.rep),
+        test=replicate("pairs/test.explicit.jsonl"),
+        ood=replicate("pairs/ood.explicit.jsonl"),
     output:
-        out=result("rm/{name}/check.json"),
+        out=replicate("rm/{name}/check.json"),
     log:
-        log_file("rm_check/{name}"),
+        log_file("rep{rep}/rm_check/{name}"),
     benchmark:
-        benchmark_file("rm_check/{name}")
+        benchmark_file("rep{rep}/rm_check/{name}")
     conda:
         MAIN_ENV
     threads: config["resources"]["score"]["cpus"]
@@ -143,16 +155,20 @@ rule rm_check:
 
 
 rule rm_table:
-    """Every reward model's checks side by side."""
+    """Every reward model's checks side by side (one replicate)."""
     input:
-        checks=expand(result("rm/{name}/check.json"), name=config["reward_models"]),
+        checks=expand(
+            replicate("rm/{name}/check.json"),
+            name=config["reward_models"],
+            allow_missing=True,
+        ),
     output:
-        csv=result("reports/rm_accuracy.csv"),
-        markdown=result("reports/rm_accuracy.md"),
+        csv=replicate("reports/rm_accuracy.csv"),
+        markdown=replicate("reports/rm_accuracy.md"),
     log:
-        log_file("rm_table"),
+        log_file("rep{rep}/rm_table"),
     benchmark:
-        benchmark_file("rm_table")
+        benchmark_file("rep{rep}/rm_table")
     conda:
         MAIN_ENV
     threads: config["resources"]["light"]["cpus"]

@@ -1,20 +1,20 @@
 rule rrm_augment:
     """RRM: the training pairs plus non-contextual and neutral (tie) pairs."""
     input:
-        pairs=result("pairs/train.explicit.jsonl"),
+        pairs=replicate("pairs/train.explicit.jsonl"),
     output:
-        out=result("rrm/augmented.jsonl"),
+        out=replicate("rrm/augmented.jsonl"),
     log:
-        log_file("rrm_augment"),
+        log_file("rep{rep}/rrm_augment"),
     benchmark:
-        benchmark_file("rrm_augment")
+        benchmark_file("rep{rep}/rrm_augment")
     conda:
         MAIN_ENV
     threads: config["resources"]["light"]["cpus"]
     resources:
         **job_resources("light"),
     params:
-        **step_params("rrm_augment"),
+        **step_params("rrm_augment", seed=replicate_seed),
     script:
         "../workflow_scripts/step.py"
 
@@ -23,13 +23,13 @@ rule rrm_label:
     """RRM: the trained rm's win probability for every augmented pair."""
     input:
         model=rm_model("rm"),
-        pairs=result("rrm/augmented.jsonl"),
+        pairs=replicate("rrm/augmented.jsonl"),
     output:
-        out=result("rrm/labeled.jsonl"),
+        out=replicate("rrm/labeled.jsonl"),
     log:
-        log_file("rrm_label"),
+        log_file("rep{rep}/rrm_label"),
     benchmark:
-        benchmark_file("rrm_label")
+        benchmark_file("rep{rep}/rrm_label")
     conda:
         MAIN_ENV
     threads: config["resources"]["score"]["cpus"]
@@ -44,14 +44,14 @@ rule rrm_label:
 rule rrm_filter:
     """RRM: keep the pairs the rm gets wrong (|P_rm - label| >= threshold); counts per pair type."""
     input:
-        labeled=result("rrm/labeled.jsonl"),
+        labeled=replicate("rrm/labeled.jsonl"),
     output:
-        out=result("rrm/filtered.jsonl"),
-        stats=result("rrm/filter_stats.json"),
+        out=replicate("rrm/filtered.jsonl"),
+        stats=replicate("rrm/filter_stats.json"),
     log:
-        log_file("rrm_filter"),
+        log_file("rep{rep}/rrm_filter"),
     benchmark:
-        benchmark_file("rrm_filter")
+        benchmark_file("rep{rep}/rrm_filter")
     conda:
         MAIN_ENV
     threads: config["resources"]["light"]["cpus"]

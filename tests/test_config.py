@@ -345,3 +345,27 @@ def test_consistent_gpu_settings_pass() -> None:
         "training.launcher=accelerate", "upload.enabled=true", "upload.namespace=me",
     ])
     assert config["rl"]["engine"] == "verl" and config["upload"]["models"] == ["sft", "rm", "mrm"]
+
+
+# --- replicates and the report ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("assignments, message", [
+    (["replicates=[]"], r"config key 'replicates': \[\] should be non-empty"),
+    (["replicates=[0, 0]"], r"config key 'replicates': .* has non-unique elements"),
+    (["replicates=[-1]"], r"config key 'replicates.0': -1 is less than the minimum of 0"),
+    (["report.bootstrap=10"], r"config key 'report.bootstrap': 10 is less than the minimum of 100"),
+    (["report.level=1"], r"config key 'report.level': 1 is greater than or equal to the maximum of 1"),
+    (["report.baseline=golden", "reward_models=[rm, mrm]"], r"config key 'report.baseline': 'golden' is not in reward_models"),
+])
+def test_replicate_and_report_settings_are_checked(assignments: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(assignments=assignments)
+
+
+def test_member_seeds_differ_from_every_replicate_seed_and_each_other() -> None:
+    from rmood.config import member_seed
+
+    seeds = {(r, m): member_seed(r, m) for r in range(20) for m in range(5)}
+    assert len(set(seeds.values())) == len(seeds) and not set(seeds.values()) & set(range(20))
+    assert all(0 <= s < 2**31 for s in seeds.values()) and member_seed(3, 1) == member_seed(3, 1)

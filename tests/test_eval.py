@@ -10,11 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rmood.eval.bon import bon_curves, bon_expectation, bon_report, kl_bon, n_values
+from rmood.eval.bon import BON_ARRAYS, bon_curves, bon_expectation, bon_report, kl_bon, n_values
+from rmood.eval.estimates import CURVE_COLUMNS, SUMMARY_COLUMNS
 from rmood.eval.fit import fit_bon, fit_rl
-from rmood.eval.ppo import ppo_curve
-from rmood.eval.report import SUMMARY_COLUMNS, make_report
-from rmood.io import DataError, read_json, write_json, write_jsonl
+from rmood.eval.markdown import update_readme
+from rmood.eval.ppo import PPO_ARRAYS, ppo_curve
+from rmood.eval.report import PLOTS, make_report
+from rmood.eval.stats import wilson
+from rmood.io import DataError, read_json, read_npz, write_json, write_jsonl, write_npz
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -87,19 +90,23 @@ def write_bon_files(folder: Path) -> tuple[Path, dict[str, Path]]:
 
 def test_bon_curves_on_tiny_files(tmp_path: Path) -> None:
     gold, scores = write_bon_files(tmp_path)
-    curves = bon_curves(scores, gold, 4)
-    assert curves["n"] == [1, 2, 4] and curves["prompts"] == 2
-    assert curves["kl"] == [kl_bon(n) for n in (1, 2, 4)]
-    good, bad = curves["rms"]["good"], curves["rms"]["bad"]
-    assert good["gold"][0] == bad["gold"][0] == pytest.approx((1.6 + 1.8) / 8)  # n = 1: the mean
-    assert good["gold"][-1] == pytest.approx((0.9 + 1.0) / 2)  # n = N: the proxy's argmax
-    assert bad["gold"][-1] == pytest.approx((0.1 + 0.0) / 2)
-    assert good["proxy"] == pytest.approx([10 * g for g in good["gold"]])
-    assert np.all(np.diff(good["gold"]) > 0) and np.all(np.diff(bad["gold"]) < 0)
+    table = bon_curves(scores, gold, 4)
+    assert table["rms"].tolist() == ["good", "bad"] and table["prompts"].tolist() == ["a", "b"]
+    assert table["n"].tolist() == [1, 2, 4] and table["kl"].tolist() == [kl_bon(n) for n in (1, 2, 4)]
+    assert table["gold"].shape == table["proxy"].shape == (2, 2, 3)  # (RMs, prompts, n)
+    good, bad = table["gold"]
+    assert good[:, 0] == pytest.approx([1.6 / 4, 1.8 / 4])  # n = 1: each prompt's mean
+    assert good[:, -1] == pytest.approx([0.9, 1.0]) and bad[:, -1] == pytest.approx([0.1, 0.0])  # the proxy's argmax
+    assert table["proxy"][0] == pytest.approx(10 * good)
+    assert np.all(np.diff(good, axis=1) > 0) and np.all(np.diff(bad, axis=1) < 0)
 
-    out = tmp_path / "bon" / "report.json"
-    bon_report([str(scores["good"]), str(scores["bad"])], str(gold), str(out), 4)
-    assert read_json(out) == curves  # floats round-trip exactly through JSON
+    out, per_prompt = tmp_path / "bon" / "report.json", tmp_path / "bon" / "per_prompt.npz"
+    bon_report([str(scores["good"]), str(scores["bad"])], str(gold), str(out), str(per_prompt), 4)
+    saved = read_npz(per_prompt, BON_ARRAYS)
+    assert all(np.array_equal(saved[key], table[key]) for key in BON_ARRAYS)
+    means = read_json(out)
+    assert means["n"] == [1, 2, 4] and means["prompts"] == 2
+    assert means["rms"]["good"]["gold"] == pytest.approx(good.mean(axis=0).tolist())
 
 
 def test_bon_curves_refuses_mismatched_files(tmp_path: Path) -> None:
@@ -157,19 +164,18 @@ def test_fit_degenerate_inputs() -> None:
 def write_ppo_run(
     folder: Path, gold: list[float], proxy: list[float], kl: list[float], kl_at_0: bool = False
 ) -> dict[str, list[str]]:
-    """Files of a PPO run with checkpoints at steps 0, 10, 20, …: two samples per step around the means."""
+    """Files of a PPO run with checkpoints at steps 0, 10, 20, …: prompts a (two samples) and b (one sample);
+    prompt b scores `delta` above a's mean and its KL is twice a's."""
     files: dict[str, list[str]] = {"kl_files": [], "gold_files": [], "proxy_files": []}
+    samples = (("a", 0, -0.1), ("a", 1, 0.1), ("b", 0, 0.2))
     for i, (g, p, k) in enumerate(zip(gold, proxy, kl)):
         step = folder / f"step_{10 * i}"
-        write_jsonl(
-            step / "gold.jsonl", [{"prompt_id": "a", "sample": s, "gold": g + d} for s, d in ((0, -0.1), (1, 0.1))]
-        )
-        write_jsonl(
-            step / "scores.jsonl", [{"prompt_id": "a", "sample": s, "reward": p + d} for s, d in ((0, -1), (1, 1))]
-        )
+        write_jsonl(step / "gold.jsonl", [{"prompt_id": q, "sample": s, "gold": g + d} for q, s, d in samples])
+        write_jsonl(step / "scores.jsonl", [{"prompt_id": q, "sample": s, "reward": p + 10 * d} for q, s, d in samples])
         if i > 0 or kl_at_0:
-            write_json(step / "kl.json", {"kl_sequence": k, "kl_token": k / 10, "n": 2})
-            files["kl_files"].append(str(step / "kl.json"))
+            write_jsonl(step / "kl.jsonl", [{"prompt_id": q, "sample": s, "kl": k * (2 if q == "b" else 1), "tokens": 3}
+                                            for q, s, _ in samples])
+            files["kl_files"].append(str(step / "kl.jsonl"))
         files["gold_files"].append(str(step / "gold.jsonl"))
         files["proxy_files"].append(str(step / "scores.jsonl"))
     return files
@@ -178,165 +184,216 @@ def write_ppo_run(
 def test_ppo_curve(tmp_path: Path) -> None:
     files = write_ppo_run(tmp_path / "run", [0.3, 0.5, 0.4], [0.0, 2.0, 5.0], [0.0, 1.0, 4.0])
     files = {k: v[::-1] for k, v in files.items()}  # matched by step folder, not by position
-    out = tmp_path / "curve.json"
-    ppo_curve("rm", **files, out=str(out))
+    out, per_prompt = tmp_path / "curve.json", tmp_path / "per_prompt.npz"
+    ppo_curve("rm", **files, out=str(out), per_prompt=str(per_prompt))
+    table = read_npz(per_prompt, PPO_ARRAYS)
+    assert str(table["rm"]) == "rm" and table["steps"].tolist() == [0, 10, 20] and table["prompts"].tolist() == ["a", "b"]
+    assert table["gold"] == pytest.approx(np.array([[0.3, 0.5], [0.5, 0.7], [0.4, 0.6]]))  # (steps, prompts)
+    assert table["proxy"] == pytest.approx(np.array([[0.0, 2.0], [2.0, 4.0], [5.0, 7.0]]))
+    assert table["kl"].tolist() == [[0.0, 0.0], [1.0, 2.0], [4.0, 8.0]]
     curve = read_json(out)
-    assert curve["rm"] == "rm" and curve["steps"] == [0, 10, 20]
-    assert curve["kl"] == [0.0, 1.0, 4.0]
-    assert curve["gold"] == pytest.approx([0.3, 0.5, 0.4]) and curve["proxy"] == pytest.approx([0.0, 2.0, 5.0])
+    assert curve["rm"] == "rm" and curve["steps"] == [0, 10, 20] and curve["kl"] == [0.0, 1.5, 6.0]
+    assert curve["gold"] == pytest.approx([0.4, 0.6, 0.5]) and curve["proxy"] == pytest.approx([1.0, 3.0, 6.0])
 
     files = write_ppo_run(tmp_path / "with0", [0.3, 0.5], [0.0, 1.0], [0.002, 1.0], kl_at_0=True)
-    ppo_curve("rm", **files, out=str(out))
-    assert read_json(out)["kl"] == [0.002, 1.0]  # a measured step-0 KL is kept
+    ppo_curve("rm", **files, out=str(out), per_prompt=str(per_prompt))
+    assert read_json(out)["kl"] == pytest.approx([0.003, 1.5])  # a measured step-0 KL is kept
 
 
 def test_ppo_curve_refuses_inconsistent_files(tmp_path: Path) -> None:
     files = write_ppo_run(tmp_path / "run", [0.3, 0.5, 0.4], [0.0, 2.0, 5.0], [0.0, 1.0, 4.0])
-    out = str(tmp_path / "curve.json")
+    out, per_prompt = str(tmp_path / "curve.json"), str(tmp_path / "per_prompt.npz")
     with pytest.raises(DataError, match=r"KL files missing for steps \[20\]"):
-        ppo_curve("rm", files["kl_files"][:1], files["gold_files"], files["proxy_files"], out)
+        ppo_curve("rm", files["kl_files"][:1], files["gold_files"], files["proxy_files"], out, per_prompt)
     with pytest.raises(DataError, match="proxy files"):
-        ppo_curve("rm", files["kl_files"], files["gold_files"], files["proxy_files"][:2], out)
+        ppo_curve("rm", files["kl_files"], files["gold_files"], files["proxy_files"][:2], out, per_prompt)
     with pytest.raises(DataError, match="no gold file for step 0"):
-        ppo_curve("rm", files["kl_files"], files["gold_files"][1:], files["proxy_files"][1:], out)
+        ppo_curve("rm", files["kl_files"], files["gold_files"][1:], files["proxy_files"][1:], out, per_prompt)
     with pytest.raises(DataError, match="step_<k> folder"):
-        ppo_curve("rm", [], [str(tmp_path / "gold.jsonl")], [], out)
-    assert not Path(out).exists()
+        ppo_curve("rm", [], [str(tmp_path / "gold.jsonl")], [], out, per_prompt)
+    write_jsonl(files["kl_files"][0], [{"prompt_id": "a", "sample": 0, "kl": 1.0, "tokens": 3}])
+    with pytest.raises(DataError, match="hold different samples"):
+        ppo_curve("rm", files["kl_files"], files["gold_files"], files["proxy_files"], out, per_prompt)
+    step = Path(files["gold_files"][2])
+    write_jsonl(step, [{"prompt_id": "c", "sample": 0, "gold": 0.1}])
+    write_jsonl(step.parent / "scores.jsonl", [{"prompt_id": "c", "sample": 0, "reward": 0.1}])
+    write_jsonl(step.parent / "kl.jsonl", [{"prompt_id": "c", "sample": 0, "kl": 0.1}])
+    with pytest.raises(DataError, match="other prompts than step 0"):
+        ppo_curve("rm", files["kl_files"][1:], files["gold_files"][::2], files["proxy_files"][::2], out, per_prompt)
+    assert not Path(out).exists() and not Path(per_prompt).exists()
 
 
 # --- the report -------------------------------------------------------------------------------
 
-RMS = ["rm", "mrm", "ens_mean"]
+RMS = ["rm", "mrm", "ens_mean", "golden"]
+PROMPTS = 150
+STEPS = np.array([0, 10, 20, 30, 40])
+PPO_KL = np.array([0.0, 1.0, 2.0, 4.0, 6.0])
 
 
-def write_report_inputs(folder: Path) -> dict:
-    """Accuracy table, a BoN report (rm over-optimised, mrm not) and PPO curves for rm and mrm only."""
-    pd.DataFrame(
-        {
-            "rm": RMS,
-            "train_accuracy": [0.6, 0.62, 0.61],
-            "test_accuracy": [0.60, 0.61, 0.62],
-            "ood_accuracy": [0.32, 0.55, 0.47],
-            "test_margin_mean": [0.1, 0.2, 0.1],
-            "ood_margin_mean": [-0.1, 0.0, 0.0],
-            "train_pairs": [100, 100, 100],
-        }
-    ).to_csv(folder / "rm_accuracy.csv", index=False)
+def bon_means() -> dict[str, np.ndarray]:
+    """Expected best-of-n gold per RM: rm rises then falls, ens_mean follows rm, mrm rises, golden is flat."""
+    d = np.sqrt([kl_bon(n) for n in n_values(16)])
+    rm = 0.3 + d * (0.2 - 0.15 * d)
+    return {"rm": rm, "mrm": 0.3 + 0.05 * d, "ens_mean": rm, "golden": np.full_like(d, 0.3)}
+
+
+def write_report_inputs(folder: Path, replicates: tuple[int, ...] = (0, 1)) -> dict:
+    """Per replicate: check.json of every RM, a best-of-n table and PPO tables for rm, mrm and golden, with prompt
+    difficulty shared across RMs and per-sample noise (PPO: rm over-optimised, mrm rising, golden flat)."""
+    rng = np.random.default_rng(0)
     ns = n_values(16)
-    kl = [kl_bon(n) for n in ns]
-    d = np.sqrt(kl)
-    bon = {
-        "n": ns,
-        "kl": kl,
-        "prompts": 8,
-        "rms": {
-            "rm": {"gold": list(0.3 + d * (0.2 - 0.15 * d)), "proxy": list(2 * d)},
-            "mrm": {"gold": list(0.3 + 0.05 * d), "proxy": list(d)},
-            "ens_mean": {"gold": list(0.3 + d * (0.1 - 0.02 * d)), "proxy": list(1.5 * d)},
-        },
-    }
-    write_json(folder / "bon" / "report.json", bon)
-    ppo = []
-    for rm, beta in (("rm", 0.2), ("mrm", 0.0)):
-        steps = [0, 10, 20, 30]
-        kl_ppo = [0.0, 1.0, 4.0, 9.0]
-        d = np.sqrt(kl_ppo)
-        curve = {
-            "rm": rm,
-            "steps": steps,
-            "kl": kl_ppo,
-            "gold": list(0.3 + 0.1 * d - beta * d_log_d(d)),
-            "proxy": list(0.3 + d),
-        }
-        write_json(folder / "ppo" / rm / "curve.json", curve)
-        ppo.append(str(folder / "ppo" / rm / "curve.json"))
-    figures = [str(folder / "distribution" / "visual" / "center.png")]
-    return {"rm_table": str(folder / "rm_accuracy.csv"), "bon": str(folder / "bon" / "report.json"), "ppo": ppo,
-            "figures": figures}
+    inputs: dict = {"checks": [], "bon": [], "ppo": [], "figures": [str(folder / "rep0/distribution/visual/center.png")]}
+    for rep in replicates:
+        root = folder / f"rep{rep}"
+        difficulty = rng.normal(0.0, 0.1, size=(PROMPTS, 1))
+        gold = np.stack([m + difficulty + rng.normal(0, 0.05, (PROMPTS, len(ns))) for m in bon_means().values()])
+        proxy = np.stack([np.sqrt(np.arange(len(ns))) + rng.normal(0, 0.1, (PROMPTS, len(ns))) for _ in RMS])
+        prompts = np.array([f"eval-{i}" for i in range(PROMPTS)])
+        write_npz(root / "bon" / "per_prompt.npz", {"rms": np.array(RMS[::-1]), "prompts": prompts, "n": np.array(ns),
+                                                   "kl": np.array([kl_bon(n) for n in ns]), "gold": gold[::-1],
+                                                   "proxy": proxy[::-1]})  # RM order must not matter
+        inputs["bon"].append(str(root / "bon" / "per_prompt.npz"))
+        for i, rm in enumerate(RMS):
+            write_json(root / "rm" / rm / "check.json", {"train": {"n": 80, "accuracy": 0.7},
+                                                        "test": {"n": 200, "accuracy": 0.6 + 0.05 * i + 0.01 * rep},
+                                                        "ood": {"n": 40, "accuracy": 0.5}})
+            inputs["checks"].append(str(root / "rm" / rm / "check.json"))
+        for rm, beta in (("rm", 0.25), ("mrm", 0.0), ("golden", None)):
+            kl = PPO_KL[:, None] * np.exp(rng.normal(0, 0.2, (1, PROMPTS)))
+            d = np.sqrt(kl)
+            mean = 0.3 + 0 * d if beta is None else 0.3 + 0.1 * d - beta * d_log_d(d)
+            write_npz(root / "ppo" / rm / "per_prompt.npz", {
+                "rm": np.array(rm), "steps": STEPS, "prompts": prompts, "kl": kl,
+                "gold": mean + difficulty.T + rng.normal(0, 0.05, kl.shape), "proxy": 0.3 + d})
+            inputs["ppo"].append(str(root / "ppo" / rm / "per_prompt.npz"))
+    return inputs
 
 
 def report_outputs(folder: Path) -> dict:
-    plots = [
-        str(folder / "reports" / "plots" / f"{stem}.png")
-        for stem in ("rm_accuracy", "bon_gold", "bon_proxy", "ppo_gold", "ppo_proxy")
-    ]
     return {
         "summary": str(folder / "reports" / "summary.csv"),
+        "curves": str(folder / "reports" / "curves.csv"),
         "markdown": str(folder / "reports" / "mrm_eval.md"),
-        "plots": plots,
+        "plots": [str(folder / "reports" / "plots" / f"{stem}.png") for stem in PLOTS[::-1]],
     }
+
+
+SETTINGS = {"reward_models": RMS, "report": {"bootstrap": 500, "level": 0.95, "baseline": "rm"}, "seed": 0}
 
 
 def test_make_report(tmp_path: Path) -> None:
     inputs = write_report_inputs(tmp_path)
     first, second = report_outputs(tmp_path / "one"), report_outputs(tmp_path / "two")
-    make_report(**inputs, **first, reward_models=RMS)
-    make_report(**inputs, **second, reward_models=RMS)
+    make_report(**inputs, **first, **SETTINGS)
+    make_report(**{k: v[::-1] for k, v in inputs.items()}, **second, **SETTINGS)  # order of the files: irrelevant
+    for name in ("summary", "curves", "markdown"):
+        assert Path(first[name]).read_bytes() == Path(second[name]).read_bytes(), name
 
-    table = pd.read_csv(first["summary"])
-    assert list(table.columns) == list(SUMMARY_COLUMNS) and table["rm"].tolist() == RMS
-    row = table.set_index("rm")
-    assert row.loc["rm", "id_accuracy"] == 0.60 and row.loc["mrm", "ood_accuracy"] == 0.55
-    assert ((0 <= table["id_accuracy"]) & (table["id_accuracy"] <= 1)).all()
-    assert (table["bon_peak_gold"] >= table["bon_gold_at_N"]).all()
-    assert row.loc["rm", "bon_peak_gold"] > row.loc["rm", "bon_gold_at_N"]  # over-optimised
-    fits = row.loc["rm", ["bon_alpha", "bon_beta", "rl_alpha", "rl_beta"]].tolist()
-    assert fits == pytest.approx([0.2, 0.15, 0.1, 0.2], abs=1e-4)
-    assert row.loc["rm", "ppo_peak_kl"] == 1.0 and row.loc["mrm", "ppo_peak_kl"] == 9.0
-    assert row.loc["mrm", "ppo_final_proxy_minus_gold"] == pytest.approx(3.3 - (0.3 + 0.3), abs=1e-4)
+    table = pd.read_csv(first["summary"], keep_default_na=False, na_values=[""])
+    assert list(table.columns) == SUMMARY_COLUMNS
+    assert table["replicate"].astype(str).tolist() == ["pooled"] * 4 + ["0"] * 4 + ["1"] * 4
+    assert table["rm"].tolist() == RMS * 3
+    row = table[table["replicate"] == "pooled"].set_index("rm")
+    assert row.loc["mrm", "id_accuracy"] == pytest.approx(0.655) and row.loc["mrm", "id_pairs"] == 200
+    for name in ("id_accuracy", "bon_gold_at_N", "bon_peak_gold", "ppo_final_gold", "bon_delta_at_N"):
+        values = table[[f"{name}_lo", name, f"{name}_hi"]].dropna().to_numpy()
+        assert (values[:, 0] <= values[:, 1]).all() and (values[:, 1] <= values[:, 2]).all(), name
+    single = table[table["replicate"] == "0"].set_index("rm")
+    assert (single.loc["rm", "id_accuracy_lo"], single.loc["rm", "id_accuracy_hi"]) == pytest.approx(
+        wilson(120, 200), abs=1e-6)  # one replicate: the Wilson interval
+    assert row.loc["rm", "bon_peak_n"] == 4 and row.loc["rm", "bon_drop_lo"] > 0  # the planted drop
+    assert row.loc["mrm", "bon_peak_n"] == 16 and row.loc["mrm", "bon_drop"] == 0
+    assert row.loc["golden", "bon_drop_lo"] == 0  # a flat curve: no significant drop
+    assert row.loc["mrm", "bon_delta_at_N_lo"] > 0 and row.loc["rm", ["bon_delta_at_N"]].isna().all()
+    ens = row.loc["ens_mean"]
+    assert ens["bon_delta_at_N_lo"] < 0 < ens["bon_delta_at_N_hi"]  # the same curve as rm: no difference
+    assert ens["bon_delta_at_N_hi"] - ens["bon_delta_at_N_lo"] < ens["bon_gold_at_N_hi"] - ens["bon_gold_at_N_lo"]
+    assert row.loc["rm", "bon_alpha"] == pytest.approx(0.2, abs=0.02) and row.loc["rm", "bon_r2"] > 0.95
+    assert row.loc["rm", "ppo_peak_step"] < 40 and row.loc["rm", "ppo_drop_lo"] > 0
+    assert row.loc["mrm", "ppo_peak_step"] == 40 and row.loc["mrm", "ppo_kl_spearman"] == 1.0
+    assert row.loc["mrm", "ppo_delta_final_lo"] > 0 and row.loc["mrm", "ppo_delta_matched_lo"] > 0
+    assert row.loc["rm", "rl_beta"] == pytest.approx(0.25, abs=0.05)
     ppo_columns = [c for c in SUMMARY_COLUMNS if c.startswith(("ppo_", "rl_"))]
-    assert row.loc["ens_mean", ppo_columns].isna().all()  # no PPO curve
-    assert row.loc[["rm", "mrm"], ppo_columns].notna().all().all()
+    assert row.loc["ens_mean", ppo_columns].isna().all()  # no PPO run
+
+    curves = pd.read_csv(first["curves"], keep_default_na=False, na_values=[""])
+    assert list(curves.columns) == CURVE_COLUMNS
+    assert len(curves) == 3 * (4 * 5 + 3 * 5)  # (pooled + 2 replicates) x (4 RMs x 5 n + 3 runs x 5 updates)
+    ppo = curves[(curves["replicate"] == "pooled") & (curves["method"] == "ppo") & (curves["rm"] == "mrm")]
+    assert ppo["point"].tolist() == STEPS.tolist() and (np.diff(ppo["gold"]) > 0).all()
 
     text = Path(first["markdown"]).read_text(encoding="utf-8")
-    assert all(f"`{rm}`" in text for rm in RMS)
-    assert "## Representations" in text and "](../../distribution/visual/center.png)" in text
-    sentences = {rm: next(line for line in text.splitlines() if line.startswith(f"- `{rm}`: best-of-n")) for rm in RMS}
-    assert "best-of-n gold peaked at 0.364 at n = 4" in sentences["rm"] and "over-optimised" in sentences["rm"]
-    assert "PPO gold peaked at 0.400 at step 10 (KL 1.00)" in sentences["rm"]
-    assert "best-of-n gold is highest at the end" in sentences["mrm"]
-    assert "PPO gold is highest at the end" in sentences["mrm"]
-    assert "no PPO curve" in sentences["ens_mean"]
-    assert "0.3000" in text  # the SFT baseline gold
-    assert all(
-        f"](plots/{stem}.png)" in text for stem in ("bon_gold", "bon_proxy", "ppo_gold", "ppo_proxy", "rm_accuracy")
-    )
-
-    for one, two in zip(first["plots"], second["plots"]):
-        data = Path(one).read_bytes()
+    lines = {rm: next(line for line in text.splitlines() if line.startswith(f"- `{rm}`: best-of-n")) for rm in RMS}
+    assert "best-of-n (peak n = 4, largest n = 16) over-optimised: drop" in lines["rm"]
+    assert "PPO (peak at update" in lines["rm"] and lines["rm"].count("over-optimised") == 2
+    assert "no significant drop" in lines["mrm"] and "over-optimised" not in lines["mrm"]
+    assert "no significant drop" in lines["golden"]
+    compared = {rm: next(line for line in text.splitlines() if line.startswith(f"- `{rm}`: best-of-16")) for rm in RMS[1:]}
+    assert "best-of-16: better than `rm`" in compared["mrm"] and "PPO at matched KL" in compared["mrm"]
+    assert "best-of-16: no significant difference from `rm`" in compared["ens_mean"]
+    assert "## Every replicate" in text and "## Representations" in text
+    assert "](../../rep0/distribution/visual/center.png)" in text
+    assert all(f"](plots/{stem}.png)" in text for stem in PLOTS)
+    for path in first["plots"]:
+        data = Path(path).read_bytes()
         assert data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR" and len(data) > 10_000
         assert (int.from_bytes(data[16:20]), int.from_bytes(data[20:24])) == (960, 600)  # 8 x 5 in at 120 dpi
-        assert data == Path(two).read_bytes(), one
-    assert Path(first["summary"]).read_bytes() == Path(second["summary"]).read_bytes()
-    assert Path(first["markdown"]).read_bytes() == Path(second["markdown"]).read_bytes()
-    assert sorted(p.name for p in Path(first["plots"][0]).parent.iterdir()) == sorted(
-        Path(p).name for p in first["plots"]
-    )
+        assert data == Path(path.replace("/one/", "/two/")).read_bytes(), path
 
 
-def test_make_report_without_any_ppo_curve(tmp_path: Path) -> None:
-    inputs = write_report_inputs(tmp_path)
+def test_make_report_of_one_replicate_without_ppo(tmp_path: Path) -> None:
+    inputs = write_report_inputs(tmp_path, replicates=(3,))
     outputs = report_outputs(tmp_path)
-    make_report(**{**inputs, "ppo": []}, **outputs, reward_models=RMS)
-    table = pd.read_csv(outputs["summary"])
+    make_report(**{**inputs, "ppo": []}, **outputs, **SETTINGS)
+    table = pd.read_csv(outputs["summary"], keep_default_na=False, na_values=[""])
+    assert table["replicate"].tolist() == ["pooled"] * 4
     assert table[[c for c in SUMMARY_COLUMNS if c.startswith(("ppo_", "rl_"))]].isna().all().all()
     assert all(Path(p).read_bytes().startswith(PNG_SIGNATURE) for p in outputs["plots"])
-    assert "**No PPO curve** for: `rm`, `mrm`, `ens_mean`." in Path(outputs["markdown"]).read_text(encoding="utf-8")
+    text = Path(outputs["markdown"]).read_text(encoding="utf-8")
+    assert "**PPO**: none." in text and "No PPO runs." in text and "## Every replicate" not in text
 
 
 def test_make_report_refuses_bad_inputs(tmp_path: Path) -> None:
     inputs = write_report_inputs(tmp_path)
     outputs = report_outputs(tmp_path)
-    with pytest.raises(DataError, match="unexpected or duplicate plot"):
-        make_report(
-            **inputs, **{**outputs, "plots": [*outputs["plots"], str(tmp_path / "extra.png")]}, reward_models=RMS
-        )
-    with pytest.raises(DataError, match="plots missing from the outputs: ppo_proxy"):
-        make_report(**inputs, **{**outputs, "plots": outputs["plots"][:-1]}, reward_models=RMS)
-    with pytest.raises(DataError, match="not in reward_models: ens_mean"):
-        make_report(**inputs, **outputs, reward_models=["rm", "mrm"])
-    with pytest.raises(DataError, match="no entry for RM.* golden"):
-        make_report(**inputs, **outputs, reward_models=[*RMS, "golden"])
-    with pytest.raises(DataError, match="second PPO curve for RM rm"):
-        make_report(**{**inputs, "ppo": [inputs["ppo"][0]] * 2}, **outputs, reward_models=RMS)
+    cases = {
+        "unexpected or duplicate plot": {"plots": [*outputs["plots"], str(tmp_path / "extra.png")]},
+        "plots missing from the outputs: bon_gold": {"plots": outputs["plots"][:-1]},
+        "two best-of-n tables for replicate 0": {"bon": [inputs["bon"][0]] * 2},
+        "replicate 1: no check.json of golden": {"checks": inputs["checks"][:-1]},
+        "exactly one rep<seed> folder": {"bon": [str(tmp_path / "per_prompt.npz")]},
+        r"replicate 1: PPO runs of \['mrm', 'rm'\]": {"ppo": inputs["ppo"][:-1]},
+    }
+    for message, change in cases.items():
+        with pytest.raises(DataError, match=message):
+            make_report(**{**inputs, **{k: v for k, v in change.items() if k in inputs}}, **{
+                **outputs, **{k: v for k, v in change.items() if k in outputs}}, **SETTINGS)
+    with pytest.raises(DataError, match="an unknown RM"):
+        make_report(**inputs, **outputs, **{**SETTINGS, "reward_models": ["rm", "mrm"]})
     assert not (tmp_path / "reports").exists()
+
+
+def test_results_block_in_a_readme(tmp_path: Path, monkeypatch) -> None:
+    from rmood.cli import main
+    from rmood.config import load_config
+
+    inputs = write_report_inputs(tmp_path)
+    experiment = tmp_path / "results" / load_config()["experiment"]
+    outputs = report_outputs(experiment)
+    make_report(**inputs, **outputs, **SETTINGS)
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n\n<!-- results:begin -->\nold numbers\n<!-- results:end -->\n\nThe end.\n")
+    monkeypatch.chdir(tmp_path)
+    main(["results", "--readme", str(readme), "--set", "bon.n=16"])
+    text = readme.read_text()
+    assert text.startswith("# Title\n\n<!-- results:begin -->\n**Reward models and Best-of-N**")
+    assert "old numbers" not in text and text.endswith("<!-- results:end -->\n\nThe end.\n")
+    assert "| `rm` | 0.605 [" in text and "over-optimised: drop" in text
+    main(["results", "--readme", str(readme), "--set", "bon.n=16"])
+    assert readme.read_text() == text  # idempotent
+    readme.write_text("no markers\n")
+    with pytest.raises(DataError, match="expected one <!-- results:begin -->"):
+        update_readme(readme, "x")
+    with pytest.raises(SystemExit, match="rmood results: .*summary.csv: no such file"):
+        main(["results", "--set", "experiment=other"])

@@ -76,13 +76,15 @@ def run_pairs(
     test_fraction: float = 0.25,
     length_bias: float = 0.0,
     flip: float = 0.0,
+    replicate: int = 0,
 ) -> dict[str, list[dict]]:
-    out_dir = folder / f"pairs-{seed}-{length_bias}-{flip}-{test_fraction}"
+    out_dir = folder / f"pairs-{seed}-{replicate}-{length_bias}-{flip}-{test_fraction}"
     out = [str(out_dir / name) for name in OUT_NAMES]
     make_pairs(
         **inputs,
         out=out,
         seed=seed,
+        replicate=replicate,
         pairs={"test_fraction": test_fraction},
         annotator={"length_bias": length_bias, "flip": flip},
     )
@@ -115,6 +117,15 @@ def test_splits_are_disjoint_and_each_prompt_has_one_pair(tmp_path: Path, inputs
     n_test = round(len(preference_ids) * 0.25)
     assert n_test - 2 <= len(test) <= n_test  # the two unusable prompts may have been drawn for test
     assert train and test
+
+
+def test_replicates_share_the_pairs_and_differ_in_the_annotator_labels(tmp_path: Path, inputs: dict[str, str]) -> None:
+    one, two = (run_pairs(tmp_path, inputs, length_bias=0.3, flip=0.3, replicate=r) for r in (0, 1))
+    for name in ("test", "ood", "golden"):
+        assert one[f"{name}.explicit"] == two[f"{name}.explicit"]  # gold-labelled: the same in every replicate
+    unordered = [[(p["id"], {p["chosen"], p["rejected"]}) for p in r["train.explicit"]] for r in (one, two)]
+    assert unordered[0] == unordered[1]  # the same pairs ...
+    assert [p["chosen"] for p in one["train.explicit"]] != [p["chosen"] for p in two["train.explicit"]]  # ... labels
 
 
 def test_test_fraction_zero_fails_for_lack_of_test_pairs(tmp_path: Path, inputs: dict[str, str]) -> None:
@@ -235,6 +246,7 @@ def test_wrong_output_names_raise(tmp_path: Path, inputs: dict[str, str], names:
             **inputs,
             out=[str(tmp_path / "out" / n) for n in names],
             seed=0,
+            replicate=0,
             pairs={"test_fraction": 0.25},
             annotator={"length_bias": 0.0, "flip": 0.0},
         )

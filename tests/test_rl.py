@@ -318,8 +318,8 @@ def test_the_ppo_rule_declares_every_checkpoint_the_engine_saves(tmp_path):
     root = Path(__file__).resolve().parents[1]
     (tmp_path / "rl.yaml").write_text("rl: {steps: 5, save_every: 2}\n")
     result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"), "-n",
-                             "--configfile", str(tmp_path / "rl.yaml"), "--", "results/embedded/ppo/rm/curve.json"],
+                             "--configfile", str(tmp_path / "rl.yaml"), "--", "results/embedded/rep0/ppo/rm/curve.json"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    outputs = [f"results/embedded/ppo/rm/step_{k}/model" for k in (2, 4, 5)]
+    outputs = [f"results/embedded/rep0/ppo/rm/step_{k}/model" for k in (2, 4, 5)]
     assert f"output: {', '.join(outputs)}\n" in result.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from rmood.io import read_jsonl, read_json
 pytestmark = pytest.mark.e2e
 REWARD_MODELS = ["rm", "rrm", "inform", "golden", "warm", "ens_mean", "ens_wco", "ens_uwo", "mrm", "mrm_pen"]
 UPSTREAM = {"data", "base", "sft", "sft_sampling", "gather_samples"}
+RM_TRAINING = {"train_rm", "train_rrm", "train_inform", "train_golden", "train_rm_seed", "warm_merge", "ensemble"}
 
 
 @pytest.fixture(scope="module")
@@ -21,16 +23,17 @@ def study(e2e_study) -> Path:
 
 
 def test_artifacts(study):
-    results = study / "results" / EXPERIMENT
+    shared = study / "results" / EXPERIMENT
+    results = shared / "rep0"
     sizes = {"sft": 160, "preference": 96, "unlabeled": 16, "val": 8, "eval": 16, "ood": 32}
     for split, size in sizes.items():
-        assert len(read_jsonl(results / "data" / f"{split}.jsonl")) == size
+        assert len(read_jsonl(shared / "data" / f"{split}.jsonl")) == size
 
-    samples = read_jsonl(results / "sft" / "samples.jsonl")
+    samples = read_jsonl(shared / "sft" / "samples.jsonl")
     assert len(samples) == 3 * (sizes["preference"] + sizes["ood"])
-    prompt_ids = [r["id"] for split in ("preference", "ood") for r in read_jsonl(results / "data" / f"{split}.jsonl")]
+    prompt_ids = [r["id"] for split in ("preference", "ood") for r in read_jsonl(shared / "data" / f"{split}.jsonl")]
     assert [(s["prompt_id"], s["sample"]) for s in samples] == [(p, k) for p in prompt_ids for k in range(3)]
-    gold = read_jsonl(results / "labels" / "gold.jsonl")
+    gold = read_jsonl(shared / "labels" / "gold.jsonl")
     assert len(gold) == len(samples) and all(0.0 <= g["gold"] <= 1.0 for g in gold)
 
     pairs = {name: read_jsonl(results / "pairs" / f"{name}.explicit.jsonl") for name in ("train", "test", "ood")}
@@ -61,11 +64,11 @@ def test_artifacts(study):
 
     config = json.loads((results / "rm" / "rm" / "model" / "config.json").read_text())
     assert config["architectures"] == ["Qwen3ForSequenceClassification"] and len(config["id2label"]) == 1
-    for rule in ("data", "base", "sft", "gather_samples", "gold_labeling/0", "gather_labels", "preference_pairs",
-                 "train_rm"):
+    for rule in ("data", "base", "sft", "gather_samples", "gold_labeling/0", "gather_labels", "rep0/preference_pairs",
+                 "rep0/train_rm"):
         assert (study / "logs" / EXPERIMENT / f"{rule}.log").is_file()
         assert (study / "benchmarks" / EXPERIMENT / f"{rule}.tsv").is_file()
-    assert not (results / "sft" / "checkpoints").exists()
+    assert not (shared / "sft" / "checkpoints").exists() and not (results / "rm" / "rm" / "checkpoints").exists()
 
 
 def test_rerun_is_a_no_op(study):
@@ -98,7 +101,7 @@ def test_mrm_artifacts(study):
 
     from rmood.mrm.gda import load_gda
 
-    results = study / "results" / EXPERIMENT
+    results = study / "results" / EXPERIMENT / "rep0"
     n = len(read_jsonl(results / "pairs" / "train.explicit.jsonl"))
     arrays = [np.load(results / "mrm" / "representations" / f"{k}.npy", allow_pickle=False)
               for k in ("chosen", "rejected", "message")]
@@ -112,46 +115,47 @@ def test_mrm_artifacts(study):
     assert 0.0 <= ood["auroc"] <= 1.0 and ood["n_ood"] > 0
 
 
-SUMMARY_COLUMNS = [
-    "rm", "id_accuracy", "ood_accuracy", "bon_gold_at_N", "bon_proxy_at_N", "bon_peak_gold", "bon_peak_kl",
-    "ppo_final_gold", "ppo_peak_gold", "ppo_peak_kl", "ppo_final_proxy_minus_gold", "bon_alpha", "bon_beta",
-    "rl_alpha", "rl_beta",
-]
-
-
 def test_report(study):
     import pandas as pd
+
+    from rmood.eval.estimates import SUMMARY_COLUMNS
 
     results = study / "results" / EXPERIMENT
     summary = pd.read_csv(results / "reports" / "summary.csv")
     assert list(summary.columns) == SUMMARY_COLUMNS and list(summary["rm"]) == REWARD_MODELS
-    for column in ("id_accuracy", "ood_accuracy"):
+    assert (summary["replicate"] == "pooled").all()  # one replicate: its rows are the pooled ones
+    for column in ("id_accuracy", "ood_accuracy", "bon_gold_at_N", "bon_peak_gold"):
         assert summary[column].between(0, 1).all()
-    for column in ("bon_gold_at_N", "bon_peak_gold"):
-        assert summary[column].between(0, 1).all()
-    assert (summary["bon_peak_gold"] >= summary["bon_gold_at_N"] - 1e-12).all()
+        assert (summary[f"{column}_lo"] <= summary[column]).all() and (summary[column] <= summary[f"{column}_hi"]).all()
+    assert (summary["bon_drop"] >= 0).all() and (summary["bon_drop_lo"] >= 0).all()
     ppo = summary[summary["rm"].isin(["rm", "rrm", "inform", "golden", "warm", "mrm", "mrm_pen"])]
-    assert ppo["ppo_final_gold"].between(0, 1).all() and (ppo["ppo_peak_kl"] >= 0).all()
+    assert ppo["ppo_final_gold"].between(0, 1).all() and ppo["ppo_final_kl"].notna().all()
     assert summary[summary["rm"].str.startswith("ens_")]["ppo_final_gold"].isna().all()
-    bon = read_json(results / "bon" / "report.json")
+    curves = pd.read_csv(results / "reports" / "curves.csv")
+    assert sorted(curves[curves["method"] == "bon"]["point"].unique()) == [1, 2, 4]
+    assert sorted(curves[curves["method"] == "ppo"]["point"].unique()) == [0, 2, 4]
+    bon = read_json(results / "rep0" / "bon" / "report.json")
     assert bon["n"] == [1, 2, 4] and bon["kl"][0] == 0.0
-    curve = read_json(results / "ppo" / "rm" / "curve.json")
-    assert curve["steps"] == [0, 2, 4] and curve["kl"][0] == 0.0
+    curve = read_json(results / "rep0" / "ppo" / "rm" / "curve.json")
+    assert curve["steps"] == [0, 2, 4] and curve["kl"][0] == 0.0 and all(k > 0 for k in curve["kl"][1:])
     for k in (2, 4):
-        assert (results / "ppo" / "rm" / f"step_{k}" / "model" / "model.safetensors").is_file()
+        assert (results / "rep0" / "ppo" / "rm" / f"step_{k}" / "model" / "model.safetensors").is_file()
+        assert len(read_jsonl(results / "rep0" / "ppo" / "rm" / f"step_{k}" / "kl.jsonl")) == 16
     markdown = (results / "reports" / "mrm_eval.md").read_text()
-    assert all(name in markdown for name in REWARD_MODELS)
-    for plot in ("bon_gold", "bon_proxy", "ppo_gold", "ppo_proxy", "rm_accuracy"):
+    assert all(f"`{name}`" in markdown for name in REWARD_MODELS)
+    assert "## Results (pooled over the replicates)" in markdown and "95% CI" in markdown
+    for plot in ("bon_gold", "bon_proxy", "ppo_gold", "ppo_proxy", "rm_accuracy", "forest"):
         assert (results / "reports" / "plots" / f"{plot}.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_distribution_analysis(study):
     import numpy as np
 
-    results = study / "results" / EXPERIMENT / "distribution"
+    shared = study / "results" / EXPERIMENT / "distribution"
+    results = study / "results" / EXPERIMENT / "rep0" / "distribution"
     for prompt in ("eval-000000", "eval-000001"):
-        assert len(read_jsonl(results / "samples" / f"{prompt}.jsonl")) == 8
-        assert all(0 <= g["gold"] <= 1 for g in read_jsonl(results / "gold" / f"{prompt}.jsonl"))
+        assert len(read_jsonl(shared / "samples" / f"{prompt}.jsonl")) == 8
+        assert all(0 <= g["gold"] <= 1 for g in read_jsonl(shared / "gold" / f"{prompt}.jsonl"))
         for name in ("rm", "mrm", "mrm_pen"):
             features = np.load(results / name / f"representation_{prompt}.npy", allow_pickle=False)
             assert features.shape[0] == 8 and len(read_jsonl(results / name / f"rewards_{prompt}.jsonl")) == 8
@@ -181,13 +185,38 @@ def test_dag_renders_as_mermaid(study):
     assert "flowchart" in result.stdout and "train_rm" in result.stdout
 
 
+def test_a_second_replicate_shares_data_base_and_sft(study):
+    from conftest import digests
+
+    target = f"results/{EXPERIMENT}/rep1/bon/report.json"  # one replicate's artifact, built on its own
+    assert set(scheduled(snakemake(study, "-n", target))) == {"bon_sampling", "bon_gold", "gather_bon",
+                                                               "gather_bon_gold", "bon_score", "bon_report",
+                                                               *RM_TRAINING, "rrm_augment", "rrm_label",
+                                                               "rrm_filter", "representations", "gda",
+                                                               "convert_to_mrm", "preference_pairs"}
+    results = study / "results" / EXPERIMENT
+    rep0 = digests(results / "rep0")
+    output = snakemake(study, "mrm_eval", overrides="replicates: [0, 1]")
+    ran = set(re.findall(r"^(?:local)?rule (\w+):", output.stdout + output.stderr, re.M))
+    assert {"train_rm", "bon_sampling", "ppo", "report"} <= ran
+    assert not ran & (UPSTREAM | {"gold_labeling", "gather_labels", "dist_sampling", "dist_gold"})
+    assert digests(results / "rep0") == rep0  # the first replicate is untouched
+    summary = (results / "reports" / "summary.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in summary[1:]] == ["pooled"] * 10 + ["0"] * 10 + ["1"] * 10
+    assert "## Every replicate" in (results / "reports" / "mrm_eval.md").read_text()
+    pairs = [read_jsonl(results / f"rep{r}" / "pairs" / "test.explicit.jsonl") for r in (0, 1)]
+    assert pairs[0] == pairs[1]  # the same held-out pairs; the annotator's training labels differ
+    model = [(results / f"rep{r}" / "rm" / "rm" / "model" / "model.safetensors").read_bytes() for r in (0, 1)]
+    assert model[0] != model[1]
+
+
 def test_new_representations_rebuild_only_the_mrm(study):  # last: it changes the study
     import numpy as np
 
     # Snakemake 9 compares input checksums, so a bare `touch` rebuilds nothing; new contents do.
-    path = study / "results" / EXPERIMENT / "mrm" / "representations" / "chosen.npy"
+    path = study / "results" / EXPERIMENT / "rep0" / "mrm" / "representations" / "chosen.npy"
     np.save(path, np.load(path, allow_pickle=False) + np.float32(1e-3))
-    assert scheduled(snakemake(study, "-n", f"results/{EXPERIMENT}/mrm/gda_parameters.npz")) == {"gda": 1}
+    assert scheduled(snakemake(study, "-n", f"results/{EXPERIMENT}/rep0/mrm/gda_parameters.npz")) == {"gda": 1}
     changed = scheduled(snakemake(study, "-n", "mrm_eval"))
     mrm_only = {"gda": 1, "convert_to_mrm": 1, "compare_weights": 1, "mrm_ood": 1, "rm_check": 2, "bon_score": 2,
                 "ppo": 2, "ppo_curve": 2}

@@ -8,26 +8,31 @@ samples in `sample` order), so the estimate is deterministic.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.special import gammaln
 
-from rmood.io import DataError, read_jsonl, write_json
+from rmood.io import DataError, read_jsonl, write_json, write_npz
 
 Scores = dict[str, dict[int, float]]  # prompt id -> sample id -> score
 
 
+@functools.lru_cache(maxsize=1024)
 def bon_weights(N: int, n: int) -> np.ndarray:
-    """P(the k-th smallest of N is the maximum of a uniformly random n-subset) = C(k−1, n−1)/C(N, n), k = 1…N."""
+    """P(the k-th smallest of N is the maximum of a uniformly random n-subset) = C(k−1, n−1)/C(N, n), k = 1…N
+    (read-only: the array is cached)."""
     if not 1 <= n <= N:
         raise ValueError(f"best-of-n needs 1 <= n <= N, got n={n}, N={N}")
     k = np.arange(n, N + 1)
     log_w = (gammaln(k) - gammaln(n) - gammaln(k - n + 1)) - (gammaln(N + 1) - gammaln(n + 1) - gammaln(N - n + 1))
     weights = np.zeros(N)
     weights[n - 1 :] = np.exp(log_w)
+    weights.setflags(write=False)
     return weights
 
 
@@ -79,11 +84,15 @@ def check_same_samples(
             raise DataError(f"{path} and {reference_path} hold different samples of prompt {prompt_id}")
 
 
-def bon_curves(proxy_by_rm: dict[str, str | os.PathLike], gold: str | os.PathLike, n_max: int) -> dict:
-    """Best-of-n for n in `n_values(n_max)`: per RM the mean over prompts of the expected gold and proxy reward.
+BON_ARRAYS = ("rms", "prompts", "n", "kl", "gold", "proxy")  # bon/per_prompt.npz
 
-    Returns `{"n": [...], "kl": [KL_BoN(n)...], "prompts": int, "rms": {rm: {"gold": [...], "proxy": [...]}}}`.
-    Every file must hold the same prompts with the same sample ids.
+
+def bon_curves(proxy_by_rm: dict[str, str | os.PathLike], gold: str | os.PathLike, n_max: int) -> dict[str, Any]:
+    """Best-of-n for n in `n_values(n_max)`, per prompt: the expected gold and proxy reward of the proxy-best of n.
+
+    Returns the arrays of `bon/per_prompt.npz` (`BON_ARRAYS`): `rms` and `prompts` (names, in file and gold-file
+    order), `n`, `kl` (KL_BoN of each n), and `gold`, `proxy` of shape (RMs, prompts, n values). Every file must
+    hold the same prompts with the same sample ids.
     """
     gold_scores = read_scores(gold, "gold")
     if not gold_scores:
@@ -92,30 +101,43 @@ def bon_curves(proxy_by_rm: dict[str, str | os.PathLike], gold: str | os.PathLik
     if n_max > smallest:
         raise DataError(f"{gold}: best-of-{n_max} needs {n_max} samples per prompt, some prompt has {smallest}")
     ns = n_values(n_max)
-    rms = {}
-    for rm, path in proxy_by_rm.items():
+    shape = (len(proxy_by_rm), len(gold_scores), len(ns))
+    gold_table, proxy_table = np.empty(shape), np.empty(shape)
+    for r, (rm, path) in enumerate(proxy_by_rm.items()):
         proxy_scores = read_scores(path, "reward")
         check_same_samples(gold_scores, gold, proxy_scores, path)
-        per_prompt = []
-        for prompt_id, golds in gold_scores.items():
+        for p, (prompt_id, golds) in enumerate(gold_scores.items()):
             ids = sorted(golds)
             g = np.array([golds[i] for i in ids])
-            p = np.array([proxy_scores[prompt_id][i] for i in ids])
-            per_prompt.append([(bon_expectation(p, g, n), bon_expectation(p, p, n)) for n in ns])
-        means = np.mean(per_prompt, axis=0)  # (len(ns), 2)
-        rms[rm] = {"gold": means[:, 0].tolist(), "proxy": means[:, 1].tolist()}
-    return {"n": ns, "kl": [kl_bon(n) for n in ns], "prompts": len(gold_scores), "rms": rms}
+            x = np.array([proxy_scores[prompt_id][i] for i in ids])
+            gold_table[r, p] = [bon_expectation(x, g, n) for n in ns]
+            proxy_table[r, p] = [bon_expectation(x, x, n) for n in ns]
+    return {
+        "rms": np.array(list(proxy_by_rm)),
+        "prompts": np.array(list(gold_scores)),
+        "n": np.array(ns),
+        "kl": np.array([kl_bon(n) for n in ns]),
+        "gold": gold_table,
+        "proxy": proxy_table,
+    }
 
 
-def bon_report(scores: list[str], gold: str, out: str, n: int) -> None:
-    """Write `bon/report.json` (see `bon_curves`) from proxy score files named `<rm>.jsonl` and the gold labels."""
+def bon_report(scores: list[str], gold: str, out: str, per_prompt: str, n: int) -> None:
+    """Write `bon/per_prompt.npz` (see `bon_curves`) from proxy score files named `<rm>.jsonl` and the gold labels,
+    and `bon/report.json`: n, KL_BoN, the prompt count and every RM's mean gold and proxy per n."""
     proxy_by_rm: dict[str, str] = {}
     for path in scores:
         rm = Path(path).stem
         if rm in proxy_by_rm:
             raise DataError(f"two score files for RM {rm!r}: {proxy_by_rm[rm]} and {path}")
         proxy_by_rm[rm] = path
-    report = bon_curves(proxy_by_rm, gold, n)
-    write_json(out, report)
-    for rm, curve in report["rms"].items():
-        print(f"{rm}: gold {curve['gold'][0]:.4f} (n=1) -> {curve['gold'][-1]:.4f} (n={report['n'][-1]})")
+    table = bon_curves(proxy_by_rm, gold, n)
+    write_npz(per_prompt, table)
+    means = {
+        rm: {"gold": table["gold"][r].mean(axis=0).tolist(), "proxy": table["proxy"][r].mean(axis=0).tolist()}
+        for r, rm in enumerate(proxy_by_rm)
+    }
+    write_json(out, {"n": table["n"].tolist(), "kl": table["kl"].tolist(), "prompts": len(table["prompts"]),
+                     "rms": means})
+    for rm, curve in means.items():
+        print(f"{rm}: gold {curve['gold'][0]:.4f} (n=1) -> {curve['gold'][-1]:.4f} (n={n})")

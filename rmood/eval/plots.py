@@ -1,4 +1,5 @@
-"""The `mrm_eval` figures: gold and proxy reward against KL (best-of-n and PPO), and RM accuracies.
+"""The `mrm_eval` figures: gold and proxy reward against KL (best-of-n and PPO) with interval bands, RM accuracies
+and the forest plot of paired differences.
 
 Every figure has a fixed size and dpi, uses matplotlib's default style (not the user's rc file) and is
 saved without a timestamp or version in its metadata, so the PNG bytes depend only on the data.
@@ -9,8 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -21,7 +24,8 @@ from rmood.io import atomic_path  # noqa: E402
 FIGSIZE = (8.0, 5.0)
 DPI = 120
 MARKERS = "osD^vPX*<>"
-Curves = dict[str, tuple[Sequence[float], Sequence[float]]]  # rm -> (x, y)
+Curves = dict[str, tuple[Sequence[float], Sequence[float], Sequence[float], Sequence[float]]]  # rm -> (x, y, lo, hi)
+Bars = tuple[np.ndarray, np.ndarray, np.ndarray]  # value, lo, hi per RM
 
 
 def styles(rms: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -31,17 +35,28 @@ def styles(rms: Sequence[str]) -> dict[str, dict[str, str]]:
 
 
 @contextmanager
-def figure(path: str | os.PathLike, title: str) -> Iterator[Axes]:
-    """One titled figure with default style, written atomically to `path` as a reproducible PNG."""
+def panels(path: str | os.PathLike, title: str, n: int = 1) -> Iterator[list[Axes]]:
+    """A titled figure of `n` side-by-side panels (sharing y), default style, written atomically to `path` as a
+    reproducible PNG."""
     with plt.style.context("default"):
-        fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+        fig, axes = plt.subplots(1, n, figsize=FIGSIZE, dpi=DPI, layout="constrained", sharey=True, squeeze=False)
         try:
-            ax.set_title(title)
-            yield ax
+            if n == 1:
+                axes[0][0].set_title(title)
+            else:
+                fig.suptitle(title)
+            yield list(axes[0])
             with atomic_path(path) as tmp:
                 fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
         finally:
             plt.close(fig)
+
+
+@contextmanager
+def figure(path: str | os.PathLike, title: str) -> Iterator[Axes]:
+    """One titled figure (see `panels`)."""
+    with panels(path, title) as (ax,):
+        yield ax
 
 
 def curve_plot(
@@ -54,10 +69,12 @@ def curve_plot(
     baseline: tuple[float, str] | None,
     top_axis: tuple[Sequence[float], Sequence[str], str] | None = None,
 ) -> None:
-    """One line per RM; `baseline` (value, label) is dashed; `top_axis` (positions, labels, name) adds top ticks."""
+    """One line per RM with its interval as a band; `baseline` (value, label) is dashed; `top_axis` (positions,
+    labels, name) adds top ticks."""
     with figure(path, title) as ax:
-        for rm, (x, y) in curves.items():
+        for rm, (x, y, lo, hi) in curves.items():
             ax.plot(x, y, label=rm, linewidth=1.5, markersize=5, **style[rm])
+            ax.fill_between(x, lo, hi, color=style[rm]["color"], alpha=0.15, linewidth=0)
         if baseline is not None:
             ax.axhline(baseline[0], color="black", linestyle="--", linewidth=1, label=baseline[1])
         if not curves:
@@ -73,15 +90,15 @@ def curve_plot(
             ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
 
 
-def accuracy_plot(
-    path: str | os.PathLike, rms: Sequence[str], id_acc: Sequence[float], ood_acc: Sequence[float]
-) -> None:
-    """Grouped bars of in-distribution and OOD pairwise accuracy per RM, with the 0.5 chance line."""
+def accuracy_plot(path: str | os.PathLike, rms: Sequence[str], id_acc: Bars, ood_acc: Bars, level: float) -> None:
+    """Grouped bars of in-distribution and OOD pairwise accuracy per RM with their intervals, and the chance line."""
     width = 0.38
-    with figure(path, "Reward-model accuracy against gold") as ax:
-        x = range(len(rms))
-        ax.bar([i - width / 2 for i in x], id_acc, width, label="ID (test pairs)", color="tab:blue")
-        ax.bar([i + width / 2 for i in x], ood_acc, width, label="OOD (held-out task families)", color="tab:orange")
+    with figure(path, f"Reward-model accuracy against gold ({level:.0%} intervals)") as ax:
+        x = np.arange(len(rms))
+        for offset, (value, lo, hi), label, color in ((-width / 2, id_acc, "ID (test pairs)", "tab:blue"),
+                                                      (width / 2, ood_acc, "OOD (held-out task families)",
+                                                       "tab:orange")):
+            ax.bar(x + offset, value, width, yerr=[value - lo, hi - value], capsize=3, label=label, color=color)
         ax.axhline(0.5, color="black", linestyle="--", linewidth=1, label="chance")
         ax.set_xticks(list(x), labels=list(rms), rotation=30, ha="right")
         ax.set_ylim(0.0, 1.0)
@@ -89,3 +106,84 @@ def accuracy_plot(
         ax.set_ylabel("pairwise accuracy vs gold")
         ax.grid(axis="y", alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
+
+
+def forest_plot(path: str | os.PathLike, title: str, rms: Sequence[str],
+                comparisons: dict[str, dict[str, tuple[float, float, float]]], style: dict[str, dict[str, str]]) -> None:
+    """One panel per comparison: the paired difference (value, lo, hi) of each RM in it as a point with its interval,
+    one row per RM of `rms` in every panel, and the zero line."""
+    with panels(path, title, max(len(comparisons), 1)) as axes:
+        for ax, (name, estimates) in zip(axes, comparisons.items()):
+            for rm, (value, lo, hi) in estimates.items():
+                ax.errorbar(value, rms.index(rm), xerr=[[value - lo], [hi - value]], fmt=style[rm]["marker"],
+                            color=style[rm]["color"], capsize=3)
+            ax.axvline(0.0, color="black", linestyle="--", linewidth=1)
+            ax.set_title(name, fontsize="medium")
+            ax.set_xlabel("Δ gold")
+            ax.grid(axis="x", alpha=0.3)
+        axes[0].set_yticks(range(len(rms)), labels=list(rms))
+        axes[0].set_ylim(len(rms) - 0.5, -0.5)
+        if not comparisons:
+            axes[0].text(0.5, 0.5, "no comparisons to show", transform=axes[0].transAxes, ha="center", va="center",
+                         color="gray")
+
+
+def estimate(row: Any, name: str) -> tuple[float, float, float]:
+    """(value, lo, hi) of a table row's estimate `name`."""
+    return row[name], row[f"{name}_lo"], row[f"{name}_hi"]
+
+
+def relative(values: Any, start: float) -> np.ndarray:
+    return np.asarray(values, dtype=float) - start
+
+
+def draw_plots(plots: dict[str, str], summary: Any, curves: Any, settings: Any) -> None:
+    """The six figures of the report from the pooled summary and curve tables (`rmood.eval.estimates`): gold and
+    proxy against KL with interval bands (best-of-n and PPO), accuracies, and the forest plot of paired
+    differences from the baseline RM. Proxy curves are shown relative to their start (the band is that of the
+    proxy itself)."""
+    rms = list(summary["rm"])
+    style = styles(rms)
+    level, baseline = settings.level, settings.baseline
+    bon = curves[curves["method"] == "bon"]
+    ppo = curves[curves["method"] == "ppo"]
+    ns = sorted(bon["point"].unique())
+    bon_kl = bon[bon["rm"] == rms[0]]["kl"].to_numpy()
+    bon_axes = {"xlabel": "KL_BoN = log n − (n−1)/n (nats)", "style": style,
+                "top_axis": (bon_kl, [str(int(n)) for n in ns], "n")}
+    by_rm = {rm: bon[bon["rm"] == rm] for rm in rms}
+    start = float(by_rm[rms[0]]["gold"].iloc[0])
+    curve_plot(plots["bon_gold"], f"Best-of-n: gold reward ({level:.0%} intervals)", ylabel="mean gold reward",
+               curves={rm: (c["kl"], c["gold"], c["gold_lo"], c["gold_hi"]) for rm, c in by_rm.items()},
+               baseline=(start, "SFT policy (n = 1)"), **bon_axes)
+    curve_plot(plots["bon_proxy"], f"Best-of-n: proxy reward ({level:.0%} intervals)",
+               ylabel="proxy reward − proxy at n = 1 (RM units)",
+               curves={rm: (c["kl"], *(relative(c[k], c["proxy"].iloc[0]) for k in ("proxy", "proxy_lo", "proxy_hi")))
+                       for rm, c in by_rm.items()},
+               baseline=(0.0, "SFT policy (n = 1)"), **bon_axes)
+    runs = {rm: ppo[ppo["rm"] == rm] for rm in rms if (ppo["rm"] == rm).any()}
+    sqrt_kl = {rm: np.sqrt(np.clip(c["kl"].to_numpy(), 0.0, None)) for rm, c in runs.items()}
+    ppo_start = float(np.mean([c["gold"].iloc[0] for c in runs.values()])) if runs else 0.0
+    ppo_axes = {"xlabel": r"$\sqrt{\mathrm{KL}(\pi\,\|\,\pi_\mathrm{SFT})}$ (nats$^{1/2}$)", "style": style}
+    curve_plot(plots["ppo_gold"], f"PPO: gold reward ({level:.0%} intervals)", ylabel="mean gold reward",
+               curves={rm: (sqrt_kl[rm], c["gold"], c["gold_lo"], c["gold_hi"]) for rm, c in runs.items()},
+               baseline=(ppo_start, "SFT policy (update 0)") if runs else None, **ppo_axes)
+    curve_plot(plots["ppo_proxy"], f"PPO: proxy reward ({level:.0%} intervals)",
+               ylabel="proxy reward − proxy at update 0 (RM units)",
+               curves={rm: (sqrt_kl[rm], *(relative(c[k], c["proxy"].iloc[0]) for k in ("proxy", "proxy_lo",
+                                                                                         "proxy_hi")))
+                       for rm, c in runs.items()},
+               baseline=(0.0, "SFT policy (update 0)") if runs else None, **ppo_axes)
+    rows = {rm: summary[summary["rm"] == rm].iloc[0] for rm in rms}
+    accuracy_plot(plots["rm_accuracy"], rms,
+                  *(tuple(np.array([estimate(rows[rm], f"{kind}_accuracy")[i] for rm in rms]) for i in range(3))
+                    for kind in ("id", "ood")), level)
+    n_max = int(ns[-1])
+    comparisons = {f"Best-of-{n_max}": {rm: estimate(r, "bon_delta_at_N") for rm, r in rows.items() if rm != baseline},
+              "PPO, last checkpoint": {rm: estimate(r, "ppo_delta_final") for rm, r in rows.items()
+                                       if np.isfinite(r["ppo_delta_final"])},
+              "PPO, matched KL": {rm: estimate(r, "ppo_delta_matched") for rm, r in rows.items()
+                                  if np.isfinite(r["ppo_delta_matched"])}}
+    forest_plot(plots["forest"], f"Gold minus {baseline}'s gold, paired ({level:.0%} intervals)",
+                [rm for rm in rms if rm != baseline], {name: panel for name, panel in comparisons.items() if panel},
+                style)

@@ -1,4 +1,4 @@
-"""The `ppo_curve` step: one RM's PPO run as gold, proxy and KL per checkpoint (`ppo/<rm>/curve.json`)."""
+"""The `ppo_curve` step: one RM's PPO run as gold, proxy and KL per checkpoint and prompt."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rmood.io import DataError, read_json, read_jsonl, write_json
+from rmood.io import DataError, read_jsonl, write_json, write_npz
 
 STEP_DIR = re.compile(r"step_(\d+)")
 
@@ -31,30 +31,32 @@ def by_step(files: list[str], what: str) -> dict[int, str]:
     return paths
 
 
-def mean_score(path: str, field: str) -> tuple[float, set[tuple[str, int]]]:
-    """The mean of `field` over a JSONL file's samples, and the (prompt_id, sample) keys it covers."""
+PPO_ARRAYS = ("rm", "steps", "prompts", "kl", "gold", "proxy")  # ppo/<rm>/per_prompt.npz
+
+
+def prompt_means(path: str, field: str) -> tuple[dict[str, float], set[tuple[str, int]]]:
+    """The mean of `field` over each prompt's samples in a JSONL file (prompts in file order), and the
+    (prompt_id, sample) keys it covers."""
     records = read_jsonl(path, required=("prompt_id", "sample", field))
     if not records:
         raise DataError(f"{path}: no samples")
-    return float(np.mean([r[field] for r in records])), {(r["prompt_id"], r["sample"]) for r in records}
+    values: dict[str, list[float]] = {}
+    for r in records:
+        values.setdefault(r["prompt_id"], []).append(float(r[field]))
+    return {p: float(np.mean(v)) for p, v in values.items()}, {(r["prompt_id"], r["sample"]) for r in records}
 
 
-def read_kl(path: str) -> float:
-    """`kl_sequence` of a KL file `{"kl_sequence", "kl_token", "n"}`."""
-    record = read_json(path)
-    if not isinstance(record, dict) or not isinstance(record.get("kl_sequence"), (int, float)):
-        raise DataError(f"{path}: expected a JSON object with a number kl_sequence")
-    return float(record["kl_sequence"])
-
-
-def ppo_curve(rm: str, kl_files: list[str], gold_files: list[str], proxy_files: list[str], out: str) -> None:
-    """Gather a PPO run's checkpoints into `{"rm", "steps", "kl", "gold", "proxy"}` sorted by step.
+def ppo_curve(
+    rm: str, kl_files: list[str], gold_files: list[str], proxy_files: list[str], out: str, per_prompt: str
+) -> None:
+    """Gather a PPO run's checkpoints, per prompt (`ppo/<rm>/per_prompt.npz`) and on average (`curve.json`).
 
     Files are matched by the step of their `step_<k>` parent folder, not by list position. Gold
-    (`{prompt_id, sample, gold}`) and proxy (`{prompt_id, sample, reward}`) files must cover the same
-    steps, step 0 (the SFT policy) among them, and the same samples per step; gold and proxy are means
-    over samples. KL files (`{"kl_sequence", "kl_token", "n"}`) give `kl_sequence`, the per-sequence
-    KL(actor ‖ SFT) in nats; step 0 may have none (its KL is then 0 by definition), if it has one it is used.
+    (`{prompt_id, sample, gold}`), proxy (`{prompt_id, sample, reward}`) and KL (`{prompt_id, sample, kl}`, the
+    per-sequence KL(actor ‖ SFT) in nats of each sample) files must cover the same steps, step 0 (the SFT policy)
+    among them, and the same samples per step, and every step the same prompts. Step 0 may have no KL file (its
+    KL is 0 by definition). The npz holds `PPO_ARRAYS`: `steps`, `prompts`, and `kl`, `gold`, `proxy` of shape
+    (steps, prompts), each a mean over the prompt's samples; `curve.json` their means over prompts.
     """
     gold_paths = by_step(gold_files, "gold")
     proxy_paths = by_step(proxy_files, "proxy")
@@ -68,13 +70,23 @@ def ppo_curve(rm: str, kl_files: list[str], gold_files: list[str], proxy_files: 
     extra = sorted(kl_paths.keys() - set(steps))
     if missing or extra:
         raise DataError(f"{rm}: KL files missing for steps {missing} / for steps without samples {extra}")
-    curve: dict = {"rm": rm, "steps": steps, "kl": [], "gold": [], "proxy": []}
+    prompts: list[str] = []
+    table = {name: [] for name in ("kl", "gold", "proxy")}
     for step in steps:
-        gold, gold_keys = mean_score(gold_paths[step], "gold")
-        proxy, proxy_keys = mean_score(proxy_paths[step], "reward")
-        if gold_keys != proxy_keys:
+        gold, keys = prompt_means(gold_paths[step], "gold")
+        proxy, proxy_keys = prompt_means(proxy_paths[step], "reward")
+        if proxy_keys != keys:
             raise DataError(f"{gold_paths[step]} and {proxy_paths[step]} score different samples")
-        curve["kl"].append(read_kl(kl_paths[step]) if step in kl_paths else 0.0)
-        curve["gold"].append(gold)
-        curve["proxy"].append(proxy)
-    write_json(out, curve)
+        kl = dict.fromkeys(gold, 0.0)
+        if step in kl_paths:
+            kl, kl_keys = prompt_means(kl_paths[step], "kl")
+            if kl_keys != keys:
+                raise DataError(f"{kl_paths[step]} and {gold_paths[step]} hold different samples")
+        prompts = prompts or list(gold)
+        if set(gold) != set(prompts):
+            raise DataError(f"{gold_paths[step]}: other prompts than step {steps[0]}'s")
+        for name, values in (("kl", kl), ("gold", gold), ("proxy", proxy)):
+            table[name].append([values[p] for p in prompts])
+    arrays = {name: np.array(values) for name, values in table.items()}
+    write_npz(per_prompt, {"rm": np.array(rm), "steps": np.array(steps), "prompts": np.array(prompts), **arrays})
+    write_json(out, {"rm": rm, "steps": steps, **{name: a.mean(axis=1).tolist() for name, a in arrays.items()}})

@@ -5,6 +5,9 @@ ties are dropped). Prompts are split into train and test; ood prompts form their
 labels come from a simulated annotator (length bias, then random flips) — the situation in which a
 learned reward model can be hacked; test and ood labels follow gold, and so do the `golden` pairs:
 the training pairs again, labelled by gold, for the golden reference RM.
+
+The split and the pairs are drawn from `seed` (shared by every replicate); the annotator's random choices
+from `replicate`, so replicates differ in their training labels only.
 """
 
 from __future__ import annotations
@@ -71,10 +74,11 @@ def make_pairs(
     ood: str,
     out: list[str],
     seed: int,
+    replicate: int,
     pairs: dict[str, Any],
     annotator: dict[str, Any],
 ) -> None:
-    """Write the pair files; `out` holds `{train,test,ood}.{explicit,implicit}.jsonl`."""
+    """Write the pair files; `out` holds `{train,test,ood,golden}.{explicit,implicit}.jsonl`."""
     targets = {Path(path).name.removesuffix(".jsonl"): path for path in out}
     expected = sorted(f"{name}.{fmt}" for name in PAIR_SETS for fmt in FORMATS)
     if sorted(targets) != expected:
@@ -88,6 +92,7 @@ def make_pairs(
         responses[r["prompt_id"]].append({**r, "gold": gold[key]})
 
     rng = random.Random(f"{seed}-pairs")
+    annotator_rng = random.Random(f"{replicate}-annotator")
     prompts = read_jsonl(preference, required=("id", "messages"))
     test_ids = set(rng.sample([p["id"] for p in prompts], round(len(prompts) * pairs["test_fraction"])))
     pairs_by_set: dict[str, list[tuple[Record, Record]]] = {name: [] for name in PAIR_SETS}
@@ -102,7 +107,7 @@ def make_pairs(
         elif prompt["id"] in test_ids:
             pairs_by_set["test"].append(pair_records(prompt, *by_gold(*pair), "gold"))
         else:
-            chosen, rejected = annotate(*pair, rng, annotator["length_bias"], annotator["flip"])
+            chosen, rejected = annotate(*pair, annotator_rng, annotator["length_bias"], annotator["flip"])
             stats["train labels that disagree with gold"] += chosen["gold"] < rejected["gold"]
             pairs_by_set["golden"].append(pair_records(prompt, *by_gold(*pair), "gold"))
             pairs_by_set["train"].append(pair_records(prompt, chosen, rejected, "annotator"))
