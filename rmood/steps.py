@@ -271,15 +271,15 @@ STEPS: dict[str, Step] = {
     ),
     "rl_kl": Step(
         "rmood.rl.kl:sequence_kl",
-        "KL(policy || reference) on the policy's samples, per sequence and per token",
+        "KL(policy || reference) of each of the policy's samples, on its sampled tokens at the sampling temperature",
         inputs=(
             Path("policy", "policy directory"),
             Path("reference", "reference (SFT) directory"),
-            Path("samples", "the policy's samples JSONL"),
+            Path("samples", "the policy's samples JSONL (with their sampled `tokens`)"),
             Path("prompts", "prompt JSONL"),
         ),
-        outputs=(Path("out", "kl.json"),),
-        config={"scoring": "scoring", "dtype": "model.dtype"},
+        outputs=(Path("out", "kl.jsonl: {prompt_id, sample, kl, tokens} per sample"),),
+        config={"scoring": "scoring", "sampling": "sampling", "dtype": "model.dtype"},
     ),
     "bon_report": Step(
         "rmood.eval.bon:bon_report",
@@ -292,7 +292,7 @@ STEPS: dict[str, Step] = {
         "rmood.eval.ppo:ppo_curve",
         "KL, gold and proxy of every checkpoint of one PPO run",
         inputs=(
-            Path("kl_files", "kl.json per step", many=True),
+            Path("kl_files", "kl.jsonl per step", many=True),
             Path("gold_files", "gold.jsonl per step", many=True),
             Path("proxy_files", "proxy.jsonl per step", many=True),
         ),

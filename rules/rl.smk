@@ -65,14 +65,14 @@ use rule bon_score as rl_proxy with:
 
 
 rule rl_kl:
-    """KL(actor || reference) on the checkpoint's own samples: per sequence and per token."""
+    """KL(actor || reference) of each of the checkpoint's samples, on its sampled tokens at the sampling temperature."""
     input:
         policy=lambda wildcards: ppo_policy(wildcards.name, wildcards.step),
         reference=result("sft/model"),
         samples=result("ppo/{name}/step_{step}/samples.jsonl"),
         prompts=result("data/eval.jsonl"),
     output:
-        out=result("ppo/{name}/step_{step}/kl.json"),
+        out=result("ppo/{name}/step_{step}/kl.jsonl"),
     log:
         log_file("rl_kl/{name}/{step}"),
     benchmark:
@@ -91,7 +91,7 @@ rule rl_kl:
 rule ppo_curve:
     """Gold, proxy and KL of every checkpoint of one PPO run, step 0 being the SFT policy (KL 0)."""
     input:
-        kl_files=expand(result("ppo/{{name}}/step_{step}/kl.json"), step=PPO_STEPS),
+        kl_files=expand(result("ppo/{{name}}/step_{step}/kl.jsonl"), step=PPO_STEPS),
         gold_files=lambda wildcards: [
             rl_file(wildcards.name, step, "gold") for step in [0, *PPO_STEPS]
         ],

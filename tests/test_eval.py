@@ -168,8 +168,9 @@ def write_ppo_run(
             step / "scores.jsonl", [{"prompt_id": "a", "sample": s, "reward": p + d} for s, d in ((0, -1), (1, 1))]
         )
         if i > 0 or kl_at_0:
-            write_json(step / "kl.json", {"kl_sequence": k, "kl_token": k / 10, "n": 2})
-            files["kl_files"].append(str(step / "kl.json"))
+            write_jsonl(step / "kl.jsonl", [{"prompt_id": "a", "sample": s, "kl": k + d, "tokens": 5}
+                                            for s, d in ((0, -0.25), (1, 0.25))])
+            files["kl_files"].append(str(step / "kl.jsonl"))
         files["gold_files"].append(str(step / "gold.jsonl"))
         files["proxy_files"].append(str(step / "scores.jsonl"))
     return files
@@ -187,7 +188,7 @@ def test_ppo_curve(tmp_path: Path) -> None:
 
     files = write_ppo_run(tmp_path / "with0", [0.3, 0.5], [0.0, 1.0], [0.002, 1.0], kl_at_0=True)
     ppo_curve("rm", **files, out=str(out))
-    assert read_json(out)["kl"] == [0.002, 1.0]  # a measured step-0 KL is kept
+    assert read_json(out)["kl"] == pytest.approx([0.002, 1.0])  # a measured step-0 KL is kept
 
 
 def test_ppo_curve_refuses_inconsistent_files(tmp_path: Path) -> None:
@@ -201,6 +202,9 @@ def test_ppo_curve_refuses_inconsistent_files(tmp_path: Path) -> None:
         ppo_curve("rm", files["kl_files"], files["gold_files"][1:], files["proxy_files"][1:], out)
     with pytest.raises(DataError, match="step_<k> folder"):
         ppo_curve("rm", [], [str(tmp_path / "gold.jsonl")], [], out)
+    write_jsonl(files["kl_files"][0], [{"kl_sequence": 1.0, "kl_token": 0.1, "n": 2}])  # the old per-file summary
+    with pytest.raises(DataError, match=r"step_10/kl\.jsonl:1: missing field\(s\) prompt_id, sample, kl"):
+        ppo_curve("rm", **files, out=out)
     assert not Path(out).exists()
 
 

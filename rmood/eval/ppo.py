@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rmood.io import DataError, read_json, read_jsonl, write_json
+from rmood.io import DataError, read_jsonl, write_json
 
 STEP_DIR = re.compile(r"step_(\d+)")
 
@@ -40,11 +40,9 @@ def mean_score(path: str, field: str) -> tuple[float, set[tuple[str, int]]]:
 
 
 def read_kl(path: str) -> float:
-    """`kl_sequence` of a KL file `{"kl_sequence", "kl_token", "n"}`."""
-    record = read_json(path)
-    if not isinstance(record, dict) or not isinstance(record.get("kl_sequence"), (int, float)):
-        raise DataError(f"{path}: expected a JSON object with a number kl_sequence")
-    return float(record["kl_sequence"])
+    """The mean per-sequence KL of a KL file (`{prompt_id, sample, kl, tokens}` per sample)."""
+    kl, _ = mean_score(path, "kl")
+    return kl
 
 
 def ppo_curve(rm: str, kl_files: list[str], gold_files: list[str], proxy_files: list[str], out: str) -> None:
@@ -53,7 +51,7 @@ def ppo_curve(rm: str, kl_files: list[str], gold_files: list[str], proxy_files: 
     Files are matched by the step of their `step_<k>` parent folder, not by list position. Gold
     (`{prompt_id, sample, gold}`) and proxy (`{prompt_id, sample, reward}`) files must cover the same
     steps, step 0 (the SFT policy) among them, and the same samples per step; gold and proxy are means
-    over samples. KL files (`{"kl_sequence", "kl_token", "n"}`) give `kl_sequence`, the per-sequence
+    over samples. KL files (`{prompt_id, sample, kl, tokens}` per sample) give the mean per-sequence
     KL(actor ‖ SFT) in nats; step 0 may have none (its KL is then 0 by definition), if it has one it is used.
     """
     gold_paths = by_step(gold_files, "gold")
