@@ -56,6 +56,17 @@ def tiny_base(tmp_path_factory, prompt_data) -> Path:
     return out
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test: floats add in the same order on any machine (as in a killed child
+    started with OMP_NUM_THREADS=1), and small ops do not wait on each other's threads on a busy CPU."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # --- the Snakemake DAG on the test-sized config (.test/config.yaml) -------------------------------
 
 EXPERIMENT = "test"

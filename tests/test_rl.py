@@ -4,14 +4,13 @@ killed with SIGKILL and resumed: tests/test_faults.py; the KL of its checkpoints
 from __future__ import annotations
 
 import itertools
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rmood.io import read_jsonl, write_jsonl
+from rmood.io import read_jsonl
 from test_models import save_reward_model
 
 torch = pytest.importorskip("torch")
@@ -170,6 +169,36 @@ def test_ppo_against_an_inform_rm(tiny_base, inform_rm, prompt_data, tmp_path):
     for path in out:
         trained = state_dict(path)
         assert any(not torch.equal(trained[name], base[name]) for name in base)
+
+
+def test_ppo_raises_the_reward_it_optimises(tiny_base, plain_rm, prompt_data, tmp_path, one_thread):
+    """The proxy reward of fresh samples to held-out prompts rises from the SFT policy (step 0) to the last checkpoint;
+    a reward whose sign PPO got wrong would make it fall. The RM's random head is scaled so that its reward, not the
+    KL penalty, dominates PPO's objective, with the sign in which eight updates move it far."""
+    from transformers import AutoModelForSequenceClassification
+
+    from rmood.generation import sample_shard
+    from rmood.labeling.label import score_samples
+
+    rm = shutil.copytree(plain_rm, tmp_path / "rm")
+    sharp = AutoModelForSequenceClassification.from_pretrained(rm)
+    with torch.no_grad():
+        sharp.score.weight.mul_(-100)
+    sharp.save_pretrained(rm)
+    [last] = run_ppo(tiny_base, rm, prompt_data["preference"], tmp_path / "ppo", steps=8, save_every=8, batch_size=16,
+                     ppo_epochs=4, learning_rate=0.1)
+    prompts = [str(prompt_data["ood"])]
+    rewards = {}
+    for name, policy in (("step_0", tiny_base), ("last", last)):
+        samples, proxy = tmp_path / f"{name}.jsonl", tmp_path / f"{name}.proxy.jsonl"
+        sample_shard(str(policy), prompts, str(samples), 0, 1, {**SAMPLING, "n": 64}, "float32")
+        score_samples(str(rm), str(samples), prompts, str(proxy), {"batch_size": 64}, "float32")
+        rewards[name] = np.array([r["reward"] for r in read_jsonl(proxy)])
+    gain = rewards["last"].mean() - rewards["step_0"].mean()
+    standard_error = np.sqrt(sum(r.var(ddof=1) / r.size for r in rewards.values()))
+    print(f"proxy reward: step 0 {rewards['step_0'].mean():.4f}, last {rewards['last'].mean():.4f}, "
+          f"gain {gain:.4f} = {gain / standard_error:.1f} standard errors")
+    assert gain > 4 * standard_error
 
 
 def test_value_model_of_plain_and_custom_rms(plain_rm, inform_rm):
