@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,15 +58,26 @@ def tiny_base(tmp_path_factory, prompt_data) -> Path:
     return out
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op torch thread for the test: floats add in the same order on any machine (as in a killed child
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op torch thread inside the block: floats add in the same order on any machine (as in a killed child
     started with OMP_NUM_THREADS=1), and small ops do not wait on each other's threads on a busy CPU."""
-    torch = pytest.importorskip("torch")
+    import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """`one_torch_thread` for the whole test."""
+    pytest.importorskip("torch")
+    with one_torch_thread():
+        yield
 
 
 # --- the Snakemake DAG on the test-sized config (.test/config.yaml) -------------------------------

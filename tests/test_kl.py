@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import one_torch_thread
 from rmood.io import read_jsonl, write_jsonl
 
 torch = pytest.importorskip("torch")
@@ -82,12 +83,13 @@ def toy(tmp_path_factory) -> dict:
     prompts = folder / "prompts.jsonl"
     write_jsonl(prompts, [{"id": pid, "messages": [{"role": "user", "content": text}]}
                           for pid, text in PROMPTS.items()])
-    sample_shard(str(policy), [str(prompts)], str(folder / "samples.jsonl"), 0, 0, SAMPLING, "float32")
-    sequence_kl(str(policy), str(reference), str(folder / "samples.jsonl"), str(prompts), str(folder / "kl.jsonl"),
-                {"batch_size": 512}, SAMPLING, "float32")
     models = {"policy": policy, "reference": reference}
-    exact = {(name, pid, t): probabilities(path, text, t) for name, path in models.items()
-             for pid, text in PROMPTS.items() for t in (SAMPLING["temperature"], 1.0)}
+    with one_torch_thread():
+        sample_shard(str(policy), [str(prompts)], str(folder / "samples.jsonl"), 0, 0, SAMPLING, "float32")
+        sequence_kl(str(policy), str(reference), str(folder / "samples.jsonl"), str(prompts), str(folder / "kl.jsonl"),
+                    {"batch_size": 512}, SAMPLING, "float32")
+        exact = {(name, pid, t): probabilities(path, text, t) for name, path in models.items()
+                 for pid, text in PROMPTS.items() for t in (SAMPLING["temperature"], 1.0)}
     return {"folder": folder, "policy": policy, "reference": reference, "prompts": prompts, "exact": exact,
             "samples": read_jsonl(folder / "samples.jsonl"), "kl": read_jsonl(folder / "kl.jsonl")}
 
@@ -182,7 +184,7 @@ def test_rl_kl_refuses_a_nucleus_and_samples_without_tokens(toy, tmp_path) -> No
     assert not (tmp_path / "kl.jsonl").exists()
 
 
-def test_kl_of_a_model_against_itself_is_zero(toy, tmp_path) -> None:
+def test_kl_of_a_model_against_itself_is_zero(toy, tmp_path, one_thread) -> None:
     from rmood.rl.kl import sequence_kl
 
     samples = toy["samples"][::20]
@@ -197,7 +199,7 @@ def test_kl_of_a_model_against_itself_is_zero(toy, tmp_path) -> None:
 TINY_SAMPLING = dict(backend="hf", n=2, temperature=0.8, top_p=1.0, max_new_tokens=8, batch_size=8, shards=1)
 
 
-def test_kl_against_a_perturbed_reference_is_positive(tiny_base, prompt_data, tmp_path) -> None:
+def test_kl_against_a_perturbed_reference_is_positive(tiny_base, prompt_data, tmp_path, one_thread) -> None:
     """On the tiny byte-level BPE model with its ChatML template, as in the workflow."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
