@@ -84,6 +84,8 @@ def check_config(config: dict[str, Any]) -> None:
         raise ConfigError(f"config key 'report.baseline': {config['report']['baseline']!r} is not in reward_models")
     if config["rl"]["save_every"] > config["rl"]["steps"]:
         raise ConfigError("config key 'rl.save_every': larger than rl.steps, so PPO would save no checkpoint")
+    if set(config["rl"]["reward_models"]) & set(config["reward_models"]):
+        require_full_support(config["sampling"])
     for key, builtin in (("model.source", "tiny"), ("gold.source", "programmatic")):
         value = lookup(config, key)
         if value != builtin and not (Path(value) / "config.json").is_file():
@@ -102,6 +104,13 @@ def check_config(config: dict[str, Any]) -> None:
             "gold reward model cannot render conversations"
         )
     check_cluster(config)
+
+
+def require_full_support(sampling: dict[str, Any]) -> None:
+    """Refuse a nucleus where the KL of PPO checkpoints is measured: the reference's may exclude sampled tokens."""
+    if sampling["top_p"] < 1:
+        raise ConfigError(f"config key 'sampling.top_p': {sampling['top_p']} < 1 samples from a nucleus the reference "
+                          "policy may not share, so the KL of PPO checkpoints cannot be measured exactly; set it to 1")
 
 
 VERL_SERVABLE = ("rm", "rrm", "golden", "warm", "mrm")  # plain *ForSequenceClassification: vLLM can serve them

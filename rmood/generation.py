@@ -5,6 +5,10 @@ into fixed batches and seeds every batch from (seed, shard, batch), so a shard k
 rerun produces exactly the records an uninterrupted run would have. Records are appended one batch
 at a time; on restart the complete batches are kept and the rest is generated again.
 
+A record (`SAMPLE_FIELDS`) holds `prompt_id`, `sample`, the decoded `response`, `finished` (it ended with
+eos) and `tokens`: the response's token ids exactly as sampled, up to and including the first eos, so
+log-probabilities can be taken of what the policy drew (`rmood.rl.kl`) rather than of a re-tokenization.
+
 Two backends share all of that (`sample_prompts`) and differ only in the engine call, an `Engine`:
 `hf` (`sample_shard`, transformers' `generate`, CPU or GPU) here, and `vllm` (`sample_shard_vllm`,
 in rmood.vllm_sampling, GPU only, run in the vLLM environment). This module imports torch and
@@ -22,11 +26,15 @@ from typing import Any
 from rmood.data.prompts import context_length, fit_prompts
 from rmood.io import DataError, Record, complete_records, dumps, iter_jsonl, write_jsonl
 
-SAMPLE_FIELDS = ("prompt_id", "sample", "response", "finished")
+RESPONSE_FIELDS = ("prompt_id", "sample", "response", "finished")  # what readers of the response text need
+SAMPLE_FIELDS = (*RESPONSE_FIELDS, "tokens")  # a record as the samplers write it; resuming requires all of them
 
+# One sampled response: its text, whether it ended with eos, and its token ids as sampled (up to and including
+# the first eos, nothing after it).
+Response = tuple[str, bool, list[int]]
 # A backend's engine call: the token ids of a batch of prompts and the batch's seed -> for each prompt,
-# its `sampling.n` responses as (text, finished), in sample order.
-Engine = Callable[[list[list[int]], int], list[list[tuple[str, bool]]]]
+# its `sampling.n` responses, in sample order.
+Engine = Callable[[list[list[int]], int], list[list[Response]]]
 Batch = list[tuple[Record, list[int]]]  # prompts with their token ids
 
 
@@ -52,6 +60,13 @@ def response_text(tokenizer, tokens: list[int]) -> str:
     """A sampled response as text: its tokens up to the first eos, decoded without special tokens."""
     eos = tokenizer.eos_token_id
     return tokenizer.decode(tokens[: tokens.index(eos)] if eos in tokens else tokens, skip_special_tokens=True)
+
+
+def sampled_response(tokenizer, tokens: list[int], finished: bool) -> Response:
+    """A response from the token ids an engine sampled: anything after the first eos is dropped (padding)."""
+    eos = tokenizer.eos_token_id
+    kept = tokens[: tokens.index(eos) + 1] if eos in tokens else tokens
+    return response_text(tokenizer, kept), finished, kept
 
 
 def batch_seed(seed: int, shard: int, batch: int) -> int:
@@ -122,8 +137,9 @@ def sample_prompts(
                 continue
             responses = generate([tokens for _, tokens in batch], batch_seed(seed, shard, index))
             for (prompt, _), samples in zip(batch, responses, strict=True):
-                for k, (text, finished) in enumerate(samples):
-                    record = {"prompt_id": prompt["id"], "sample": k, "response": text, "finished": finished}
+                for k, (text, finished, tokens) in enumerate(samples):
+                    record = {"prompt_id": prompt["id"], "sample": k, "response": text, "finished": finished,
+                              "tokens": tokens}
                     f.write(dumps(record) + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -162,15 +178,19 @@ def hf_engine(model: str, tokenizer, sampling: dict[str, Any], dtype: str) -> En
         pad_token_id=tokenizer.pad_token_id,
     )
 
-    def generate(prompts: list[list[int]], seed: int) -> list[list[tuple[str, bool]]]:
+    def generate(prompts: list[list[int]], seed: int) -> list[list[Response]]:
         torch.manual_seed(seed)
         return generate_batch(policy, tokenizer, prompts, config, device)
 
     return generate
 
 
-def generate_batch(policy, tokenizer, prompts: list[list[int]], config, device: str) -> list[list[tuple[str, bool]]]:
-    """Sample `config.num_return_sequences` responses for each tokenized prompt (left-padded batch)."""
+def generate_batch(policy, tokenizer, prompts: list[list[int]], config, device: str) -> list[list[Response]]:
+    """Sample `config.num_return_sequences` responses for each tokenized prompt (left-padded batch).
+
+    A row of `generate`'s output is padded after its first eos; a row without eos ran all `max_new_tokens`
+    steps, so every token of it was sampled (the pad token among them, if the model drew it).
+    """
     import torch
 
     width = max(map(len, prompts))
@@ -181,7 +201,7 @@ def generate_batch(policy, tokenizer, prompts: list[list[int]], config, device: 
         output = policy.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
     n = config.num_return_sequences
     rows = output[:, width:].tolist()
-    return [[(response_text(tokenizer, row), tokenizer.eos_token_id in row) for row in rows[i * n : (i + 1) * n]]
+    return [[sampled_response(tokenizer, row, tokenizer.eos_token_id in row) for row in rows[i * n : (i + 1) * n]]
             for i in range(len(prompts))]
 
 

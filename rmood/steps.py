@@ -272,15 +272,15 @@ STEPS: dict[str, Step] = {
     ),
     "rl_kl": Step(
         "rmood.rl.kl:sequence_kl",
-        "KL(policy || reference) on the policy's samples, per sequence and per token",
+        "KL(policy || reference) of each of the policy's samples, on its sampled tokens at the sampling temperature",
         inputs=(
             Path("policy", "policy directory"),
             Path("reference", "reference (SFT) directory"),
-            Path("samples", "the policy's samples JSONL"),
+            Path("samples", "the policy's samples JSONL (with their sampled `tokens`)"),
             Path("prompts", "prompt JSONL"),
         ),
-        outputs=(Path("out", "kl.json"),),
-        config={"scoring": "scoring", "dtype": "model.dtype"},
+        outputs=(Path("out", "kl.jsonl: {prompt_id, sample, kl, tokens} per sample"),),
+        config={"scoring": "scoring", "sampling": "sampling", "dtype": "model.dtype"},
     ),
     "bon_report": Step(
         "rmood.eval.bon:bon_report",

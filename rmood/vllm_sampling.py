@@ -10,7 +10,8 @@ with the hf backend. What is vLLM's:
 - prompt i of batch b asks for n samples with seed batch_seed(seed, shard, b) + i·n, and vLLM seeds the
   k-th of the n samples with seed + k: every sample has its own random stream, whatever else vLLM
   schedules beside it;
-- the response text is decoded by rmood from the output token ids (`response_text`, exactly as for hf);
+- the response text is decoded by rmood from the output token ids, which the record keeps as `tokens`
+  (`sampled_response`, exactly as for hf; vLLM's token ids end with the stop token that ended them);
   `finished` means vLLM stopped at an end-of-sequence token (finish_reason "stop"), not at
   max_new_tokens or the context length ("length"). vLLM stops at the tokenizer's eos and at any eos id
   the model's generation_config.json lists; hf stops at the tokenizer's eos only.
@@ -26,7 +27,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from rmood.generation import BackendError, Engine, require_backend, response_text, sample_prompts
+from rmood.generation import BackendError, Engine, Response, require_backend, sample_prompts, sampled_response
 
 GPU_MISSING = "vLLM needs a CUDA GPU; use sampling.backend: hf on CPU"
 
@@ -64,14 +65,15 @@ def request_kwargs(sampling: dict[str, Any], eos_token_id: int, seed: int, promp
     return [{**common, "seed": seed + i * n} for i in range(prompts)]
 
 
-def completions(tokenizer, outputs: list[Any], n: int) -> list[list[tuple[str, bool]]]:
-    """(text, finished) of the n samples of each prompt, from vLLM's RequestOutputs (one per prompt, in order)."""
+def completions(tokenizer, outputs: list[Any], n: int) -> list[list[Response]]:
+    """(text, finished, tokens) of the n samples of each prompt, from vLLM's RequestOutputs (one per prompt, in
+    order)."""
     results = []
     for output in outputs:
         samples = sorted(output.outputs, key=lambda completion: completion.index)
         if len(samples) != n:
             raise RuntimeError(f"vLLM returned {len(samples)} samples for request {output.request_id}, expected {n}")
-        results.append([(response_text(tokenizer, list(c.token_ids)), c.finish_reason == "stop") for c in samples])
+        results.append([sampled_response(tokenizer, list(c.token_ids), c.finish_reason == "stop") for c in samples])
     return results
 
 
@@ -115,7 +117,7 @@ def vllm_engine(model: str, tokenizer, seed: int, sampling: dict[str, Any], dtyp
 
     llm = LLM(**engine_kwargs(model, seed, dtype, sampling["vllm"]))
 
-    def generate(prompts: list[list[int]], batch_seed: int) -> list[list[tuple[str, bool]]]:
+    def generate(prompts: list[list[int]], batch_seed: int) -> list[list[Response]]:
         params = [SamplingParams(**kwargs) for kwargs in request_kwargs(sampling, tokenizer.eos_token_id, batch_seed,
                                                                          len(prompts))]
         outputs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)

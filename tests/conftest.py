@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +56,28 @@ def tiny_base(tmp_path_factory, prompt_data) -> Path:
     out = tmp_path_factory.mktemp("models") / "base"
     make_base([str(prompt_data["sft"]), str(prompt_data["preference"])], out, 0, {"source": "tiny", "tiny": TINY})
     return out
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op torch thread inside the block: floats add in the same order on any machine (as in a killed child
+    started with OMP_NUM_THREADS=1), and small ops do not wait on each other's threads on a busy CPU."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """`one_torch_thread` for the whole test."""
+    pytest.importorskip("torch")
+    with one_torch_thread():
+        yield
 
 
 # --- the Snakemake DAG on the test-sized config (.test/config.yaml) -------------------------------

@@ -125,6 +125,18 @@ def test_too_few_training_families(config: dict) -> None:
         check_config(config)
 
 
+def test_a_nucleus_is_refused_only_where_ppo_checkpoints_are_evaluated() -> None:
+    """Their KL to the reference is measured on samples: a nucleus of the policy's may hold tokens the reference's
+    excludes (infinite KL), so `sampling.top_p` must be 1; without PPO runs it is free."""
+    message = r"^config key 'sampling.top_p': 0.9 < 1 .*KL of PPO checkpoints .*set it to 1$"
+    with pytest.raises(ConfigError, match=message):
+        load_config(assignments=["sampling.top_p=0.9"])
+    with pytest.raises(ConfigError, match=r"'sampling.top_p'"):
+        load_config(assignments=["sampling.top_p=0.9", "reward_models=[rm]", "rl.reward_models=[rm, mrm]"])
+    for assignments in (["rl.reward_models=[]"], ["reward_models=[rm]", "rl.reward_models=[mrm]"]):
+        assert load_config(assignments=["sampling.top_p=0.9", *assignments])["sampling"]["top_p"] == 0.9
+
+
 def test_min_items_larger_than_max_items(config: dict) -> None:
     config["data"]["synthetic"]["min_items"] = 8
     config["data"]["synthetic"]["max_items"] = 7

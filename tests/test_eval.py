@@ -211,6 +211,9 @@ def test_ppo_curve_refuses_inconsistent_files(tmp_path: Path) -> None:
         ppo_curve("rm", files["kl_files"], files["gold_files"][1:], files["proxy_files"][1:], out, per_prompt)
     with pytest.raises(DataError, match="step_<k> folder"):
         ppo_curve("rm", [], [str(tmp_path / "gold.jsonl")], [], out, per_prompt)
+    write_jsonl(files["kl_files"][0], [{"kl_sequence": 1.0, "kl_token": 0.1, "n": 2}])  # the old per-file summary
+    with pytest.raises(DataError, match=r"step_10/kl\.jsonl:1: missing field\(s\) prompt_id, sample, kl"):
+        ppo_curve("rm", **files, out=out, per_prompt=per_prompt)
     write_jsonl(files["kl_files"][0], [{"prompt_id": "a", "sample": 0, "kl": 1.0, "tokens": 3}])
     with pytest.raises(DataError, match="hold different samples"):
         ppo_curve("rm", files["kl_files"], files["gold_files"], files["proxy_files"], out, per_prompt)

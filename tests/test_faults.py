@@ -63,16 +63,6 @@ def test_a_killed_sampling_shard_resumes_without_duplicates(tiny_base, prompt_da
 # --- training steps killed mid-run ----------------------------------------------------------------
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread here as in the killed child, so both runs add floats in the same order."""
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def kill_when(argv: list[str], ready, log: Path, timeout: float = 240) -> None:
     """Run `python -m rmood argv` and SIGKILL it as soon as `ready()` holds (it must not finish first)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -18,6 +18,7 @@ from rmood.generation import (
     require_backend,
     response_text,
     sample_prompts,
+    sampled_response,
     shard_batches,
     shard_prompts,
 )
@@ -29,7 +30,7 @@ def prompt(pid: str) -> dict:
 
 
 def sample(pid: str, k: int, text: str | None = None) -> dict:
-    return {"prompt_id": pid, "sample": k, "response": text or f"{pid}-{k}", "finished": True}
+    return {"prompt_id": pid, "sample": k, "response": text or f"{pid}-{k}", "finished": True, "tokens": [k, 2]}
 
 
 @pytest.fixture
@@ -147,6 +148,17 @@ def test_completed_records_cut_mid_character(tmp_path: Path, batches: list[list[
     assert kept == [sample("p0", 0), sample("p1", 0)]
 
 
+def test_completed_records_without_tokens_are_sampled_again(tmp_path: Path, batches: list[list[dict]]) -> None:
+    """Records of a sampler that kept no token ids (older rmood) count as unfinished: the shard is resampled."""
+    path = tmp_path / "out.partial"
+    old = [{k: v for k, v in sample(pid, 0).items() if k != "tokens"} for pid in ("p2", "p3")]
+    write_lines(path, [sample("p0", 0), sample("p1", 0)] + old)
+    kept, done = completed_records(path, batches, 1)
+    assert done == {0} and kept == [sample("p0", 0), sample("p1", 0)]
+    write_lines(path, old + [sample("p0", 0), sample("p1", 0)])
+    assert completed_records(path, batches, 1) == ([], set())
+
+
 def test_completed_records_extra_samples_do_not_count(tmp_path: Path, batches: list[list[dict]]) -> None:
     path = tmp_path / "out.partial"
     write_lines(path, [sample("p0", 0), sample("p0", 1), sample("p1", 0)])
@@ -230,8 +242,8 @@ def synthetic_files(prompt_data: dict[str, Path]) -> list[str]:
 
 
 class Engine:
-    """A deterministic engine call (no model): sample k of a prompt reads '<batch seed>/<prompt length>/<k>'.
-    It records its calls; `start` counts how often the backend was started."""
+    """A deterministic engine call (no model): sample k of a prompt reads '<batch seed>/<prompt length>/<k>', its
+    tokens are [prompt length, k]. It records its calls; `start` counts how often the backend was started."""
 
     def __init__(self, n: int) -> None:
         self.n, self.calls, self.starts = n, [], 0
@@ -240,9 +252,9 @@ class Engine:
         self.starts += 1
         return self.generate
 
-    def generate(self, prompts: list[list[int]], seed: int) -> list[list[tuple[str, bool]]]:
+    def generate(self, prompts: list[list[int]], seed: int) -> list[list[tuple[str, bool, list[int]]]]:
         self.calls.append((prompts, seed))
-        return [[(f"{seed}/{len(p)}/{k}", k % 2 == 0) for k in range(self.n)] for p in prompts]
+        return [[(f"{seed}/{len(p)}/{k}", k % 2 == 0, [len(p), k]) for k in range(self.n)] for p in prompts]
 
 
 def test_shard_batches_sort_by_prompt_length(tokenizer, synthetic_files: list[str]) -> None:
@@ -275,7 +287,8 @@ def test_sample_prompts_seeds_each_batch_and_writes_the_records(tokenizer, synth
     assert engine.starts == 1
     assert engine.calls == [([t for _, t in batch], batch_seed(7, 1, i)) for i, batch in enumerate(batches)]
     expected = [
-        {"prompt_id": p["id"], "sample": k, "response": f"{batch_seed(7, 1, i)}/{len(t)}/{k}", "finished": k % 2 == 0}
+        {"prompt_id": p["id"], "sample": k, "response": f"{batch_seed(7, 1, i)}/{len(t)}/{k}", "finished": k % 2 == 0,
+         "tokens": [len(t), k]}
         for i, batch in enumerate(batches) for p, t in batch for k in range(SAMPLING["n"])
     ]
     assert out.read_text(encoding="utf-8") == "".join(dumps(r) + "\n" for r in expected)
@@ -314,7 +327,7 @@ def test_sample_prompts_with_every_batch_done_starts_no_engine(tokenizer, synthe
 
 def test_sample_prompts_refuses_a_short_answer(tokenizer, synthetic_files, tmp_path) -> None:
     def start():
-        return lambda prompts, seed: [[("x", True)] * SAMPLING["n"]] * (len(prompts) - 1)  # one prompt short
+        return lambda prompts, seed: [[("x", True, [1])] * SAMPLING["n"]] * (len(prompts) - 1)  # one prompt short
 
     with pytest.raises(ValueError, match="zip"):
         sample_prompts(tokenizer, synthetic_files, str(tmp_path / "out.jsonl"), 0, 7, SAMPLING, start)
@@ -327,6 +340,16 @@ def test_response_text_stops_at_the_first_eos(tokenizer) -> None:
     assert response_text(tokenizer, words) == tokenizer.decode(words, skip_special_tokens=True)
     assert response_text(tokenizer, words + [eos] + words) == tokenizer.decode(words, skip_special_tokens=True)
     assert response_text(tokenizer, [eos] + words) == ""
+
+
+def test_sampled_response_keeps_the_tokens_up_to_the_first_eos(tokenizer) -> None:
+    words = tokenizer("sort the list", add_special_tokens=False)["input_ids"]
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    text = tokenizer.decode(words, skip_special_tokens=True)
+    assert sampled_response(tokenizer, words + [eos, pad, pad], True) == (text, True, words + [eos])  # padding dropped
+    assert sampled_response(tokenizer, words + [eos, *words, eos], True) == (text, True, words + [eos])
+    assert sampled_response(tokenizer, [pad, *words, pad], False) == (text, False, [pad, *words, pad])  # pads drawn
+    assert sampled_response(tokenizer, [eos], True) == ("", True, [eos])
 
 
 def test_each_step_refuses_the_other_backend() -> None:

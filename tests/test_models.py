@@ -136,6 +136,12 @@ def test_sampling_is_deterministic_and_resumes_after_a_kill(tiny_base, prompt_da
     records = read_jsonl(full)
     assert len(records) == 12 * SAMPLING["n"]  # 24 prompts, every second one in shard 1
     assert all(isinstance(r["response"], str) and isinstance(r["finished"], bool) for r in records)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_base)
+    eos = tokenizer.eos_token_id
+    for r in records:  # the tokens as sampled: up to the first eos, or all max_new_tokens of an unfinished response
+        assert r["tokens"].count(eos) == r["finished"] and (r["tokens"][-1] == eos) == r["finished"]
+        assert r["finished"] or len(r["tokens"]) == SAMPLING["max_new_tokens"]
+        assert r["response"] == tokenizer.decode(r["tokens"], skip_special_tokens=True)
 
     # A killed run: the first batch complete, the second cut mid-line.
     resumed = tmp_path / "resumed.jsonl"

@@ -1,17 +1,16 @@
-"""PPO with TRL against plain and custom reward models, its checkpoints, resume bookkeeping and refusals, and the
-KL measurement. (A PPO run killed with SIGKILL and resumed: tests/test_faults.py.)"""
+"""PPO with TRL against plain and custom reward models, its checkpoints, resume bookkeeping and refusals. (A PPO run
+killed with SIGKILL and resumed: tests/test_faults.py; the KL of its checkpoints: tests/test_kl.py.)"""
 
 from __future__ import annotations
 
 import itertools
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rmood.io import read_jsonl, write_jsonl
+from rmood.io import read_jsonl
 from test_models import save_reward_model
 
 torch = pytest.importorskip("torch")
@@ -172,6 +171,36 @@ def test_ppo_against_an_inform_rm(tiny_base, inform_rm, prompt_data, tmp_path):
         assert any(not torch.equal(trained[name], base[name]) for name in base)
 
 
+def test_ppo_raises_the_reward_it_optimises(tiny_base, plain_rm, prompt_data, tmp_path, one_thread):
+    """The proxy reward of fresh samples to held-out prompts rises from the SFT policy (step 0) to the last checkpoint;
+    a reward whose sign PPO got wrong would make it fall. The RM's random head is scaled so that its reward, not the
+    KL penalty, dominates PPO's objective, with the sign in which eight updates move it far."""
+    from transformers import AutoModelForSequenceClassification
+
+    from rmood.generation import sample_shard
+    from rmood.labeling.label import score_samples
+
+    rm = shutil.copytree(plain_rm, tmp_path / "rm")
+    sharp = AutoModelForSequenceClassification.from_pretrained(rm)
+    with torch.no_grad():
+        sharp.score.weight.mul_(-100)
+    sharp.save_pretrained(rm)
+    [last] = run_ppo(tiny_base, rm, prompt_data["preference"], tmp_path / "ppo", steps=8, save_every=8, batch_size=16,
+                     ppo_epochs=4, learning_rate=0.1)
+    prompts = [str(prompt_data["ood"])]
+    rewards = {}
+    for name, policy in (("step_0", tiny_base), ("last", last)):
+        samples, proxy = tmp_path / f"{name}.jsonl", tmp_path / f"{name}.proxy.jsonl"
+        sample_shard(str(policy), prompts, str(samples), 0, 1, {**SAMPLING, "n": 64}, "float32")
+        score_samples(str(rm), str(samples), prompts, str(proxy), {"batch_size": 64}, "float32")
+        rewards[name] = np.array([r["reward"] for r in read_jsonl(proxy)])
+    gain = rewards["last"].mean() - rewards["step_0"].mean()
+    standard_error = np.sqrt(sum(r.var(ddof=1) / r.size for r in rewards.values()))
+    print(f"proxy reward: step 0 {rewards['step_0'].mean():.4f}, last {rewards['last'].mean():.4f}, "
+          f"gain {gain:.4f} = {gain / standard_error:.1f} standard errors")
+    assert gain > 4 * standard_error
+
+
 def test_value_model_of_plain_and_custom_rms(plain_rm, inform_rm):
     from rmood.rl.engine import value_model
     from rmood.rm.score import load_reward_model
@@ -242,72 +271,6 @@ def test_ppo_refusals(tiny_base, plain_rm, prompt_data, tmp_path):
     with pytest.raises(ValueError, match="fewer than one PPO batch"):
         run_ppo(tiny_base, plain_rm, prompt_data["ood"], tmp_path / "d", batch_size=16)
     assert not any((tmp_path / name).exists() for name in "abcd")
-
-
-def samples_file(path: Path, prompt_file: Path) -> Path:
-    """Hand-made samples: finished and unfinished, one of them empty."""
-    prompts = read_jsonl(prompt_file)[:6]
-    write_jsonl(path, [
-        {"prompt_id": p["id"], "sample": k, "response": "" if i == k == 0 else p["reference"][: 2 + 3 * k],
-         "finished": (i + k) % 2 == 0}
-        for i, p in enumerate(prompts) for k in range(2)
-    ])
-    return path
-
-
-def test_kl_of_a_model_against_itself_is_zero(tiny_base, prompt_data, tmp_path):
-    from rmood.rl.kl import sequence_kl
-
-    samples = samples_file(tmp_path / "samples.jsonl", prompt_data["preference"])
-    sequence_kl(str(tiny_base), str(tiny_base), str(samples), str(prompt_data["preference"]), str(tmp_path / "kl.json"),
-                {"batch_size": 4}, "float32")
-    assert json.loads((tmp_path / "kl.json").read_text()) == {"kl_sequence": 0.0, "kl_token": 0.0, "n": 12}
-
-
-def test_kl_against_a_perturbed_reference_is_positive(tiny_base, prompt_data, tmp_path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from rmood.generation import sample_shard
-    from rmood.rl.kl import sequence_kl
-
-    reference = AutoModelForCausalLM.from_pretrained(tiny_base)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for weights in (reference.get_input_embeddings().weight, reference.get_output_embeddings().weight):
-            weights.add_(0.5 * torch.randn_like(weights))
-    reference.save_pretrained(tmp_path / "reference")
-    AutoTokenizer.from_pretrained(tiny_base).save_pretrained(tmp_path / "reference")
-    prompts = str(prompt_data["preference"])
-    sample_shard(str(tiny_base), [prompts], str(tmp_path / "samples.jsonl"), 0, 0, SAMPLING, "float32")  # π's samples
-    sequence_kl(str(tiny_base), str(tmp_path / "reference"), str(tmp_path / "samples.jsonl"), prompts,
-                str(tmp_path / "kl.json"), {"batch_size": 8}, "float32")
-    kl = json.loads((tmp_path / "kl.json").read_text())
-    assert kl["n"] == 48 and kl["kl_sequence"] > 0.1 and kl["kl_token"] > 0.01
-
-
-def test_response_logprobs_batched_equal_one_at_a_time(tiny_base, prompt_data):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from rmood.generation import encode_prompt
-    from rmood.rl.kl import response_logprobs
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_base).eval()
-    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
-    records = read_jsonl(prompt_data["preference"])[:7]
-    prompts = [encode_prompt(tokenizer, r["messages"]) for r in records]
-    responses = [tokenizer(r["reference"] * (i % 3), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-                 for i, r in enumerate(records)]
-    responses[0] = []
-    batched = response_logprobs(model, tokenizer, prompts, responses, 3)
-    single = [response_logprobs(model, tokenizer, [p], [r], 1)[0] for p, r in zip(prompts, responses)]
-    assert [b.size for b in batched] == list(map(len, responses)) and batched[0].dtype == np.float64
-    for b, s in zip(batched, single):
-        np.testing.assert_allclose(b, s, rtol=1e-5, atol=1e-5)
-    with torch.no_grad():  # the definition, for one pair
-        logits = model(input_ids=torch.tensor([prompts[1] + responses[1]])).logits[0].double().log_softmax(-1)
-    start = len(prompts[1])
-    expected = [logits[start - 1 + t, token].item() for t, token in enumerate(responses[1])]
-    np.testing.assert_allclose(batched[1], expected, rtol=1e-5, atol=1e-5)
 
 
 def test_the_ppo_rule_declares_every_checkpoint_the_engine_saves(tmp_path):

@@ -87,17 +87,18 @@ def completion(index: int, token_ids: list[int], finish_reason: str) -> SimpleNa
     return SimpleNamespace(index=index, text="", token_ids=token_ids, finish_reason=finish_reason)
 
 
-def test_completions_decode_and_mark_finished(tokenizer) -> None:
+def test_completions_decode_mark_finished_and_keep_the_tokens(tokenizer) -> None:
     words = tokenizer("reverse the word", add_special_tokens=False)["input_ids"]
-    eos = tokenizer.eos_token_id
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     text = tokenizer.decode(words, skip_special_tokens=True)
     outputs = [
         SimpleNamespace(request_id="0", outputs=[completion(1, words, "length"), completion(0, words + [eos], "stop")]),
-        SimpleNamespace(request_id="1", outputs=[completion(0, [eos], "stop"), completion(1, words[:2], "length")]),
+        SimpleNamespace(request_id="1", outputs=[completion(0, [eos], "stop"),
+                                                 completion(1, [pad, *words[:2]], "length")]),
     ]
     assert completions(tokenizer, outputs, 2) == [
-        [(text, True), (text, False)],  # in sample order, not in the order vLLM listed them
-        [("", True), (tokenizer.decode(words[:2], skip_special_tokens=True), False)],
+        [(text, True, words + [eos]), (text, False, words)],  # in sample order, not in the order vLLM listed them
+        [("", True, [eos]), (tokenizer.decode(words[:2], skip_special_tokens=True), False, [pad, *words[:2]])],
     ]
 
 
@@ -243,9 +244,9 @@ def test_vllm_engine_args_carry_our_config(probe: dict, tiny_base: Path) -> None
 
 
 def test_vllm_request_outputs_become_records(probe: dict, tokenizer) -> None:
-    words = probe["args"]["words"]
-    assert probe["completions"] == [[[tokenizer.decode(words, skip_special_tokens=True), True],
-                                     [tokenizer.decode(words[:2], skip_special_tokens=True), False]]]
+    words, eos = probe["args"]["words"], tokenizer.eos_token_id
+    assert probe["completions"] == [[[tokenizer.decode(words, skip_special_tokens=True), True, words + [eos]],
+                                     [tokenizer.decode(words[:2], skip_special_tokens=True), False, words[:2]]]]
 
 
 def test_without_a_gpu_vllm_sampling_stops_with_our_message(probe: dict) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rmood.generation import SAMPLE_FIELDS
+from rmood.generation import RESPONSE_FIELDS
 from rmood.io import DataError, Record, read_jsonl, write_jsonl
 
 
@@ -16,7 +16,7 @@ def conversation(prompt: dict[str, Any], response: str) -> list[dict[str, str]]:
 def read_samples(samples: str, prompt_files: list[str]) -> tuple[list[Record], dict[str, Record]]:
     """The sample records and the prompts they answer (by id); every sample's prompt must be there."""
     prompts = {r["id"]: r for path in prompt_files for r in read_jsonl(path, required=("id", "messages"))}
-    records = read_jsonl(samples, required=SAMPLE_FIELDS)
+    records = read_jsonl(samples, required=RESPONSE_FIELDS)
     missing = {r["prompt_id"] for r in records} - prompts.keys()
     if missing:
         raise DataError(f"{samples}: prompt ids not in {prompt_files}, e.g. {sorted(missing)[0]}")
