@@ -91,10 +91,11 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as error:
         sys.exit(f"rmood {name}: {error}")
     from rmood.rm.score import ModelError
+    from rmood.upload import UploadError
 
     try:
         step.run(args, settings)
-    except (DataError, WriteError, ModelError, BackendError) as error:  # bad input: one line, no traceback
+    except (DataError, WriteError, ModelError, BackendError, UploadError) as error:  # one line, no traceback
         sys.exit(f"rmood {name}: {error}")
 
 

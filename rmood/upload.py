@@ -16,20 +16,23 @@ TOKEN_ENV = "HF_TOKEN"
 MODEL_FILES = ["*.safetensors", "*.json", "*.jinja", "*.txt", "tokenizer.model"]
 
 
+class UploadError(RuntimeError):
+    """An upload that cannot start or failed; the message never holds the token."""
+
+
 def upload_model(model: str, out: str, repo_id: str, upload: dict[str, Any]) -> None:
     """Push the model directory `model` to the Hub repo `repo_id`; write the receipt (repo, commit, url) to `out`."""
     token = os.environ.get(TOKEN_ENV)
     if not token:
-        raise RuntimeError(f"uploading {model} needs {TOKEN_ENV} set; the Hub token is read from the environment only")
+        raise UploadError(f"uploading {model} needs {TOKEN_ENV} set; the Hub token is read from the environment only")
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, private=upload["private"], exist_ok=True)
         commit = api.upload_folder(folder_path=model, repo_id=repo_id, allow_patterns=MODEL_FILES,
                                    commit_message=f"RMOOD: {model}")
-    except (HfHubHTTPError, OfflineModeIsEnabled, OSError) as error:
-        reason = str(error).replace(token, "***")  # the Hub does not echo tokens; make sure of it
-        raise RuntimeError(f"uploading {model} to {repo_id} failed: {type(error).__name__}: {reason}") from None
+    except Exception as error:  # any failure (HTTP, network, offline mode) passes through the redaction
+        reason = " ".join(str(error).replace(token, "***").split())  # the Hub does not echo tokens; make sure of it
+        raise UploadError(f"uploading {model} to {repo_id} failed: {type(error).__name__}: {reason}") from None
     write_json(out, {"repo_id": repo_id, "model": model, "commit": commit.oid, "url": commit.commit_url})
