@@ -231,12 +231,13 @@ def test_python_m_rmood_refuses_an_unreadable_config_file_in_one_line(tmp_path) 
     assert rmood_gda(tmp_path, str(missing)) == [f"rmood gda: {missing}: No such file or directory"]
 
 
-@settings(settings.get_profile("fuzz"), max_examples=8)
-@given(edits=st.lists(changes(), min_size=1, max_size=2))
-@example(edits=[Change("set", ("sampling", "shards"), 10**30)])
+@settings(settings.get_profile("fuzz"), max_examples=7)
+@given(edits=st.lists(changes(("set",)), min_size=1, max_size=2))  # values of the right type reach the DAG's code
+@example(edits=[Change("set", ("sampling", "shards"), 10**30)])  # took 23 GB and was killed before the bound
+@example(edits=[Change("extra", ("rl", "verl"))])
 @example(edits=[Change("set", ("rl", "save_every"), 1), Change("set", ("rl", "steps"), 10**30)])
 @example(edits=[Change("set", ("distribution", "prompts"), 10**30)])
-@example(edits=[Change("wrong", ("bon", "shards"), 2.0)])
+@example(edits=[Change("wrong", ("bon", "shards"), 2.0)])  # range(2.0) in common.smk: a TypeError before
 def test_a_snakemake_dry_run_refuses_a_config_in_one_line(tmp_path, edits: list[Change]) -> None:
     """Snakemake merges --configfile over the default, so the expected outcome is that of the merged config."""
     from snakemake.utils import update_config

@@ -9,6 +9,7 @@ and keyword values count; Snakefile and rules/*.smk go through Snakemake's own p
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import os
 import re
@@ -148,8 +149,9 @@ def scan(text: str, path: str) -> list[tuple[int, str]]:
     return sorted((linemap.get(line, line), rule) for line, rule in found)
 
 
+@functools.cache
 def scan_tree() -> list[tuple[str, int, str]]:
-    """(file, line, rule) of the whole tree, less ALLOWED."""
+    """(file, line, rule) of the whole tree, less ALLOWED (read once per session)."""
     hits = []
     for path in (*PYTHON, *SNAKEMAKE, *SHELL):
         name = str(path.relative_to(ROOT))
