@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
         except (ConfigError, DataError, WriteError) as error:
             sys.exit(f"rmood results: {error}")
         return
+    from rmood.credentials import CredentialError
+    from rmood.labeling.judge import JudgeError
     from rmood.rm.score import ModelError
     from rmood.steps import settings as config_settings
 
@@ -90,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
         if step.config:
             settings |= config_settings(name, load_config(args.pop("config"), args.pop("set")))
         step.run(args, settings)
-    except (ConfigError, DataError, WriteError, ModelError, BackendError) as error:  # bad input: one line, no traceback
+    except (ConfigError, DataError, WriteError, ModelError, BackendError, JudgeError, CredentialError) as error:
+        # bad input, or a service that cannot answer: one line, no traceback
         sys.exit(f"rmood {name}: {error}")
 
 

@@ -7,9 +7,9 @@ weights, JSON configs, the tokenizer and its chat template).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from rmood.credentials import from_env, redact
 from rmood.io import write_json
 
 TOKEN_ENV = "HF_TOKEN"
@@ -18,9 +18,7 @@ MODEL_FILES = ["*.safetensors", "*.json", "*.jinja", "*.txt", "tokenizer.model"]
 
 def upload_model(model: str, out: str, repo_id: str, upload: dict[str, Any]) -> None:
     """Push the model directory `model` to the Hub repo `repo_id`; write the receipt (repo, commit, url) to `out`."""
-    token = os.environ.get(TOKEN_ENV)
-    if not token:
-        raise RuntimeError(f"uploading {model} needs {TOKEN_ENV} set; the Hub token is read from the environment only")
+    token = from_env(TOKEN_ENV, f"uploading {model}", "the Hub token")
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
@@ -30,6 +28,6 @@ def upload_model(model: str, out: str, repo_id: str, upload: dict[str, Any]) -> 
         commit = api.upload_folder(folder_path=model, repo_id=repo_id, allow_patterns=MODEL_FILES,
                                    commit_message=f"RMOOD: {model}")
     except (HfHubHTTPError, OfflineModeIsEnabled, OSError) as error:
-        reason = str(error).replace(token, "***")  # the Hub does not echo tokens; make sure of it
+        reason = redact(str(error), token)  # the Hub does not echo tokens; make sure of it
         raise RuntimeError(f"uploading {model} to {repo_id} failed: {type(error).__name__}: {reason}") from None
     write_json(out, {"repo_id": repo_id, "model": model, "commit": commit.oid, "url": commit.commit_url})

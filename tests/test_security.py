@@ -20,7 +20,7 @@ FORBIDDEN = {
     "torch.load without weights_only=True": re.compile(r"torch\.load\((?![^)]*weights_only=True)[^)]*\)"),
     "shell strings": re.compile(r"shell\s*=\s*True|os\.system\(|os\.popen\("),
     "shell directive": re.compile(r"^\s*shell:", re.M),
-    "printed token": re.compile(r"print\([^)]*(HF_TOKEN|WANDB_API_KEY|token)[^)]*\)", re.I),
+    "printed token": re.compile(r"print\([^)]*(HF_TOKEN|WANDB_API_KEY|token|api_key)[^)]*\)", re.I),
 }
 
 
@@ -42,3 +42,4 @@ def test_the_scan_catches_what_it_looks_for():
     assert not FORBIDDEN["np.load without allow_pickle=False"].search("np.load(path, allow_pickle=False)")
     assert FORBIDDEN["torch.load without weights_only=True"].search("torch.load(f)")
     assert FORBIDDEN["shell strings"].search("subprocess.run(cmd, shell=True)")
+    assert FORBIDDEN["printed token"].search('print(f"key: {os.environ[judge[\'api_key_env\']]}")')
