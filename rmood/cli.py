@@ -90,12 +90,15 @@ def main(argv: list[str] | None = None) -> None:
             settings |= config_settings(name, load_config(args.pop("config"), args.pop("set")))
     except ConfigError as error:
         sys.exit(f"rmood {name}: {error}")
+    from rmood.credentials import CredentialError
+    from rmood.labeling.judge import JudgeError
     from rmood.rm.score import ModelError
     from rmood.upload import UploadError
 
     try:
         step.run(args, settings)
-    except (DataError, WriteError, ModelError, BackendError, UploadError) as error:  # one line, no traceback
+    except (DataError, WriteError, ModelError, BackendError, JudgeError, CredentialError, UploadError) as error:
+        # bad input, or a service that cannot answer: one line, no traceback
         sys.exit(f"rmood {name}: {error}")
 
 

@@ -103,9 +103,9 @@ def check_config(config: dict[str, Any]) -> None:
                           f"more than data.sizes.eval ({data['sizes']['eval']})")
     if set(config["rl"]["reward_models"]) & set(config["reward_models"]):
         require_full_support(config["sampling"])
-    for key, builtin in (("model.source", "tiny"), ("gold.source", "programmatic")):
+    for key, builtins in (("model.source", ("tiny",)), ("gold.source", GOLD_SOURCES)):
         value = lookup(config, key)
-        if value != builtin and not os.path.isfile(os.path.join(value, "config.json")):
+        if value not in builtins and not os.path.isfile(os.path.join(value, "config.json")):
             raise ConfigError(f"config key {key!r}: {value!r} is not a model directory (no config.json)")
     template = config["sft"]["chat_template_path"]
     if template is not None and not os.path.exists(template):
@@ -115,12 +115,34 @@ def check_config(config: dict[str, Any]) -> None:
             f"config key 'sft.chat_template_path': the tokenizer of model.source {config['model']['source']!r} has no "
             "chat template; give a .jinja template or a tokenizer directory to take it from"
         )
-    if config["gold"]["source"] != "programmatic" and not has_chat_template(config["gold"]["source"]):
+    if config["gold"]["source"] not in GOLD_SOURCES and not has_chat_template(config["gold"]["source"]):
         raise ConfigError(
             f"config key 'gold.source': the tokenizer of {config['gold']['source']!r} has no chat template, so the "
             "gold reward model cannot render conversations"
         )
+    check_judge(config)
     check_cluster(config)
+
+
+GOLD_SOURCES = ("programmatic", "judge")  # the gold rewards that are not a reward-model directory
+
+
+def check_judge(config: dict[str, Any]) -> None:
+    """Where gold.source or annotator.source is judge: an endpoint, a model and a template of the right fields."""
+    from rmood.io import DataError
+    from rmood.labeling.judge import load_template, template_path
+
+    judge = config["judge"]
+    for task, user in (("pointwise", "gold.source"), ("pairwise", "annotator.source")):
+        if lookup(config, user) != "judge":
+            continue
+        for key in ("base_url", "model"):
+            if not judge[key]:
+                raise ConfigError(f"config key 'judge.{key}': required when {user} is judge")
+        try:
+            load_template(template_path(judge[task]["template"]), task)
+        except DataError as error:
+            raise ConfigError(f"config key 'judge.{task}.template': {error}") from None
 
 
 def require_full_support(sampling: dict[str, Any]) -> None:

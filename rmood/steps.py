@@ -95,7 +95,7 @@ STEPS: dict[str, Step] = {
         "gold score of every sampled response",
         inputs=(Path("samples", "samples JSONL"), Path("prompt_files", "prompt JSONL files", many=True)),
         outputs=(Path("out", "gold labels JSONL"),),
-        config={"gold": "gold", "dtype": "model.dtype"},
+        config={"gold": "gold", "judge": "judge", "dtype": "model.dtype"},
     ),
     "pairs": Step(
         "rmood.labeling.pairs:make_pairs",
@@ -107,7 +107,7 @@ STEPS: dict[str, Step] = {
             Path("ood", "ood split JSONL"),
         ),
         outputs=(Path("out", "{train,test,ood,golden}.{explicit,implicit}.jsonl", many=True),),
-        config={"seed": "seed", "pairs": "pairs", "annotator": "annotator"},
+        config={"seed": "seed", "pairs": "pairs", "annotator": "annotator", "judge": "judge"},
         options={"replicate": int},
     ),
     "score": Step(

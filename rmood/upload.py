@@ -7,9 +7,9 @@ weights, JSON configs, the tokenizer and its chat template).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from rmood.credentials import from_env, redact
 from rmood.io import write_json
 
 TOKEN_ENV = "HF_TOKEN"
@@ -17,14 +17,12 @@ MODEL_FILES = ["*.safetensors", "*.json", "*.jinja", "*.txt", "tokenizer.model"]
 
 
 class UploadError(RuntimeError):
-    """An upload that cannot start or failed; the message never holds the token."""
+    """An upload that failed; the message never holds the token."""
 
 
 def upload_model(model: str, out: str, repo_id: str, upload: dict[str, Any]) -> None:
     """Push the model directory `model` to the Hub repo `repo_id`; write the receipt (repo, commit, url) to `out`."""
-    token = os.environ.get(TOKEN_ENV)
-    if not token:
-        raise UploadError(f"uploading {model} needs {TOKEN_ENV} set; the Hub token is read from the environment only")
+    token = from_env(TOKEN_ENV, f"uploading {model}", "the Hub token")
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
@@ -33,6 +31,6 @@ def upload_model(model: str, out: str, repo_id: str, upload: dict[str, Any]) -> 
         commit = api.upload_folder(folder_path=model, repo_id=repo_id, allow_patterns=MODEL_FILES,
                                    commit_message=f"RMOOD: {model}")
     except Exception as error:  # any failure (HTTP, network, offline mode) passes through the redaction
-        reason = " ".join(str(error).replace(token, "***").split())  # the Hub does not echo tokens; make sure of it
+        reason = " ".join(redact(str(error), token).split())  # the Hub does not echo tokens; make sure of it
         raise UploadError(f"uploading {model} to {repo_id} failed: {type(error).__name__}: {reason}") from None
     write_json(out, {"repo_id": repo_id, "model": model, "commit": commit.oid, "url": commit.commit_url})

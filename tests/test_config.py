@@ -359,6 +359,39 @@ def test_consistent_gpu_settings_pass() -> None:
     assert config["rl"]["engine"] == "verl" and config["upload"]["models"] == ["sft", "rm", "mrm"]
 
 
+# --- the LLM judge -------------------------------------------------------------------------------------
+
+JUDGE = ["judge.base_url=http://gpu-node:8000/v1", "judge.model=judge"]
+
+
+@pytest.mark.parametrize("assignments, message", [
+    (["gold.source=judge"], r"config key 'judge.base_url': required when gold.source is judge"),
+    (["annotator.source=judge", "judge.base_url=http://h/v1"],
+     r"'judge.model': required when annotator.source is judge"),
+    (["annotator.source=judge", *JUDGE, "judge.pairwise.template=config/judge/pointwise.txt"],
+     r"'judge.pairwise.template': .*pointwise.txt: a pairwise template uses the fields \['instruction', 'output_1', "
+     r"'output_2'\], this one \['instruction', 'output'\]"),
+    (["gold.source=judge", *JUDGE, "judge.pointwise.template=/no/such.txt"],
+     r"'judge.pointwise.template': /no/such.txt: cannot read the pointwise template"),
+    (["judge.api_key_env=sk-live-1234"], r"'judge.api_key_env': 'sk-live-1234' does not match"),
+    (["judge.base_url=gpu-node:8000"], r"'judge.base_url': 'gpu-node:8000' does not match"),
+    (["judge.pairwise.request={messages: []}"], r"'judge.pairwise.request'"),
+    (["judge.temperature=3"], r"'judge.temperature': 3 is greater than the maximum of 2"),
+    (["annotator.source=human"], r"'annotator.source': 'human' is not one of \['simulated', 'judge'\]"),
+])
+def test_judge_settings_are_checked(assignments: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(assignments=assignments)
+
+
+def test_a_judge_needs_only_the_template_of_its_task() -> None:
+    config = load_config(assignments=["gold.source=judge", *JUDGE, "judge.api_key_env=JUDGE_KEY",
+                                      "judge.pairwise.template=/no/such.txt"])
+    assert config["gold"]["source"] == "judge" and config["annotator"]["source"] == "simulated"
+    config = load_config(assignments=["annotator.source=judge", *JUDGE, "judge.pointwise.template=/no/such.txt"])
+    assert config["judge"]["pairwise"]["template"] == "config/judge/pairwise.txt"
+
+
 # --- replicates and the report ---------------------------------------------------------------------
 
 

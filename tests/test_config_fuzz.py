@@ -60,7 +60,8 @@ def types(node: dict) -> set[str]:
 
 KEYS = schema_keys()
 PATHS = sorted(KEYS)
-SECTIONS = [(), *(path for path in PATHS if "object" in types(KEYS[path]))]
+SECTIONS = [(), *(path for path in PATHS if False in (KEYS[path].get("additionalProperties"),
+                                                       KEYS[path].get("unevaluatedProperties")))]  # closed to new keys
 
 
 def dotted(path: tuple[str, ...]) -> str:
@@ -203,8 +204,8 @@ def test_a_set_override_is_accepted_or_refused_at_its_key(key: str, raw: str) ->
 
 
 def rmood_gda(tmp_path, config: str) -> list[str]:
-    """stderr lines of `python -m rmood gda --config <config>` with missing inputs (it stops at the config or
-    at the first input)."""
+    """stderr lines of `python -m rmood gda --config <config>` (its inputs are missing: past the config it stops
+    there)."""
     command = [sys.executable, "-m", "rmood", "gda", "--chosen", str(tmp_path / "c.npy"),
                "--rejected", str(tmp_path / "r.npy"), "--out", str(tmp_path / "gda.npz"), "--config", config]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -213,14 +214,13 @@ def rmood_gda(tmp_path, config: str) -> list[str]:
 
 
 @settings(settings.get_profile("fuzz"), max_examples=4)
-@given(edits=st.lists(changes(), min_size=1, max_size=2))
+@given(edits=st.lists(changes(MUST_REFUSE), min_size=1, max_size=2))  # accepted ones would import torch: 6 s each
 @example(edits=[Change("set", ("model", "source"), "x" * 300)])
 def test_python_m_rmood_refuses_a_config_in_one_line(tmp_path, edits: list[Change]) -> None:
     config = apply(BASE, edits)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    message = outcome(config) or f"{tmp_path / 'c.npy'}: no such file"
-    assert rmood_gda(tmp_path, str(path)) == [f"rmood gda: {message}"]
+    assert rmood_gda(tmp_path, str(path)) == [f"rmood gda: {outcome(config)}"]
 
 
 def test_python_m_rmood_refuses_an_unreadable_config_file_in_one_line(tmp_path) -> None:
@@ -231,7 +231,7 @@ def test_python_m_rmood_refuses_an_unreadable_config_file_in_one_line(tmp_path) 
     assert rmood_gda(tmp_path, str(missing)) == [f"rmood gda: {missing}: No such file or directory"]
 
 
-@settings(settings.get_profile("fuzz"), max_examples=7)
+@settings(settings.get_profile("fuzz"), max_examples=5)
 @given(edits=st.lists(changes(("set",)), min_size=1, max_size=2))  # values of the right type reach the DAG's code
 @example(edits=[Change("set", ("sampling", "shards"), 10**30)])  # took 23 GB and was killed before the bound
 @example(edits=[Change("extra", ("rl", "verl"))])

@@ -86,7 +86,8 @@ def run_pairs(
         seed=seed,
         replicate=replicate,
         pairs={"test_fraction": test_fraction},
-        annotator={"length_bias": length_bias, "flip": flip},
+        annotator={"source": "simulated", "length_bias": length_bias, "flip": flip},
+        judge={},
     )
     return {Path(path).name.removesuffix(".jsonl"): read_jsonl(path) for path in out}
 
@@ -248,7 +249,8 @@ def test_wrong_output_names_raise(tmp_path: Path, inputs: dict[str, str], names:
             seed=0,
             replicate=0,
             pairs={"test_fraction": 0.25},
-            annotator={"length_bias": 0.0, "flip": 0.0},
+            annotator={"source": "simulated", "length_bias": 0.0, "flip": 0.0},
+            judge={},
         )
     assert not (tmp_path / "out").exists()  # nothing written
 
@@ -283,7 +285,7 @@ def test_label_gold_programmatic(tmp_path: Path) -> None:
     )
     out = tmp_path / "gold.jsonl"
     label_gold(samples, [str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")], str(out),
-               gold={"source": "programmatic", "batch_size": 4}, dtype="float32")
+               gold={"source": "programmatic", "batch_size": 4}, judge={}, dtype="float32")
     records = read_jsonl(out)
     assert [(r["prompt_id"], r["sample"]) for r in records] == [("p1", 0), ("p1", 1), ("p2", 0), ("p2", 1), ("p2", 2)]
     assert all(set(r) == {"prompt_id", "sample", "gold"} and isinstance(r["gold"], float) for r in records)
@@ -298,7 +300,7 @@ def test_label_gold_unknown_prompt_id(tmp_path: Path) -> None:
     samples = write_samples(tmp_path / "samples.jsonl", [("p1", 0, "x", True), ("ghost", 0, "y", True)])
     with pytest.raises(DataError, match="ghost"):
         label_gold(samples, [str(tmp_path / "prompts.jsonl")], str(tmp_path / "gold.jsonl"),
-                   gold={"source": "programmatic", "batch_size": 4}, dtype="float32")
+                   gold={"source": "programmatic", "batch_size": 4}, judge={}, dtype="float32")
     assert not (tmp_path / "gold.jsonl").exists()
 
 
@@ -308,7 +310,7 @@ def test_label_gold_needs_a_reference(tmp_path: Path) -> None:
     samples = write_samples(tmp_path / "samples.jsonl", [("p1", 0, "x", True)])
     with pytest.raises(DataError, match="p1 has no reference"):
         label_gold(samples, [str(tmp_path / "prompts.jsonl")], str(tmp_path / "gold.jsonl"),
-                   gold={"source": "programmatic", "batch_size": 4}, dtype="float32")
+                   gold={"source": "programmatic", "batch_size": 4}, judge={}, dtype="float32")
     assert not (tmp_path / "gold.jsonl").exists()
 
 
@@ -317,7 +319,7 @@ def test_label_gold_requires_sample_fields(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "samples.jsonl", [{"prompt_id": "p1", "sample": 0, "response": "x"}])
     with pytest.raises(DataError, match=r"samples\.jsonl:1: missing field\(s\) finished"):
         label_gold(str(tmp_path / "samples.jsonl"), [str(tmp_path / "prompts.jsonl")], str(tmp_path / "gold.jsonl"),
-                   gold={"source": "programmatic", "batch_size": 4}, dtype="float32")
+                   gold={"source": "programmatic", "batch_size": 4}, judge={}, dtype="float32")
 
 
 def test_golden_pairs_are_the_train_pairs_labelled_by_gold(tmp_path: Path, inputs: dict[str, str]) -> None:

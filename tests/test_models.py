@@ -221,7 +221,7 @@ def test_gold_labels_and_proxy_scores_from_a_reward_model(tiny_base, prompt_data
                for p in prompts for k in range(2)]
     write_jsonl(tmp_path / "samples.jsonl", samples)
     label_gold(str(tmp_path / "samples.jsonl"), [str(prompt_data["preference"])], str(tmp_path / "gold.jsonl"),
-               {"source": str(gold_rm), "batch_size": 3}, "float32")
+               {"source": str(gold_rm), "batch_size": 3}, {}, "float32")
     labels = read_jsonl(tmp_path / "gold.jsonl")
     by_id = {p["id"]: p for p in prompts}
     expected = score_conversations(*load_reward_model(gold_rm),

@@ -29,7 +29,7 @@ PYTHON = sorted(path for folder in ("rmood", "workflow_scripts", "scripts", "ben
                 for path in ROOT.glob(f"{folder}/**/*.py"))
 SNAKEMAKE = [ROOT / "Snakefile", *sorted(ROOT.glob("rules/*.smk"))]
 SHELL = sorted([*ROOT.glob("scripts/*.sh"), ROOT / ".ci" / "run"])
-NOT_TESTS = ("rmood/", "workflow_scripts/", "scripts/", "bench/", "Snakefile", "rules/")  # secret names allowed in tests
+NOT_TESTS = ("rmood/", "workflow_scripts/", "scripts/", "bench/", "Snakefile", "rules/")  # tests may read fake secrets
 
 SAFE_YAML_LOADERS = {f"yaml.{name}" for name in ("SafeLoader", "CSafeLoader", "BaseLoader", "CBaseLoader")}
 PICKLED = {"pandas.read_pickle", "joblib.load", "yaml.unsafe_load", "yaml.unsafe_load_all", "yaml.full_load",
@@ -111,11 +111,15 @@ def rules_broken(tree: ast.AST) -> Iterator[tuple[int, str]]:
                 yield node.lineno, "trust_remote_code not False"
 
 
-def secret_names(tree: ast.AST) -> Iterator[tuple[int, str]]:
-    """(line, name) of every string in the module that names a secret environment variable (HF_TOKEN, *_API_KEY)."""
+def secret_reads(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    """(line, rule) of every place a module reads a secret: a call of rmood.credentials.from_env (the door for them),
+    or a string naming a secret environment variable (HF_TOKEN, *_API_KEY), read through the door or not."""
+    names = aliases(tree)
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and SECRET_NAME.fullmatch(node.value):
-            yield node.lineno, node.value
+        if isinstance(node, ast.Call) and qualified(node.func, names) == "rmood.credentials.from_env":
+            yield node.lineno, "reads a secret (from_env)"
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and SECRET_NAME.fullmatch(node.value):
+            yield node.lineno, f"reads a secret ({node.value})"
 
 
 def snakemake_tree(text: str, path: str) -> tuple[ast.AST, dict[int, int]]:
@@ -136,7 +140,7 @@ def shell_evals(text: str) -> Iterator[tuple[int, str]]:
 
 
 def scan(text: str, path: str) -> list[tuple[int, str]]:
-    """(line, rule) of the file `path` with contents `text`; secret names count outside tests only."""
+    """(line, rule) of the file `path` with contents `text`; secrets read count outside tests only."""
     if path.endswith(".sh") or path.startswith(".ci/"):
         return list(shell_evals(text))
     if path == "Snakefile" or path.endswith(".smk"):
@@ -145,7 +149,7 @@ def scan(text: str, path: str) -> list[tuple[int, str]]:
         tree, linemap = ast.parse(text, path), {}
     found = list(rules_broken(tree))
     if path.startswith(NOT_TESTS):
-        found += [(line, f"names the secret {name}") for line, name in secret_names(tree)]
+        found += secret_reads(tree)
     return sorted((linemap.get(line, line), rule) for line, rule in found)
 
 
@@ -168,7 +172,7 @@ def test_the_scan_covers_the_tree() -> None:
 
 
 def test_no_unsafe_code_in_the_tree() -> None:
-    assert [f"{path}:{line}: {rule}" for path, line, rule in scan_tree() if not rule.startswith("names the secret")] == []
+    assert [f"{path}:{line}: {rule}" for path, line, rule in scan_tree() if not rule.startswith("reads a secret")] == []
 
 
 @pytest.mark.parametrize("code, rule", [
@@ -227,9 +231,11 @@ def test_the_scan_reads_snakemake_files_and_shell_scripts() -> None:
         (2, "eval"), (4, "eval")]
 
 
-def test_secret_names_are_found_outside_tests_only() -> None:
-    code = 'TOKEN_ENV = "HF_TOKEN"\nkey = os.environ["JUDGE_API_KEY"]\nos.environ["TOKENIZERS_PARALLELISM"]\n'
-    assert scan(code, "rmood/x.py") == [(1, "names the secret HF_TOKEN"), (2, "names the secret JUDGE_API_KEY")]
+def test_secret_reads_are_found_outside_tests_only() -> None:
+    code = ('TOKEN_ENV = "HF_TOKEN"\nkey = os.environ["JUDGE_API_KEY"]\nos.environ["TOKENIZERS_PARALLELISM"]\n'
+            'from rmood.credentials import from_env as env\nenv(settings["api_key_env"], "judging", "its key")\n')
+    assert scan(code, "rmood/x.py") == [(1, "reads a secret (HF_TOKEN)"), (2, "reads a secret (JUDGE_API_KEY)"),
+                                        (5, "reads a secret (from_env)")]
     assert scan(code, "tests/test_x.py") == []
 
 
@@ -252,13 +258,19 @@ class SecretStep(NamedTuple):
     reached: str
 
 
-SECRET_STEPS = [  # every step that reads a secret, one line each (test_every_secret_is_read_where_it_is_tested)
+SECRET_STEPS = [  # every step that reads a secret, one entry each (test_every_secret_is_read_where_it_is_tested)
     SecretStep("HF_TOKEN", "rmood/upload.py", "rmood", "upload --model model --out receipt.json --repo-id someone/rmood-t "
                "--set upload.enabled=true --set upload.namespace=someone", {"model/config.json": "{}"},
                r"rmood upload: uploading model to someone/rmood-t failed: ConnectError"),
     SecretStep("HF_TOKEN", "rmood/upload.py", "snakemake", "--configfile {folder}/upload.yaml --allowed-rules upload "
                "--skip-script-cleanup -- results/embedded/upload/sft.json", {"results/embedded/sft/model/config.json": "{}",
                "upload.yaml": "upload: {enabled: true, namespace: someone}"}, r"to someone/rmood-embedded-sft failed"),
+    SecretStep("RMOOD_JUDGE_KEY", "rmood/labeling/judge.py", "rmood", "gold --samples s.jsonl --prompt-files p.jsonl "
+               "--out gold.jsonl --set gold.source=judge --set judge.base_url=http://127.0.0.1:9/v1 --set judge.model=m "
+               "--set judge.api_key_env=RMOOD_JUDGE_KEY --set judge.retries=0", {
+                   "p.jsonl": '{"id": "p", "messages": [{"role": "user", "content": "hi"}]}',
+                   "s.jsonl": '{"prompt_id": "p", "sample": 0, "response": "hello", "finished": true}'},
+               r"rmood gold: judge at http://127.0.0.1:9/v1: request p/0: failed: APIConnectionError"),
 ]
 
 
@@ -286,7 +298,7 @@ def run_with_secret(step: SecretStep, folder: Path) -> subprocess.CompletedProce
                           timeout=300)
 
 
-@pytest.mark.parametrize("step", SECRET_STEPS, ids=lambda s: f"{s.variable}-{s.program}")
+@pytest.mark.parametrize("step", SECRET_STEPS, ids=lambda s: f"{Path(s.module).stem}-{s.program}")
 def test_a_secret_reaches_no_file_log_or_error(step: SecretStep, tmp_path: Path) -> None:
     result = run_with_secret(step, tmp_path)
     output = result.stdout + result.stderr
@@ -303,6 +315,6 @@ def test_the_leak_check_finds_the_secret(tmp_path: Path) -> None:
 
 
 def test_every_secret_is_read_where_it_is_tested() -> None:
-    """A module that names a secret variable is run by a SecretStep for that variable (add its line above)."""
-    named = {(path, rule.rsplit(" ", 1)[1]) for path, _, rule in scan_tree() if rule.startswith("names the secret")}
-    assert named == {(step.module, step.variable) for step in SECRET_STEPS}
+    """A module that reads a secret is run by a SecretStep (add one above for a new one)."""
+    assert {path for path, _, rule in scan_tree() if rule.startswith("reads a secret")} == {
+        step.module for step in SECRET_STEPS}

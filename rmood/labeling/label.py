@@ -38,10 +38,19 @@ def score_samples(model: str, samples: str, prompt_files: list[str], out: str, s
     write_jsonl(out, ({"prompt_id": r["prompt_id"], "sample": r["sample"], "reward": x} for r, x in zip(records, rewards)))
 
 
-def label_gold(samples: str, prompt_files: list[str], out: str, gold: dict[str, Any], dtype: str) -> None:
-    """Write `{prompt_id, sample, gold}` per sample: programmatic (synthetic data) or a gold RM's reward."""
+def label_gold(
+    samples: str, prompt_files: list[str], out: str, gold: dict[str, Any], judge: dict[str, Any], dtype: str
+) -> None:
+    """Write `{prompt_id, sample, gold}` per sample: programmatic (synthetic data), the LLM judge's pointwise score
+    (its answers cached in `<out>.cache.jsonl`) or a gold RM's reward."""
     records, prompts = read_samples(samples, prompt_files)
-    if gold["source"] == "programmatic":
+    if gold["source"] == "judge":
+        from rmood.labeling.judge import Judge, cache_beside
+
+        scores = Judge(judge, cache_beside(out)).score(
+            [(f"{r['prompt_id']}/{r['sample']}", prompts[r["prompt_id"]]["messages"], r["response"]) for r in records]
+        )
+    elif gold["source"] == "programmatic":
         from rmood.labeling.gold import gold_score
 
         def reference(prompt_id: str) -> str:

@@ -3,8 +3,9 @@
 One pair per prompt: two distinct responses with different gold scores (identical strings and gold
 ties are dropped). Prompts are split into train and test; ood prompts form their own pairs. Training
 labels come from a simulated annotator (length bias, then random flips) — the situation in which a
-learned reward model can be hacked; test and ood labels follow gold, and so do the `golden` pairs:
-the training pairs again, labelled by gold, for the golden reference RM.
+learned reward model can be hacked — or from an LLM judge (`annotator.source: judge`, rmood.labeling.judge);
+test and ood labels follow gold, and so do the `golden` pairs: the training pairs again, labelled by gold,
+for the golden reference RM.
 
 The split and the pairs are drawn from `seed` (shared by every replicate); the annotator's random choices
 from `replicate`, so replicates differ in their training labels only.
@@ -22,6 +23,7 @@ from rmood.labeling.label import conversation
 
 PAIR_SETS = ("train", "test", "ood", "golden")  # golden: the train pairs labelled by gold
 FORMATS = ("explicit", "implicit")
+UNLABELLED = "train pairs the judge left unlabelled (its two orders disagree)"
 
 
 def candidate_pair(responses: list[Record], rng: random.Random) -> tuple[Record, Record] | None:
@@ -42,6 +44,24 @@ def annotate(a: Record, b: Record, rng: random.Random, length_bias: float, flip:
     else:
         chosen, rejected = (a, b) if a["gold"] > b["gold"] else (b, a)
     return (rejected, chosen) if rng.random() < flip else (chosen, rejected)
+
+
+def label_train_pairs(
+    train: list[tuple[Record, tuple[Record, Record]]],
+    annotator: dict[str, Any],
+    judge: dict[str, Any],
+    rng: random.Random,
+    targets: dict[str, str],
+) -> list[tuple[Record, Record] | None]:
+    """(chosen, rejected) of each (prompt, pair) by the annotator: simulated (its choices drawn from `rng`), or the LLM
+    judge asked in both orders (None where the orders disagree: such a pair is left out of train and golden)."""
+    if annotator["source"] != "judge":
+        return [annotate(*pair, rng, annotator["length_bias"], annotator["flip"]) for _, pair in train]
+    from rmood.labeling.judge import Judge, cache_beside
+
+    items = [(prompt["id"], prompt["messages"], a["response"], b["response"]) for prompt, (a, b) in train]
+    labels = Judge(judge, cache_beside(targets["train.explicit"])).prefer(items)
+    return [None if label is None else (pair if label == 0 else pair[::-1]) for label, (_, pair) in zip(labels, train)]
 
 
 def by_gold(a: Record, b: Record) -> tuple[Record, Record]:
@@ -77,8 +97,10 @@ def make_pairs(
     replicate: int,
     pairs: dict[str, Any],
     annotator: dict[str, Any],
+    judge: dict[str, Any],
 ) -> None:
-    """Write the pair files; `out` holds `{train,test,ood,golden}.{explicit,implicit}.jsonl`."""
+    """Write the pair files; `out` holds `{train,test,ood,golden}.{explicit,implicit}.jsonl`. With the LLM judge
+    as annotator, its answers are cached in `train.explicit.jsonl.cache.jsonl`."""
     targets = {Path(path).name.removesuffix(".jsonl"): path for path in out}
     expected = sorted(f"{name}.{fmt}" for name in PAIR_SETS for fmt in FORMATS)
     if sorted(targets) != expected:
@@ -97,6 +119,7 @@ def make_pairs(
     test_ids = set(rng.sample([p["id"] for p in prompts], round(len(prompts) * pairs["test_fraction"])))
     pairs_by_set: dict[str, list[tuple[Record, Record]]] = {name: [] for name in PAIR_SETS}
     stats: dict[str, int] = defaultdict(int)
+    train: list[tuple[Record, tuple[Record, Record]]] = []
     for name, prompt in [("preference", p) for p in prompts] + [("ood", p) for p in read_jsonl(ood, required=("id", "messages"))]:
         pair = candidate_pair(responses.get(prompt["id"], []), rng)
         if pair is None:
@@ -107,13 +130,19 @@ def make_pairs(
         elif prompt["id"] in test_ids:
             pairs_by_set["test"].append(pair_records(prompt, *by_gold(*pair), "gold"))
         else:
-            chosen, rejected = annotate(*pair, annotator_rng, annotator["length_bias"], annotator["flip"])
-            stats["train labels that disagree with gold"] += chosen["gold"] < rejected["gold"]
-            pairs_by_set["golden"].append(pair_records(prompt, *by_gold(*pair), "gold"))
-            pairs_by_set["train"].append(pair_records(prompt, chosen, rejected, "annotator"))
+            train.append((prompt, pair))
+    for (prompt, pair), labelled in zip(train, label_train_pairs(train, annotator, judge, annotator_rng, targets)):
+        if labelled is None:
+            stats[UNLABELLED] += 1
+            continue
+        chosen, rejected = labelled
+        stats["train labels that disagree with gold"] += chosen["gold"] < rejected["gold"]
+        pairs_by_set["golden"].append(pair_records(prompt, *by_gold(*pair), "gold"))
+        pairs_by_set["train"].append(pair_records(prompt, chosen, rejected, "annotator"))
     empty = [name for name in ("train", "test") if not pairs_by_set[name]]
     if empty:
-        raise DataError(f"{samples}: no usable {' or '.join(empty)} pairs (every prompt's responses tie or repeat)")
+        reason = f"{stats[UNLABELLED]} {UNLABELLED}" if stats[UNLABELLED] else "every prompt's responses tie or repeat"
+        raise DataError(f"{samples}: no usable {' or '.join(empty)} pairs ({reason})")
     for name, records in pairs_by_set.items():
         write_jsonl(targets[f"{name}.explicit"], (e for e, _ in records))
         write_jsonl(targets[f"{name}.implicit"], (i for _, i in records))
