@@ -139,10 +139,12 @@ def check_judge(config: dict[str, Any]) -> None:
         for key in ("base_url", "model"):
             if not judge[key]:
                 raise ConfigError(f"config key 'judge.{key}': required when {user} is judge")
+        template = judge[task]["template"]
         try:
-            load_template(template_path(judge[task]["template"]), task)
-        except DataError as error:
-            raise ConfigError(f"config key 'judge.{task}.template': {error}") from None
+            load_template(template_path(template), task)
+        except DataError as error:  # "<path>: reason"; the value is quoted instead (a path may hold a newline)
+            reason = str(error).removeprefix(f"{template_path(template)}: ")
+            raise ConfigError(f"config key 'judge.{task}.template': {template!r}: {reason}") from None
 
 
 def require_full_support(sampling: dict[str, Any]) -> None:

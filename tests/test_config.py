@@ -369,10 +369,10 @@ JUDGE = ["judge.base_url=http://gpu-node:8000/v1", "judge.model=judge"]
     (["annotator.source=judge", "judge.base_url=http://h/v1"],
      r"'judge.model': required when annotator.source is judge"),
     (["annotator.source=judge", *JUDGE, "judge.pairwise.template=config/judge/pointwise.txt"],
-     r"'judge.pairwise.template': .*pointwise.txt: a pairwise template uses the fields \['instruction', 'output_1', "
+     r"'judge.pairwise.template': 'config/judge/pointwise.txt': a pairwise template uses the fields \['instruction', 'output_1', "
      r"'output_2'\], this one \['instruction', 'output'\]"),
     (["gold.source=judge", *JUDGE, "judge.pointwise.template=/no/such.txt"],
-     r"'judge.pointwise.template': /no/such.txt: cannot read the pointwise template"),
+     r"'judge.pointwise.template': '/no/such.txt': cannot read the pointwise template"),
     (["judge.api_key_env=sk-live-1234"], r"'judge.api_key_env': 'sk-live-1234' does not match"),
     (["judge.base_url=gpu-node:8000"], r"'judge.base_url': 'gpu-node:8000' does not match"),
     (["judge.pairwise.request={messages: []}"], r"'judge.pairwise.request'"),

@@ -175,6 +175,8 @@ def test_the_walk_covers_the_schema() -> None:
 @example([Change("set", ("model", "source"), "x" * 300)])  # a name too long for the OS
 @example([Change("set", ("sft", "chat_template_path"), "x" * 300)])
 @example([Change("set", ("gold", "source"), "a\nb")])  # two lines
+@example([Change("set", ("gold", "source"), "judge"), Change("set", ("judge", "base_url"), "http://h/v1"),
+          Change("set", ("judge", "model"), "m"), Change("set", ("judge", "pointwise", "template"), "a\nb")])
 def test_any_config_is_accepted_or_refused_at_a_key(edits: list[Change]) -> None:
     message = outcome(apply(BASE, edits))
     if message is not None:
