@@ -95,12 +95,15 @@ def check_config(config: dict[str, Any]) -> None:
         raise ConfigError(f"config key 'report.baseline': {config['report']['baseline']!r} is not in reward_models")
     if config["rl"]["save_every"] > config["rl"]["steps"]:
         raise ConfigError("config key 'rl.save_every': larger than rl.steps, so PPO would save no checkpoint")
-    if config["rl"]["steps"] // config["rl"]["save_every"] > MAX_CHECKPOINTS:
-        raise ConfigError(f"config key 'rl.save_every': more than {MAX_CHECKPOINTS} checkpoints per PPO run "
-                          "(rl.steps / rl.save_every), each sampled, labelled and scored by jobs of their own")
-    if config["distribution"]["prompts"] > data["sizes"]["eval"]:
-        raise ConfigError(f"config key 'distribution.prompts': {config['distribution']['prompts']} analysed eval prompts, "
-                          f"more than data.sizes.eval ({data['sizes']['eval']})")
+    checkpoints = config["rl"]["steps"] // config["rl"]["save_every"]
+    if checkpoints > MAX_CHECKPOINTS:
+        raise ConfigError(f"config key 'rl.save_every': {checkpoints} checkpoints per PPO run (rl.steps / "
+                          f"rl.save_every), more than {MAX_CHECKPOINTS}; each is sampled, labelled and scored by jobs "
+                          "of its own")
+    prompts, eval_size = config["distribution"]["prompts"], data["sizes"]["eval"]
+    if prompts > eval_size:
+        raise ConfigError(f"config key 'distribution.prompts': {prompts} analysed eval prompts, more than "
+                          f"data.sizes.eval ({eval_size})")
     if set(config["rl"]["reward_models"]) & set(config["reward_models"]):
         require_full_support(config["sampling"])
     for key, builtins in (("model.source", ("tiny",)), ("gold.source", GOLD_SOURCES)):

@@ -100,7 +100,8 @@ def run_snakemake(workdir: Path, *args: str, timeout: float = 900, env: dict[str
                   ) -> subprocess.CompletedProcess:
     """`snakemake --directory workdir *args` on this checkout's Snakefile, in `env` (default: this process's), with
     the venv's bin first on PATH."""
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+               *args]
     env = env or dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)

@@ -418,7 +418,7 @@ def test_replicate_and_report_settings_are_checked(assignments: list[str], messa
     (["bon.shards=1025"], r"config key 'bon.shards': 1025 is greater than the maximum of 1024$"),
     (["distribution.prompts=300"], r"config key 'distribution.prompts': 300 analysed eval prompts, more than "
                                    r"data.sizes.eval \(256\)$"),
-    (["rl.steps=10010", "rl.save_every=10"], r"config key 'rl.save_every': more than 1000 checkpoints per PPO run"),
+    (["rl.steps=10010", "rl.save_every=10"], r"config key 'rl.save_every': 1001 checkpoints per PPO run \(rl.steps / rl.save_every\), more than 1000;"),
 ])
 def test_what_a_dry_run_or_a_job_could_not_take_is_refused(assignments: list[str], message: str) -> None:
     """Floats for integers (`range(2.0)`), NaN and inf (they pass every bound), `..` (results/.. is the project),

@@ -228,7 +228,8 @@ def test_python_m_rmood_refuses_a_config_in_one_line(tmp_path, edits: list[Chang
 def test_python_m_rmood_refuses_an_unreadable_config_file_in_one_line(tmp_path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("experiment: x\nsft: {epochs: 1\n", encoding="utf-8")
-    assert rmood_gda(tmp_path, str(broken)) == [f"rmood gda: {broken}:3:1: expected ',' or '}}', but got '<stream end>'"]
+    expected = f"rmood gda: {broken}:3:1: expected ',' or '}}', but got '<stream end>'"
+    assert rmood_gda(tmp_path, str(broken)) == [expected]
     missing = tmp_path / "none.yaml"
     assert rmood_gda(tmp_path, str(missing)) == [f"rmood gda: {missing}: No such file or directory"]
 

@@ -49,7 +49,8 @@ def aliases(tree: ast.AST) -> dict[str, str]:
     names = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names |= {a.asname or a.name.split(".")[0]: a.name if a.asname else a.name.split(".")[0] for a in node.names}
+            names |= {a.asname or a.name.split(".")[0]: a.name if a.asname else a.name.split(".")[0]
+                      for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names |= {a.asname or a.name: f"{node.module}.{a.name}" for a in node.names}
     return names
@@ -258,25 +259,31 @@ class SecretStep(NamedTuple):
     reached: str
 
 
-SECRET_STEPS = [  # every step that reads a secret, one entry each (test_every_secret_is_read_where_it_is_tested)
-    SecretStep("HF_TOKEN", "rmood/upload.py", "rmood", "upload --model model --out receipt.json --repo-id someone/rmood-t "
-               "--set upload.enabled=true --set upload.namespace=someone", {"model/config.json": "{}"},
+SECRET_STEPS = [  # every step that reads a secret (test_every_secret_is_read_where_it_is_tested)
+    SecretStep("HF_TOKEN", "rmood/upload.py", "rmood",
+               "upload --model model --out receipt.json --repo-id someone/rmood-t "
+               "--set upload.enabled=true --set upload.namespace=someone",
+               {"model/config.json": "{}"},
                r"rmood upload: uploading model to someone/rmood-t failed: ConnectError"),
-    SecretStep("HF_TOKEN", "rmood/upload.py", "snakemake", "--configfile {folder}/upload.yaml --allowed-rules upload "
-               "--skip-script-cleanup -- results/embedded/upload/sft.json", {"results/embedded/sft/model/config.json": "{}",
-               "upload.yaml": "upload: {enabled: true, namespace: someone}"}, r"to someone/rmood-embedded-sft failed"),
-    SecretStep("RMOOD_JUDGE_KEY", "rmood/labeling/judge.py", "rmood", "gold --samples s.jsonl --prompt-files p.jsonl "
-               "--out gold.jsonl --set gold.source=judge --set judge.base_url=http://127.0.0.1:9/v1 --set judge.model=m "
-               "--set judge.api_key_env=RMOOD_JUDGE_KEY --set judge.retries=0", {
-                   "p.jsonl": '{"id": "p", "messages": [{"role": "user", "content": "hi"}]}',
-                   "s.jsonl": '{"prompt_id": "p", "sample": 0, "response": "hello", "finished": true}'},
+    SecretStep("HF_TOKEN", "rmood/upload.py", "snakemake",
+               "--configfile {folder}/upload.yaml --allowed-rules upload --skip-script-cleanup "
+               "-- results/embedded/upload/sft.json",
+               {"results/embedded/sft/model/config.json": "{}", "upload.yaml": "upload: {enabled: true, namespace: x}"},
+               r"to x/rmood-embedded-sft failed"),
+    SecretStep("RMOOD_JUDGE_KEY", "rmood/labeling/judge.py", "rmood",
+               "gold --samples s.jsonl --prompt-files p.jsonl --out gold.jsonl --set gold.source=judge "
+               "--set judge.base_url=http://127.0.0.1:9/v1 --set judge.model=m "
+               "--set judge.api_key_env=RMOOD_JUDGE_KEY --set judge.retries=0",
+               {"p.jsonl": '{"id": "p", "messages": [{"role": "user", "content": "hi"}]}',
+                "s.jsonl": '{"prompt_id": "p", "sample": 0, "response": "hello", "finished": true}'},
                r"rmood gold: judge at http://127.0.0.1:9/v1: request p/0: failed: APIConnectionError"),
 ]
 
 
 def leaks(folder: Path, output: str) -> list[str]:
     """Where the fake secret shows: the captured output, or a file under `folder`."""
-    files = [str(p.relative_to(folder)) for p in sorted(folder.rglob("*")) if p.is_file() and CORE.encode() in p.read_bytes()]
+    files = [str(p.relative_to(folder)) for p in sorted(folder.rglob("*"))
+             if p.is_file() and CORE.encode() in p.read_bytes()]
     return ["stdout/stderr"] * (CORE in output) + files
 
 
