@@ -81,18 +81,23 @@ def main(argv: list[str] | None = None) -> None:
         except (ConfigError, DataError, WriteError) as error:
             sys.exit(f"rmood results: {error}")
         return
-    from rmood.credentials import CredentialError
-    from rmood.labeling.judge import JudgeError
-    from rmood.rm.score import ModelError
     from rmood.steps import settings as config_settings
 
     step = STEPS[name]
     settings = {option: args.pop(option) for option in step.options}
-    try:
+    try:  # the config first, before torch is imported: a bad one is refused at once
         if step.config:
             settings |= config_settings(name, load_config(args.pop("config"), args.pop("set")))
+    except ConfigError as error:
+        sys.exit(f"rmood {name}: {error}")
+    from rmood.credentials import CredentialError
+    from rmood.labeling.judge import JudgeError
+    from rmood.rm.score import ModelError
+    from rmood.upload import UploadError
+
+    try:
         step.run(args, settings)
-    except (ConfigError, DataError, WriteError, ModelError, BackendError, JudgeError, CredentialError) as error:
+    except (DataError, WriteError, ModelError, BackendError, JudgeError, CredentialError, UploadError) as error:
         # bad input, or a service that cannot answer: one line, no traceback
         sys.exit(f"rmood {name}: {error}")
 

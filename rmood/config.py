@@ -1,14 +1,17 @@
 """The experiment configuration: loading, `key=value` overrides, schema validation, cross-key checks.
 
-The Snakefile and `python -m rmood` validate the same way: `snakemake.utils.validate` against
-`config/schema.yaml` (unknown keys, types, ranges), then `check_config` for what a schema cannot say.
+The Snakefile and `python -m rmood` validate the same way: JSON Schema (`config/schema.yaml`: unknown keys, types,
+ranges), then `check_config` for what a schema cannot say.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
+import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +54,16 @@ def override(config: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
             if not isinstance(node.get(part), dict):
                 raise ConfigError(f"config key {key!r}: {part!r} is not a section")
             node = node[part]
-        node[leaf] = parse_value(raw)
+        try:
+            node[leaf] = parse_value(raw)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config key {key!r}: {raw!r} is not a YAML value ({yaml_problem(error)})") from None
     return config
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """What a YAML error says, in one line."""
+    return getattr(error, "problem", None) or " ".join(str(error).split())
 
 
 def parse_value(raw: str) -> Any:
@@ -84,23 +95,32 @@ def check_config(config: dict[str, Any]) -> None:
         raise ConfigError(f"config key 'report.baseline': {config['report']['baseline']!r} is not in reward_models")
     if config["rl"]["save_every"] > config["rl"]["steps"]:
         raise ConfigError("config key 'rl.save_every': larger than rl.steps, so PPO would save no checkpoint")
+    checkpoints = config["rl"]["steps"] // config["rl"]["save_every"]
+    if checkpoints > MAX_CHECKPOINTS:
+        raise ConfigError(f"config key 'rl.save_every': {checkpoints} checkpoints per PPO run (rl.steps / "
+                          f"rl.save_every), more than {MAX_CHECKPOINTS}; each is sampled, labelled and scored by jobs "
+                          "of its own")
+    prompts, eval_size = config["distribution"]["prompts"], data["sizes"]["eval"]
+    if prompts > eval_size:
+        raise ConfigError(f"config key 'distribution.prompts': {prompts} analysed eval prompts, more than "
+                          f"data.sizes.eval ({eval_size})")
     if set(config["rl"]["reward_models"]) & set(config["reward_models"]):
         require_full_support(config["sampling"])
     for key, builtins in (("model.source", ("tiny",)), ("gold.source", GOLD_SOURCES)):
         value = lookup(config, key)
-        if value not in builtins and not (Path(value) / "config.json").is_file():
-            raise ConfigError(f"config key {key!r}: {value} is not a model directory (no config.json)")
+        if value not in builtins and not os.path.isfile(os.path.join(value, "config.json")):
+            raise ConfigError(f"config key {key!r}: {value!r} is not a model directory (no config.json)")
     template = config["sft"]["chat_template_path"]
-    if template is not None and not Path(template).exists():
-        raise ConfigError(f"config key 'sft.chat_template_path': {template} does not exist")
+    if template is not None and not os.path.exists(template):
+        raise ConfigError(f"config key 'sft.chat_template_path': {template!r} does not exist")
     if config["model"]["source"] != "tiny" and template is None and not has_chat_template(config["model"]["source"]):
         raise ConfigError(
-            f"config key 'sft.chat_template_path': the tokenizer of model.source {config['model']['source']} has no "
+            f"config key 'sft.chat_template_path': the tokenizer of model.source {config['model']['source']!r} has no "
             "chat template; give a .jinja template or a tokenizer directory to take it from"
         )
     if config["gold"]["source"] not in GOLD_SOURCES and not has_chat_template(config["gold"]["source"]):
         raise ConfigError(
-            f"config key 'gold.source': the tokenizer of {config['gold']['source']} has no chat template, so the "
+            f"config key 'gold.source': the tokenizer of {config['gold']['source']!r} has no chat template, so the "
             "gold reward model cannot render conversations"
         )
     check_judge(config)
@@ -122,10 +142,12 @@ def check_judge(config: dict[str, Any]) -> None:
         for key in ("base_url", "model"):
             if not judge[key]:
                 raise ConfigError(f"config key 'judge.{key}': required when {user} is judge")
+        template = judge[task]["template"]
         try:
-            load_template(template_path(judge[task]["template"]), task)
-        except DataError as error:
-            raise ConfigError(f"config key 'judge.{task}.template': {error}") from None
+            load_template(template_path(template), task)
+        except DataError as error:  # "<path>: reason"; the value is quoted instead (a path may hold a newline)
+            reason = str(error).removeprefix(f"{template_path(template)}: ")
+            raise ConfigError(f"config key 'judge.{task}.template': {template!r}: {reason}") from None
 
 
 def require_full_support(sampling: dict[str, Any]) -> None:
@@ -134,6 +156,8 @@ def require_full_support(sampling: dict[str, Any]) -> None:
         raise ConfigError(f"config key 'sampling.top_p': {sampling['top_p']} < 1 samples from a nucleus the reference "
                           "policy may not share, so the KL of PPO checkpoints cannot be measured exactly; set it to 1")
 
+
+MAX_CHECKPOINTS = 1000  # per PPO run: Snakemake holds every job of the DAG in memory
 
 VERL_SERVABLE = ("rm", "rrm", "golden", "warm", "mrm")  # plain *ForSequenceClassification: vLLM can serve them
 
@@ -169,8 +193,8 @@ def check_cluster(config: dict[str, Any]) -> None:
                               f"job, fewer than sampling.vllm.tensor_parallel_size "
                               f"({sampling['vllm']['tensor_parallel_size']})")
     training = config["training"]
-    if training["launcher"] == "accelerate" and not accelerate_config(config).is_file():
-        raise ConfigError(f"config key 'training.accelerate_config': {training['accelerate_config']} does not exist")
+    if training["launcher"] == "accelerate" and not os.path.isfile(accelerate_config(config)):
+        raise ConfigError(f"config key 'training.accelerate_config': {training['accelerate_config']!r} does not exist")
     upload = config["upload"]
     if upload["enabled"]:
         if not upload["namespace"]:
@@ -182,37 +206,53 @@ def check_cluster(config: dict[str, Any]) -> None:
 
 def has_chat_template(model_dir: str | Path) -> bool:
     """Whether a Hugging Face model directory's tokenizer carries a chat template (checked on the files only)."""
-    model_dir = Path(model_dir)
-    if (model_dir / "chat_template.jinja").is_file() or (model_dir / "chat_template.json").is_file():
+    if any(os.path.isfile(os.path.join(model_dir, name)) for name in ("chat_template.jinja", "chat_template.json")):
         return True
     try:
-        with open(model_dir / "tokenizer_config.json", encoding="utf-8") as f:
+        with open(os.path.join(model_dir, "tokenizer_config.json"), encoding="utf-8") as f:
             return bool(json.load(f).get("chat_template"))
     except (OSError, ValueError, AttributeError):
         return False
 
 
+@functools.cache
+def schema_validator() -> Any:
+    """A JSON Schema validator of config/schema.yaml with the types stricter than YAML's: an integer is not a
+    float (`2.0` shards would reach `range`), and a number is finite (NaN passes every bound)."""
+    import jsonschema
+
+    checker = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many({
+        "integer": lambda _, value: isinstance(value, int) and not isinstance(value, bool),
+        "number": lambda _, value: not isinstance(value, bool) and (
+            isinstance(value, int) or isinstance(value, float) and math.isfinite(value)),
+    })
+    validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=checker)
+    return validator(yaml.safe_load(SCHEMA.read_text(encoding="utf-8")))
+
+
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     """Validate against the schema and across keys; a ConfigError names the key and the reason."""
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
-
-    try:
-        validate(config, str(SCHEMA))
-    except WorkflowError as error:
-        reason = error.__context__  # jsonschema's ValidationError: the key's path and the reason
-        if reason is None or not hasattr(reason, "absolute_path"):
-            raise
-        key = ".".join(map(str, reason.absolute_path)) or "(top level)"
-        raise ConfigError(f"config key {key!r}: {reason.message}") from None
+    error = next(schema_validator().iter_errors(config), None)
+    if error is not None:
+        key = ".".join(map(str, error.absolute_path)) or "(top level)"
+        raise ConfigError(f"config key {key!r}: {error.message}")
     check_config(config)
     return config
 
 
 def load_config(path: str | Path = DEFAULT, assignments: list[str] = ()) -> dict[str, Any]:
-    """Read a YAML config, apply overrides and validate it."""
-    with open(path, encoding="utf-8") as f:
-        config = yaml.safe_load(f)
+    """Read a YAML config, apply overrides and validate it; a ConfigError names the file (and line) or the key."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = yaml.safe_load(f)
+    except OSError as error:
+        raise ConfigError(f"{path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 ({error.reason} at byte {error.start})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+        raise ConfigError(f"{where}: {yaml_problem(error)}") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys")
     return validate_config(override(config, list(assignments)))

@@ -16,18 +16,21 @@ TOKEN_ENV = "HF_TOKEN"
 MODEL_FILES = ["*.safetensors", "*.json", "*.jinja", "*.txt", "tokenizer.model"]
 
 
+class UploadError(RuntimeError):
+    """An upload that failed; the message never holds the token."""
+
+
 def upload_model(model: str, out: str, repo_id: str, upload: dict[str, Any]) -> None:
     """Push the model directory `model` to the Hub repo `repo_id`; write the receipt (repo, commit, url) to `out`."""
     token = from_env(TOKEN_ENV, f"uploading {model}", "the Hub token")
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, private=upload["private"], exist_ok=True)
         commit = api.upload_folder(folder_path=model, repo_id=repo_id, allow_patterns=MODEL_FILES,
                                    commit_message=f"RMOOD: {model}")
-    except (HfHubHTTPError, OfflineModeIsEnabled, OSError) as error:
-        reason = redact(str(error), token)  # the Hub does not echo tokens; make sure of it
-        raise RuntimeError(f"uploading {model} to {repo_id} failed: {type(error).__name__}: {reason}") from None
+    except Exception as error:  # any failure (HTTP, network, offline mode) passes through the redaction
+        reason = " ".join(redact(str(error), token).split())  # the Hub does not echo tokens; make sure of it
+        raise UploadError(f"uploading {model} to {repo_id} failed: {type(error).__name__}: {reason}") from None
     write_json(out, {"repo_id": repo_id, "model": model, "commit": commit.oid, "url": commit.commit_url})

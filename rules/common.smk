@@ -7,7 +7,7 @@ from snakemake.utils import min_version
 
 sys.path.insert(0, workflow.basedir)  # rmood from this checkout, installed or not
 
-from rmood.config import member_seed, validate_config
+from rmood.config import ConfigError, member_seed, validate_config
 from rmood.eval.report import PLOTS
 from rmood.data import SPLITS
 from rmood.labeling.pairs import FORMATS as PAIR_FORMATS, PAIR_SETS
@@ -18,7 +18,10 @@ from rmood import worker
 min_version("9.0")
 
 
-validate_config(config)
+try:
+    validate_config(config)
+except ConfigError as error:  # one line, no traceback
+    sys.exit(f"rmood: {error}")
 
 EXPERIMENT = config["experiment"]
 WORKER = {}  # the warm worker process of a local run (rmood/worker.py)

@@ -91,14 +91,20 @@ def snakemake(workdir: Path, *args: str, overrides: str | None = None) -> subpro
     if overrides:
         (workdir / "overrides.yaml").write_text(overrides)
         configfiles.append(str(workdir / "overrides.yaml"))
-    command = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-        "--configfile", *configfiles, "--cores", "2", *args,
-    ]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    result = run_snakemake(workdir, "--configfile", *configfiles, "--cores", "2", *args)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
+
+
+def run_snakemake(workdir: Path, *args: str, timeout: float = 900, env: dict[str, str] | None = None
+                  ) -> subprocess.CompletedProcess:
+    """`snakemake --directory workdir *args` on this checkout's Snakefile, in `env` (default: this process's), with
+    the venv's bin first on PATH."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+               *args]
+    env = env or dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def scheduled(result: subprocess.CompletedProcess) -> dict[str, int]:

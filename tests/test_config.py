@@ -297,7 +297,7 @@ def test_reward_models_must_be_a_list(default: dict) -> None:
 def test_yaml_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("experiment: x\nsft: {epochs: 1\n", encoding="utf-8")
-    with pytest.raises(yaml.YAMLError, match=r"broken\.yaml.*line 3"):
+    with pytest.raises(ConfigError, match=r"broken\.yaml:3:1: expected ',' or '}', but got '<stream end>'$"):
         load_config(path)
 
 
@@ -313,7 +313,7 @@ def test_local_model_needs_a_chat_template_or_chat_template_path(config: dict, t
     (tmp_path / "base" / "tokenizer_config.json").write_text('{"chat_template": null}', encoding="utf-8")
     assert not has_chat_template(tmp_path / "base")
     config["sft"]["chat_template_path"] = str(tmp_path / "missing.jinja")
-    with pytest.raises(ConfigError, match=r"'sft\.chat_template_path'.*missing\.jinja does not exist"):
+    with pytest.raises(ConfigError, match=r"'sft\.chat_template_path'.*missing\.jinja' does not exist"):
         check_config(config)
     (tmp_path / "missing.jinja").write_text("{{ messages }}", encoding="utf-8")
     check_config(config)
@@ -369,10 +369,10 @@ JUDGE = ["judge.base_url=http://gpu-node:8000/v1", "judge.model=judge"]
     (["annotator.source=judge", "judge.base_url=http://h/v1"],
      r"'judge.model': required when annotator.source is judge"),
     (["annotator.source=judge", *JUDGE, "judge.pairwise.template=config/judge/pointwise.txt"],
-     r"'judge.pairwise.template': .*pointwise.txt: a pairwise template uses the fields \['instruction', 'output_1', "
+     r"'judge.pairwise.template': 'config/judge/pointwise.txt': a pairwise template uses the fields \['instruction', 'output_1', "
      r"'output_2'\], this one \['instruction', 'output'\]"),
     (["gold.source=judge", *JUDGE, "judge.pointwise.template=/no/such.txt"],
-     r"'judge.pointwise.template': /no/such.txt: cannot read the pointwise template"),
+     r"'judge.pointwise.template': '/no/such.txt': cannot read the pointwise template"),
     (["judge.api_key_env=sk-live-1234"], r"'judge.api_key_env': 'sk-live-1234' does not match"),
     (["judge.base_url=gpu-node:8000"], r"'judge.base_url': 'gpu-node:8000' does not match"),
     (["judge.pairwise.request={messages: []}"], r"'judge.pairwise.request'"),
@@ -406,6 +406,26 @@ def test_a_judge_needs_only_the_template_of_its_task() -> None:
 def test_replicate_and_report_settings_are_checked(assignments: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(assignments=assignments)
+
+
+@pytest.mark.parametrize("assignments, message", [
+    (["sampling.shards=2.0"], r"config key 'sampling.shards': 2.0 is not of type 'integer'$"),
+    (["rl.kl_coef=.nan"], r"config key 'rl.kl_coef': nan is not of type 'number'$"),
+    (["sft.epochs=.inf"], r"config key 'sft.epochs': inf is not of type 'number'$"),
+    (["experiment=.."], r"config key 'experiment': '\.\.' does not match"),
+    (["seed=4294967296"], r"config key 'seed': 4294967296 is greater than the maximum of 4294967295$"),
+    (["replicates=[0, 4294967296]"], r"config key 'replicates.1': 4294967296 is greater than the maximum"),
+    (["bon.shards=1025"], r"config key 'bon.shards': 1025 is greater than the maximum of 1024$"),
+    (["distribution.prompts=300"], r"config key 'distribution.prompts': 300 analysed eval prompts, more than "
+                                   r"data.sizes.eval \(256\)$"),
+    (["rl.steps=10010", "rl.save_every=10"], r"config key 'rl.save_every': 1001 checkpoints per PPO run \(rl.steps / rl.save_every\), more than 1000;"),
+])
+def test_what_a_dry_run_or_a_job_could_not_take_is_refused(assignments: list[str], message: str) -> None:
+    """Floats for integers (`range(2.0)`), NaN and inf (they pass every bound), `..` (results/.. is the project),
+    seeds numpy refuses, and DAGs too large to build."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(assignments=assignments)
+    assert load_config(assignments=["rl.steps=10000", "rl.save_every=10", "distribution.prompts=256"])
 
 
 def test_member_seeds_differ_from_every_replicate_seed_and_each_other() -> None:

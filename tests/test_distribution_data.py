@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY
-from rmood.io import DataError, read_jsonl, write_jsonl
+from rmood.io import DataError, read_jsonl, read_npy, write_jsonl
 from test_models import save_reward_model
 
 torch = pytest.importorskip("torch")
@@ -128,12 +128,12 @@ def test_mrm_weights_are_the_gda_weight_or_the_original_one(rm, mrms, samples, p
     np.testing.assert_allclose(reps.astype(np.float64) @ weight + load_gda(mrms["gda"])["bias"], rewards, atol=1e-4)
 
     score_weight(str(mrms["mrm_pen"]), str(tmp_path / "pen.npy"), "float32")
-    np.testing.assert_array_equal(np.load(tmp_path / "pen.npy"), gda)
+    np.testing.assert_array_equal(read_npy(tmp_path / "pen.npy"), gda)
     config = json.loads((mrms["mrm_pen"] / "config.json").read_text())
     (mrms["mrm_pen"] / "config.json").write_text(json.dumps({**config, "use_gda_reward": False}))
     score_weight(str(mrms["mrm_pen"]), str(tmp_path / "original.npy"), "float32")
     score_weight(str(rm), str(tmp_path / "rm.npy"), "float32")
-    np.testing.assert_array_equal(np.load(tmp_path / "original.npy"), np.load(tmp_path / "rm.npy"))
+    np.testing.assert_array_equal(read_npy(tmp_path / "original.npy"), read_npy(tmp_path / "rm.npy"))
 
 
 def test_inform_reward_is_affine_in_the_representation(tiny_base, samples, prompt_files, tmp_path):

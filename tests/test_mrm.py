@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from rmood.io import read_json, read_jsonl, write_jsonl
+from rmood.io import read_json, read_jsonl, read_npy, write_jsonl
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -65,7 +65,7 @@ def train_conversations(study) -> tuple[list, np.ndarray]:
     """The training responses (chosen, then rejected) and their representations."""
     from rmood.mrm.model import read_pairs, responses
 
-    features = np.vstack([np.load(study["chosen"]), np.load(study["rejected"])]).astype(np.float64)
+    features = np.vstack([read_npy(study["chosen"]), read_npy(study["rejected"])]).astype(np.float64)
     return responses(read_pairs(str(study["train"]))), features
 
 
