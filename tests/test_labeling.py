@@ -117,6 +117,30 @@ def test_splits_are_disjoint_and_each_prompt_has_one_pair(tmp_path: Path, inputs
     assert train and test
 
 
+def test_several_pairs_per_prompt_share_no_response(tmp_path: Path) -> None:
+    inputs = build_inputs(tmp_path, samples=7)
+    out = [str(tmp_path / "pairs" / name) for name in OUT_NAMES]
+    make_pairs(**inputs, out=out, seed=0, pairs={"test_fraction": 0.25, "per_prompt": 3},
+               annotator={"length_bias": 0.0, "flip": 0.0})
+    result = {Path(path).name.removesuffix(".jsonl"): read_jsonl(path) for path in out}
+    single = run_pairs(tmp_path, inputs)  # per_prompt defaults to 1
+    for name in ("train", "test", "ood"):
+        by_prompt: dict[str, list[dict]] = {}
+        for r in result[f"{name}.explicit"]:
+            by_prompt.setdefault(r["id"], []).append(r)
+        assert by_prompt.keys() == set(ids(single[f"{name}.explicit"]))  # the same prompts have pairs
+        regular = {pid: records for pid, records in by_prompt.items() if pid.startswith(("pref-", "ood-"))
+                   and pid[5:].isdigit() or pid[4:].isdigit()}
+        assert regular and all(len(records) == 3 for records in regular.values())  # 7 distinct responses: 3 pairs
+        for records in regular.values():
+            texts = [text for r in records for text in (r["chosen"], r["rejected"])]
+            assert len(set(texts)) == len(texts)  # the pairs of a prompt share no response
+    forced = [r for r in result["train.explicit"] + result["test.explicit"] if r["id"] == FORCED]
+    assert len(forced) == 1  # only one usable pair
+    assert len(result["golden.explicit"]) == len(result["train.explicit"])
+    assert all(r["chosen_gold"] > r["rejected_gold"] for r in result["train.explicit"])  # unbiased annotator
+
+
 def test_test_fraction_zero_fails_for_lack_of_test_pairs(tmp_path: Path, inputs: dict[str, str]) -> None:
     with pytest.raises(DataError, match="no usable test pairs"):
         run_pairs(tmp_path, inputs, test_fraction=0.0)
