@@ -51,9 +51,12 @@ def load_reward_model(path: str | Path, dtype: str = "float32"):
 
 
 def tokenize(tokenizer, conversations: list[Conversation], add_generation_prompt: bool = False) -> list[list[int]]:
-    """Token ids of each conversation under the tokenizer's chat template."""
-    options = dict(tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt)
-    return [tokenizer.apply_chat_template(c, **options)["input_ids"] for c in conversations]
+    """Token ids of each conversation under the tokenizer's chat template: what `apply_chat_template(c, tokenize=True)`
+    gives, rendered for all conversations at once and encoded in one batch (about twice as fast)."""
+    if not conversations:
+        return []
+    texts = tokenizer.apply_chat_template(conversations, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
 def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
