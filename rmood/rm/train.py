@@ -6,18 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from rmood.io import Record, read_jsonl
-from rmood.training import fingerprint, prepare_checkpoints, save_trained, trainer_kwargs
+from rmood.training import fingerprint, length_grouped_sampler, prepare_checkpoints, save_trained, trainer_kwargs
 
 
 def reward_trainer_class():
-    """TRL's RewardTrainer, batching pairs of similar length when `train_sampling_strategy` is `group_by_length`.
-
-    The Trainer's own length grouping reads an `input_ids` column, which preference data has not; here a pair's
-    length is that of its longer conversation. Batches hold the pairs of a shuffled mega-batch of 50 batches
-    sorted by length (transformers' `LengthGroupedSampler`, drawn from the seeded torch generator as the default
-    random sampler is), so a batch is padded to about its own length instead of its longest random member's:
-    random batches of 16 embedded pairs carry ~1.5 times their tokens in padding."""
-    from transformers.trainer_pt_utils import LengthGroupedSampler
+    """TRL's RewardTrainer, batching pairs of similar length when `train_sampling_strategy` is `group_by_length`
+    (`rmood.training.length_grouped_sampler`; a pair's length is that of its longer conversation), so a batch is
+    padded to about its own length: random batches of 16 embedded pairs carry ~1.5 times their tokens."""
     from trl import RewardTrainer
 
     class LengthGroupedRewardTrainer(RewardTrainer):
@@ -26,7 +21,7 @@ def reward_trainer_class():
             if self.args.train_sampling_strategy != "group_by_length":
                 return super()._get_train_sampler(dataset)
             lengths = [max(len(c), len(r)) for c, r in zip(dataset["chosen_ids"], dataset["rejected_ids"])]
-            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths)
+            return length_grouped_sampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps)
 
     return LengthGroupedRewardTrainer
 
