@@ -1,26 +1,37 @@
-"""Where the time of a finished study goes: Snakemake's benchmark files, per rule, against the wall time.
+"""Where the time of a study goes, per rule: job time against compute time, and the speed-up over a baseline config.
 
-    .venv/bin/python bench/study.py                  # benchmarks/embedded/ and .snakemake/log/ of this checkout
+    .venv/bin/python bench/study.py                              # benchmarks/embedded/ and .snakemake/log/ here
     .venv/bin/python bench/study.py --experiment test --directory /tmp/study --top 15
+    .venv/bin/python bench/study.py --against head               # per rule side by side with results of `head`
+    .venv/bin/python bench/study.py --run bench/head.yaml        # build HEAD's config and the default from scratch,
+                                                                 # one after the other, then compare them
 
-Reads `benchmarks/<experiment>/**/*.tsv` (one file per job, written by the `benchmark:` directive; the rule's
-benchmark name is the first path component, e.g. `rl_proxy/rm/10.tsv` is a job of `rl_proxy`) and prints the
-total job time (sum of the `s` column: wall seconds of each job, measured around the job by Snakemake) and
-the rules that take the most, aggregated over their jobs. A file holds the latest execution of its job, so
-after a partial rerun the total mixes runs.
+**Job time** is the `s` column of Snakemake's benchmark file of each job (`benchmarks/<experiment>/**/*.tsv`, written
+by the `benchmark:` directive; a rule's benchmark name is the first path component, e.g. `rl_proxy/rm/10.tsv` is a
+job of `rl_proxy`): the wall seconds Snakemake measures around the job, i.e. the job's script process starting,
+handing the step to the warm worker (rmood/worker.py), the forked child computing, and the exit.
 
-The wall time of the study is not in the benchmark files. Two estimates:
+**Compute time** is what the step itself took. Where a job's log ends with the worker's
+`rmood: <step> computed in <s> s` line it is read from there; otherwise it is estimated as job time minus the
+**per-job overhead floor**: the job time of the cheapest job of the run, one that computes almost nothing (an
+ensemble folder, a gather), so whatever any job spends on starting, handing over and exiting. Overhead = job −
+compute: what merging small jobs would save. (Snakemake's `cpu_time` and `max_rss` columns describe the thin client
+process, not the forked child, so they say nothing about the step.)
+
+The wall time of a build is not in the benchmark files. Two estimates:
 - runs: each Snakemake invocation writes `.snakemake/log/<start>.snakemake.log` with its job stats and, at
   the end, `Elapsed time`; the runs that wrote into `results/<experiment>/` are listed, and the one with
   the most jobs that completed (`N of N steps (100%) done`) is the full build;
 - span: from the benchmark files' modification times, last job end − first job start (a file is written
-  when its job ends, so start = mtime − s). This covers every job whose file is there, including idle
-  time between runs, so it equals the build's wall time only when one run built everything.
+  when its job ends, so start = mtime − s). It equals the build's wall time only when one run built everything.
 Total job time ÷ wall time is the average number of jobs running at once (at most the cores given).
 
-Only `s` is meaningful in a local run: there a job's process is a thin client of the warm worker
-(rmood/worker.py) and the step runs in a forked child that Snakemake does not measure, so the files'
-`cpu_time` and `max_rss` are the client's (printed as such; shown per rule they would mislead).
+**Against a baseline** (`--against NAME`): the same table for `benchmarks/NAME/` beside this experiment's, with the
+ratio baseline ÷ this per rule and in total (job time, and wall time of the two full builds). `--run CONFIG` makes
+such a comparison from scratch in one go, on the same machine at the same moment: it deletes `results/`, `logs/` and
+`benchmarks/` of both experiments, builds the target with CONFIG merged over the default (the baseline, e.g.
+`bench/head.yaml`, the embedded default as it was at HEAD) and then with the default, and prints the comparison.
+Timings on a shared machine are noisy: compare builds made in the same period.
 """
 
 from __future__ import annotations
@@ -28,27 +39,37 @@ from __future__ import annotations
 import argparse
 import csv
 import re
+import shutil
+import subprocess
+import sys
+import time
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
+import yaml
 from tabulate import tabulate
 
+ROOT = Path(__file__).resolve().parents[1]
 ELAPSED = re.compile(r"^Elapsed time: (\d+):(\d\d):(\d\d(?:\.\d+)?)$", re.M)
 STEPS = re.compile(r"^(\d+) of (\d+) steps \(100%\) done$", re.M)
 DATE = re.compile(r"^\s*Date: (.+)$", re.M)
+COMPUTED = re.compile(r"^rmood: \S+ computed in ([0-9.]+) s", re.M)
 
 
-def read_benchmarks(folder: Path) -> dict[str, list[dict[str, float]]]:
-    """Rule (benchmark) name -> the rows of its jobs' .tsv files, each with its `path` and file `mtime`."""
+def read_benchmarks(folder: Path, logs: Path | None = None) -> dict[str, list[dict[str, float]]]:
+    """Rule (benchmark) name -> its jobs: `s`, file `mtime` and, when the job's log says it, `compute`."""
     rules: dict[str, list[dict[str, float]]] = defaultdict(list)
     for path in sorted(folder.rglob("*.tsv")):
         with path.open(newline="") as f:
             rows = list(csv.DictReader(f, delimiter="\t"))
         for row in rows[-1:]:  # `repeat(...)` benchmarks have several rows; a job's last one is its latest
-            rules[path.relative_to(folder).parts[0].removesuffix(".tsv")].append(
-                {"s": float(row["s"]), "cpu_time": float(row.get("cpu_time") or 0.0), "mtime": path.stat().st_mtime}
-            )
+            job = {"s": float(row["s"]), "mtime": path.stat().st_mtime, "compute": None}
+            log = logs / path.relative_to(folder).with_suffix(".log") if logs else None
+            if log is not None and log.is_file():
+                found = COMPUTED.findall(log.read_text(errors="replace")[-2000:])
+                job["compute"] = float(found[-1]) if found else None
+            rules[path.relative_to(folder).parts[0].removesuffix(".tsv")].append(job)
     return rules
 
 
@@ -76,54 +97,161 @@ def clock(seconds: float | None) -> str:
     return f"{minutes // 60}:{minutes % 60:02d}:{s:02d}" if minutes >= 60 else f"{minutes}:{s:02d}"
 
 
+class Study:
+    """The benchmark files and Snakemake runs of one experiment, with per-rule job and compute time."""
+
+    def __init__(self, directory: Path, experiment: str):
+        self.experiment = experiment
+        folder = directory / "benchmarks" / experiment
+        self.rules = read_benchmarks(folder, directory / "logs" / experiment)
+        if not self.rules:
+            raise SystemExit(f"no benchmark files under {folder}")
+        self.jobs = [job for rows in self.rules.values() for job in rows]
+        self.floor = min(job["s"] for job in self.jobs)  # the per-job overhead floor
+        self.total = sum(job["s"] for job in self.jobs)
+        self.start = min(job["mtime"] - job["s"] for job in self.jobs)
+        self.end = max(job["mtime"] for job in self.jobs)
+        self.runs = runs(directory, experiment)
+        full = max(self.runs, key=lambda r: (r["jobs"], r["log"])) if self.runs else None
+        self.wall = full["elapsed"] if full else None
+        self.full = full
+
+    def compute(self, job: dict) -> float:
+        return job["compute"] if job["compute"] is not None else max(job["s"] - self.floor, 0.0)
+
+    def rule(self, name: str) -> tuple[int, float, float]:
+        """Jobs, job time and compute time of one rule (0s when the experiment has no such rule)."""
+        jobs = self.rules.get(name, [])
+        return len(jobs), sum(j["s"] for j in jobs), sum(self.compute(j) for j in jobs)
+
+    @property
+    def measured(self) -> str:
+        logged = sum(job["compute"] is not None for job in self.jobs)
+        if logged == len(self.jobs):
+            return "compute time from the jobs' logs"
+        return (f"compute time = job time − {self.floor:.2f} s (per-job overhead floor: the cheapest job) for "
+                f"{len(self.jobs) - logged} of {len(self.jobs)} jobs, from the logs for the rest")
+
+
+def table(study: Study, top: int) -> None:
+    compute = sum(study.compute(j) for j in study.jobs)
+    ranked = sorted(study.rules, key=lambda name: -study.rule(name)[1])
+    rows = []
+    for name in ranked[:top]:
+        n, s, c = study.rule(name)
+        rows.append([name, n, f"{s:.1f}", f"{c:.1f}", f"{s - c:.1f}", f"{s / study.total:.1%}", f"{s / n:.2f}"])
+    rest = ranked[top:]
+    if rest:
+        n = sum(study.rule(name)[0] for name in rest)
+        s = sum(study.rule(name)[1] for name in rest)
+        c = sum(study.rule(name)[2] for name in rest)
+        rows.append([f"({len(rest)} other rules)", n, f"{s:.1f}", f"{c:.1f}", f"{s - c:.1f}", f"{s / study.total:.1%}", ""])
+    rows.append(["total", len(study.jobs), f"{study.total:.1f}", f"{compute:.1f}", f"{study.total - compute:.1f}", "", ""])
+    print(f"benchmarks/{study.experiment}: {len(study.jobs)} jobs of {len(study.rules)} rules; total job time "
+          f"{study.total:.1f} s ({clock(study.total)}), compute {compute:.1f} s, overhead {study.total - compute:.1f} s "
+          f"({study.measured})")
+    print(tabulate(rows, headers=["rule", "jobs", "job s", "compute s", "overhead s", "share", "s/job"],
+                   disable_numparse=True))
+
+
+def wall(study: Study) -> None:
+    if study.runs:
+        print(tabulate([[r["log"], r["date"], r["jobs"], clock(r["elapsed"])] for r in study.runs],
+                       headers=["snakemake run (.snakemake/log)", "started", "jobs done", "elapsed"]))
+        if study.wall:
+            print(f"full build: {study.full['log']}, {study.full['jobs']} jobs in {clock(study.wall)} wall; "
+                  f"total job time / wall = {study.total / study.wall:.2f} jobs at once on average "
+                  f"(if its jobs are the benchmarked ones)")
+    else:
+        print(f"no .snakemake/log run mentions results/{study.experiment}/")
+    span = study.end - study.start
+    print(f"span of the benchmark files: {datetime.fromtimestamp(study.start):%H:%M:%S} → "
+          f"{datetime.fromtimestamp(study.end):%H:%M:%S} = {clock(span)} (first job start to last job end, idle time "
+          f"between runs included); total job time / span = {study.total / span:.2f}")
+
+
+def compare(study: Study, baseline: Study, top: int) -> None:
+    """Per rule: the baseline's and this study's jobs, job and compute time, and baseline ÷ this."""
+    names = sorted(set(study.rules) | set(baseline.rules), key=lambda n: -max(study.rule(n)[1], baseline.rule(n)[1]))
+
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:.2f}" if b > 0 else "—"
+
+    rows = []
+    for name in names[:top]:
+        bn, bs, bc = baseline.rule(name)
+        n, s, c = study.rule(name)
+        rows.append([name, bn, f"{bs:.1f}", f"{bc:.1f}", n, f"{s:.1f}", f"{c:.1f}", ratio(bs, s)])
+    rest = names[top:]
+    if rest:
+        b = [sum(baseline.rule(x)[i] for x in rest) for i in range(3)]
+        t = [sum(study.rule(x)[i] for x in rest) for i in range(3)]
+        rows.append([f"({len(rest)} other rules)", b[0], f"{b[1]:.1f}", f"{b[2]:.1f}", t[0], f"{t[1]:.1f}",
+                     f"{t[2]:.1f}", ratio(b[1], t[1])])
+    bc = sum(baseline.compute(j) for j in baseline.jobs)
+    c = sum(study.compute(j) for j in study.jobs)
+    rows.append(["total", len(baseline.jobs), f"{baseline.total:.1f}", f"{bc:.1f}", len(study.jobs),
+                 f"{study.total:.1f}", f"{c:.1f}", ratio(baseline.total, study.total)])
+    b, t = baseline.experiment, study.experiment
+    print(f"{b} (baseline) against {t}: job time per rule; speed-up = {b} ÷ {t}")
+    print(tabulate(rows, headers=["rule", f"{b} jobs", f"{b} job s", f"{b} compute s", f"{t} jobs", f"{t} job s",
+                                  f"{t} compute s", "speed-up"], disable_numparse=True))
+    if baseline.wall and study.wall:
+        print(f"wall time of the full builds: {b} {clock(baseline.wall)}, {t} {clock(study.wall)}: "
+              f"speed-up {baseline.wall / study.wall:.2f}×; total compute time {bc / max(c, 1e-9):.2f}× less")
+
+
+def experiment_of(config: Path | None) -> str:
+    """The experiment a config file (merged over config/config.yaml) writes to."""
+    default = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["experiment"]
+    if config is None:
+        return default
+    return (yaml.safe_load(config.read_text()) or {}).get("experiment", default)
+
+
+def build(directory: Path, config: Path | None, target: str, cores: str) -> None:
+    """Build `target` from scratch: drop the experiment's results, logs and benchmarks, then run Snakemake."""
+    experiment = experiment_of(config)
+    for part in ("results", "logs", "benchmarks"):
+        shutil.rmtree(directory / part / experiment, ignore_errors=True)
+    command = [str(Path(sys.executable).parent / "snakemake"), "--profile", "profiles/default", "--cores", cores, target]
+    if config is not None:
+        command += ["--configfile", str(config.resolve())]
+    print(f"building {target} of experiment {experiment} from scratch: {' '.join(command)}", flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, cwd=directory, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    print(f"  done in {clock(time.perf_counter() - start)}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiment", default="embedded")
-    parser.add_argument("--directory", default=".", help="the study's working directory (default: here)")
-    parser.add_argument("--top", type=int, default=10, help="rules shown (default 10)")
+    parser.add_argument("--experiment", default=None, help="the experiment (default: config/config.yaml's)")
+    parser.add_argument("--against", default=None, help="a baseline experiment to compare with, rule by rule")
+    parser.add_argument("--run", type=Path, default=None, metavar="CONFIG",
+                        help="first build the baseline CONFIG (merged over the default) and the default from scratch")
+    parser.add_argument("--target", default="mrm_eval", help="what --run builds (default mrm_eval)")
+    parser.add_argument("--cores", default="all", help="Snakemake --cores for --run (default all)")
+    parser.add_argument("--directory", default=str(ROOT), help="the study's working directory (default: the project)")
+    parser.add_argument("--top", type=int, default=12, help="rules shown (default 12)")
     args = parser.parse_args()
 
     directory = Path(args.directory)
-    folder = directory / "benchmarks" / args.experiment
-    rules = read_benchmarks(folder)
-    if not rules:
-        parser.error(f"no benchmark files under {folder}")
-    jobs = [job for rows in rules.values() for job in rows]
-    total = sum(job["s"] for job in jobs)
-    cpu = sum(job["cpu_time"] for job in jobs)
-    start = min(job["mtime"] - job["s"] for job in jobs)
-    end = max(job["mtime"] for job in jobs)
-    span = end - start
-
-    ranked = sorted(rules.items(), key=lambda item: -sum(job["s"] for job in item[1]))
-    rows = []
-    for name, rule_jobs in ranked[: args.top]:
-        seconds = sum(job["s"] for job in rule_jobs)
-        rows.append([name, len(rule_jobs), f"{seconds:.1f}", f"{seconds / total:.1%}", f"{seconds / len(rule_jobs):.1f}"])
-    rest = ranked[args.top :]
-    if rest:
-        seconds = sum(job["s"] for _, rule_jobs in rest for job in rule_jobs)
-        rows.append([f"({len(rest)} other rules)", sum(len(r) for _, r in rest), f"{seconds:.1f}",
-                     f"{seconds / total:.1%}", ""])
-    print(f"{folder}: {len(jobs)} jobs of {len(rules)} rules; total job time {total:.1f} s ({clock(total)}); "
-          f"CPU time of the job processes {cpu:.1f} s")
-    print(tabulate(rows, headers=["rule", "jobs", "job s", "share", "s/job"], disable_numparse=True))
-
+    experiment = args.experiment or experiment_of(None)
+    against = args.against
+    if args.run is not None:
+        against = experiment_of(args.run)
+        if against == experiment:
+            parser.error(f"{args.run} writes to experiment {experiment!r}, like the default: give it its own")
+        build(directory, args.run, args.target, args.cores)
+        build(directory, None, args.target, args.cores)
+    study = Study(directory, experiment)
+    table(study, args.top)
     print()
-    found = runs(directory, args.experiment)
-    if found:
-        print(tabulate([[r["log"], r["date"], r["jobs"], clock(r["elapsed"])] for r in found],
-                       headers=["snakemake run (.snakemake/log)", "started", "jobs done", "elapsed"]))
-        full = max(found, key=lambda r: (r["jobs"], r["log"]))
-        if full["elapsed"]:
-            print(f"full build: {full['log']}, {full['jobs']} jobs in {clock(full['elapsed'])} wall; "
-                  f"total job time / wall = {total / full['elapsed']:.2f} jobs at once on average "
-                  f"(if its jobs are the benchmarked ones)")
-    else:
-        print(f"no .snakemake/log run mentions results/{args.experiment}/")
-    print(f"span of the benchmark files: {datetime.fromtimestamp(start):%H:%M:%S} → {datetime.fromtimestamp(end):%H:%M:%S} "
-          f"= {clock(span)} (first job start to last job end, idle time between runs included); "
-          f"total job time / span = {total / span:.2f}")
+    wall(study)
+    if against:
+        baseline = Study(directory, against)
+        print()
+        compare(study, baseline, args.top)
 
 
 if __name__ == "__main__":

@@ -70,12 +70,12 @@ def test_load_config_reads_a_file(tmp_path: Path) -> None:
 
 
 def test_override_parses_yaml_values(default: dict) -> None:
-    config = override(default, ["sft.epochs=2", "model.source=/nope", "rm.learning_rate=3.0e-4", "data.root=null"])
-    assert config["sft"]["epochs"] == 2 and isinstance(config["sft"]["epochs"], int)
+    config = override(default, ["sft.epochs=7", "model.source=/nope", "rm.learning_rate=3.0e-4", "data.root=null"])
+    assert config["sft"]["epochs"] == 7 and isinstance(config["sft"]["epochs"], int)
     assert config["model"]["source"] == "/nope"
     assert config["rm"]["learning_rate"] == pytest.approx(3.0e-4)
     assert config["data"]["root"] is None
-    assert default["sft"]["epochs"] != 2 and default["model"]["source"] == "tiny"  # the input is not modified
+    assert default["sft"]["epochs"] != 7 and default["model"]["source"] == "tiny"  # the input is not modified
 
 
 def test_override_keeps_text_after_the_first_equals(default: dict) -> None:
@@ -336,7 +336,7 @@ def test_gold_reward_model_needs_a_chat_template(config: dict, tmp_path: Path) -
     (["rl.engine=verl"], r"'rl.reward_models': verl serves .* cannot load \['inform', 'mrm_pen'\]"),
     (["rl.engine=verl", "rl.reward_models=[rm]", "rl.missing_eos_penalty=1.0"], r"'rl.missing_eos_penalty'"),
     (["rl.engine=verl", "rl.reward_models=[rm]", "resources.ppo.gpus=4", "rl.verl.n_gpus_per_node=4",
-      "rl.batch_size=30"], r"'rl.batch_size': 30 must be a multiple of rl.mini_batches \(2\) and of the GPUs verl uses \(4\)"),
+      "rl.mini_batches=2", "rl.batch_size=30"], r"'rl.batch_size': 30 must be a multiple of rl.mini_batches \(2\) and of the GPUs verl uses \(4\)"),
     (["rl.engine=verl", "rl.reward_models=[rm]"], r"'resources.ppo.gpus': 0 GPUs per PPO job, fewer than rl.verl"),
     (["sampling.backend=vllm"], r"'resources.sample.gpus': 0 GPUs per sampling job, fewer than"),
     (["sampling.backend=vllm", "resources.sample.gpus=1", "sampling.temperature=3"], r"'sampling.temperature'"),

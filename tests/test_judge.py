@@ -344,7 +344,7 @@ def test_without_a_key_variable_no_key_from_the_environment_is_sent(scripted, tm
 
 def run_pairs(inputs: dict[str, str], out_dir: Path, judge: dict) -> dict[str, list[dict]]:
     out = [str(out_dir / name) for name in OUT_NAMES]
-    make_pairs(**inputs, out=out, seed=0, replicate=0, pairs={"test_fraction": 0.25},
+    make_pairs(**inputs, out=out, seed=0, replicate=0, pairs={"test_fraction": 0.25, "per_prompt": 1},
                annotator={"source": "judge" if judge else "simulated", "length_bias": 0.0, "flip": 0.0}, judge=judge)
     return {Path(path).name.removesuffix(".jsonl"): read_jsonl(path) for path in out}
 

@@ -85,7 +85,7 @@ def run_pairs(
         out=out,
         seed=seed,
         replicate=replicate,
-        pairs={"test_fraction": test_fraction},
+        pairs={"test_fraction": test_fraction, "per_prompt": 1},
         annotator={"source": "simulated", "length_bias": length_bias, "flip": flip},
         judge={},
     )
@@ -127,6 +127,30 @@ def test_replicates_share_the_pairs_and_differ_in_the_annotator_labels(tmp_path:
     unordered = [[(p["id"], {p["chosen"], p["rejected"]}) for p in r["train.explicit"]] for r in (one, two)]
     assert unordered[0] == unordered[1]  # the same pairs ...
     assert [p["chosen"] for p in one["train.explicit"]] != [p["chosen"] for p in two["train.explicit"]]  # ... labels
+
+
+def test_several_pairs_per_prompt_share_no_response(tmp_path: Path) -> None:
+    inputs = build_inputs(tmp_path, samples=7)
+    out = [str(tmp_path / "pairs" / name) for name in OUT_NAMES]
+    make_pairs(**inputs, out=out, seed=0, replicate=0, pairs={"test_fraction": 0.25, "per_prompt": 3},
+               annotator={"source": "simulated", "length_bias": 0.0, "flip": 0.0}, judge={})
+    result = {Path(path).name.removesuffix(".jsonl"): read_jsonl(path) for path in out}
+    single = run_pairs(tmp_path, inputs)  # one pair per prompt
+    for name in ("train", "test", "ood"):
+        by_prompt: dict[str, list[dict]] = {}
+        for r in result[f"{name}.explicit"]:
+            by_prompt.setdefault(r["id"], []).append(r)
+        assert by_prompt.keys() == set(ids(single[f"{name}.explicit"]))  # the same prompts have pairs
+        regular = {pid: records for pid, records in by_prompt.items() if pid.startswith(("pref-", "ood-"))
+                   and pid[5:].isdigit() or pid[4:].isdigit()}
+        assert regular and all(len(records) == 3 for records in regular.values())  # 7 distinct responses: 3 pairs
+        for records in regular.values():
+            texts = [text for r in records for text in (r["chosen"], r["rejected"])]
+            assert len(set(texts)) == len(texts)  # the pairs of a prompt share no response
+    forced = [r for r in result["train.explicit"] + result["test.explicit"] if r["id"] == FORCED]
+    assert len(forced) == 1  # only one usable pair
+    assert len(result["golden.explicit"]) == len(result["train.explicit"])
+    assert all(r["chosen_gold"] > r["rejected_gold"] for r in result["train.explicit"])  # unbiased annotator
 
 
 def test_test_fraction_zero_fails_for_lack_of_test_pairs(tmp_path: Path, inputs: dict[str, str]) -> None:
@@ -248,7 +272,7 @@ def test_wrong_output_names_raise(tmp_path: Path, inputs: dict[str, str], names:
             out=[str(tmp_path / "out" / n) for n in names],
             seed=0,
             replicate=0,
-            pairs={"test_fraction": 0.25},
+            pairs={"test_fraction": 0.25, "per_prompt": 1},
             annotator={"source": "simulated", "length_bias": 0.0, "flip": 0.0},
             judge={},
         )

@@ -250,3 +250,66 @@ def test_base_from_a_local_model_dir(tiny_base, tmp_path):
         make_base([], tmp_path / "refused", 0, {"source": str(pickled), "tiny": {}})
     with pytest.raises(FileNotFoundError, match="not a Hugging Face model directory"):
         make_base([], tmp_path / "refused", 0, {"source": str(tmp_path / "nothing"), "tiny": {}})
+
+
+def test_length_grouped_sampler_batches_similar_lengths_in_random_order():
+    from rmood.training import length_grouped_sampler
+
+    lengths = [(7 * i) % 61 for i in range(400)]
+    torch.manual_seed(0)
+    first = list(length_grouped_sampler(lengths, 8, mega_batches=10))
+    torch.manual_seed(0)
+    assert list(length_grouped_sampler(lengths, 8, mega_batches=10)) == first  # seeded by torch's generator
+    assert sorted(first) == list(range(400))  # every example once per epoch
+    batches = [first[i : i + 8] for i in range(0, 400, 8)]
+    spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches])
+    assert spread < 10  # random batches of 8 spread over ~48 of the 0..60 lengths
+    maxima = [max(lengths[i] for i in b) for b in batches[:10]]
+    assert maxima != sorted(maxima, reverse=True) and maxima != sorted(maxima)  # no long-to-short sweep
+
+
+def test_reward_pairs_are_tokenized_as_the_reward_trainer_would(tiny_base, prompt_data, tmp_path):
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
+
+    from rmood.rm.score import tokenize
+    from rmood.rm.train import reward_model_from_policy, tokenize_pairs
+
+    convs = conversations(prompt_data["preference"], 12)
+    records = [{"chosen": convs[i], "rejected": convs[i + 1], "tie": i % 4 == 0} for i in range(0, 12, 2)]
+    model, tokenizer = reward_model_from_policy(str(tiny_base), 0, "float32")
+    args = RewardConfig(output_dir=str(tmp_path / "unused"), report_to="none", use_cpu=True, activation_checkpointing=False)
+    trl_view = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(
+        [{"chosen": r["chosen"], "rejected": r["rejected"]} for r in records]), processing_class=tokenizer).train_dataset
+    ours = tokenize_pairs(tokenizer, records)
+    assert [r["chosen_ids"] for r in ours] == trl_view["chosen_ids"]
+    assert [r["rejected_ids"] for r in ours] == trl_view["rejected_ids"]
+    assert [r["tie"] for r in ours] == [r["tie"] for r in records]  # extra columns travel along
+    one_by_one = [AutoTokenizer.from_pretrained(tiny_base).apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"]
+                  for c in convs]
+    assert tokenize(tokenizer, convs) == one_by_one and tokenize(tokenizer, []) == []
+
+
+def test_identical_conversations_get_the_same_score_as_alone(tiny_base, prompt_data, tmp_path):
+    from rmood.rm.score import load_reward_model, score_conversations
+
+    model, tokenizer = load_reward_model(save_reward_model(tiny_base, tmp_path / "rm"))
+    convs = conversations(prompt_data["preference"], 6)
+    repeated = [convs[i % 6] for i in range(20)]
+    scores = score_conversations(model, tokenizer, repeated, 4)
+    alone = score_conversations(model, tokenizer, convs, 4)
+    np.testing.assert_allclose(scores, [alone[i % 6] for i in range(20)], rtol=0, atol=1e-5)
+
+
+def test_reward_model_trains_with_length_grouped_batches_deterministically(tiny_base, prompt_data, tmp_path):
+    from rmood.io import write_jsonl
+    from rmood.rm.train import train_reward_model
+
+    convs = conversations(prompt_data["preference"], 16)
+    write_jsonl(tmp_path / "pairs.jsonl", [{"chosen": convs[i], "rejected": convs[i + 1]} for i in range(0, 16, 2)])
+    settings = {**TRAINER, "group_by_length": True}
+    for run in ("a", "b"):
+        train_reward_model(str(tiny_base), str(tmp_path / "pairs.jsonl"), str(tmp_path / run), str(tmp_path / f"work-{run}"),
+                           0, settings, "float32")
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()

@@ -1,7 +1,8 @@
 """The `preference_pairs` step: pairs of responses to one prompt, in explicit and implicit formats.
 
-One pair per prompt: two distinct responses with different gold scores (identical strings and gold
-ties are dropped). Prompts are split into train and test; ood prompts form their own pairs. Training
+Up to `pairs.per_prompt` pairs per prompt, each of two distinct responses with different gold scores
+(identical strings and gold ties are dropped); the pairs of one prompt share no response, so k pairs need 2k
+sampled responses (`sampling.n`). Prompts are split into train and test; ood prompts form their own pairs. Training
 labels come from a simulated annotator (length bias, then random flips) — the situation in which a
 learned reward model can be hacked — or from an LLM judge (`annotator.source: judge`, rmood.labeling.judge);
 test and ood labels follow gold, and so do the `golden` pairs: the training pairs again, labelled by gold,
@@ -35,6 +36,19 @@ def candidate_pair(responses: list[Record], rng: random.Random) -> tuple[Record,
         if a["response"] != b["response"] and a["gold"] != b["gold"]
     ]
     return rng.choice(options) if options else None
+
+
+def candidate_pairs(responses: list[Record], rng: random.Random, k: int) -> list[tuple[Record, Record]]:
+    """Up to `k` pairs drawn one after another by `candidate_pair`, each from the responses no earlier pair used."""
+    pairs: list[tuple[Record, Record]] = []
+    left = list(responses)
+    while len(pairs) < k:
+        pair = candidate_pair(left, rng)
+        if pair is None:
+            break
+        pairs.append(pair)
+        left = [r for r in left if r is not pair[0] and r is not pair[1]]
+    return pairs
 
 
 def annotate(a: Record, b: Record, rng: random.Random, length_bias: float, flip: float) -> tuple[Record, Record]:
@@ -121,16 +135,16 @@ def make_pairs(
     stats: dict[str, int] = defaultdict(int)
     train: list[tuple[Record, tuple[Record, Record]]] = []
     for name, prompt in [("preference", p) for p in prompts] + [("ood", p) for p in read_jsonl(ood, required=("id", "messages"))]:
-        pair = candidate_pair(responses.get(prompt["id"], []), rng)
-        if pair is None:
+        drawn = candidate_pairs(responses.get(prompt["id"], []), rng, pairs["per_prompt"])
+        if not drawn:
             stats["prompts without a usable pair"] += 1
-            continue
-        if name == "ood":
-            pairs_by_set["ood"].append(pair_records(prompt, *by_gold(*pair), "gold"))
-        elif prompt["id"] in test_ids:
-            pairs_by_set["test"].append(pair_records(prompt, *by_gold(*pair), "gold"))
-        else:
-            train.append((prompt, pair))
+        for pair in drawn:
+            if name == "ood":
+                pairs_by_set["ood"].append(pair_records(prompt, *by_gold(*pair), "gold"))
+            elif prompt["id"] in test_ids:
+                pairs_by_set["test"].append(pair_records(prompt, *by_gold(*pair), "gold"))
+            else:
+                train.append((prompt, pair))
     for (prompt, pair), labelled in zip(train, label_train_pairs(train, annotator, judge, annotator_rng, targets)):
         if labelled is None:
             stats[UNLABELLED] += 1

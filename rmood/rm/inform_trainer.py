@@ -10,11 +10,9 @@ from functools import partial
 from typing import Any
 
 import torch
-from trl import RewardTrainer
-
 from rmood.io import read_jsonl
 from rmood.rm.inform import inform_from_policy
-from rmood.rm.train import fit_reward_model
+from rmood.rm.train import fit_reward_model, reward_trainer_class
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -22,7 +20,7 @@ def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
     return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
 
 
-class InfoRMTrainer(RewardTrainer):
+class InfoRMTrainer(reward_trainer_class()):
     """TRL's RewardTrainer with InfoRM's loss: Bradley–Terry + β·mean(KL_chosen + KL_rejected); logs `kl`."""
 
     def __init__(self, *args: Any, beta: float, **kwargs: Any):

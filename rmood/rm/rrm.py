@@ -12,11 +12,10 @@ from typing import Any
 
 import torch
 from torch.nn.functional import logsigmoid
-from trl import RewardTrainer
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
 from rmood.io import read_jsonl
-from rmood.rm.train import fit_reward_model, reward_model_from_policy
+from rmood.rm.train import fit_reward_model, reward_model_from_policy, reward_trainer_class
 from rmood.rrm_data.augment import LABELS, PAIR_FIELDS, implicit
 
 
@@ -36,7 +35,7 @@ class DataCollatorForTiedPreference(DataCollatorForPreference):
         return {**super().torch_call(examples), "tie": torch.tensor([float(e["tie"]) for e in examples])}
 
 
-class RRMTrainer(RewardTrainer):
+class RRMTrainer(reward_trainer_class()):
     """RewardTrainer whose loss is `rrm_loss`; the training data needs a boolean `tie` column."""
 
     def __init__(self, *args, neutral_loss_weight: float, **kwargs):

@@ -51,9 +51,12 @@ def load_reward_model(path: str | Path, dtype: str = "float32"):
 
 
 def tokenize(tokenizer, conversations: list[Conversation], add_generation_prompt: bool = False) -> list[list[int]]:
-    """Token ids of each conversation under the tokenizer's chat template."""
-    options = dict(tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt)
-    return [tokenizer.apply_chat_template(c, **options)["input_ids"] for c in conversations]
+    """Token ids of each conversation under the tokenizer's chat template: what `apply_chat_template(c, tokenize=True)`
+    gives, rendered for all conversations at once and encoded in one batch (about twice as fast)."""
+    if not conversations:
+        return []
+    texts = tokenizer.apply_chat_template(conversations, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
 def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
@@ -120,13 +123,16 @@ def score_conversations(model, tokenizer, conversations: list[Conversation], bat
     An exported MRM (`rmood.mrm.model.export_mrm`) keeps the constant b of its reward weightᵀf + b in
     `config.reward_bias`, since its `score` layer has no bias: rmood's scoring returns weightᵀf + b, while
     PPO (TRL, verl) and vLLM, which read the logit, see weightᵀf, a constant shift of the PPO reward that
-    changes no ranking and no Best-of-N choice.
+    changes no ranking and no Best-of-N choice. Identical conversations (Best-of-N and PPO samples repeat a lot)
+    are scored once.
     """
     import torch
 
-    sequences = tokenize(tokenizer, conversations)
+    distinct: dict[tuple[int, ...], int] = {}
+    rows = [distinct.setdefault(tuple(ids), len(distinct)) for ids in tokenize(tokenizer, conversations)]
+    sequences = [list(ids) for ids in distinct]
     rewards = np.empty(len(sequences), dtype=np.float64)
     with torch.no_grad():
         for batch, ids, mask in padded_batches(model, sequences, batch_size, "scoring"):
             rewards[batch] = model(input_ids=ids, attention_mask=mask).logits[:, 0].float().cpu().numpy()
-    return rewards + getattr(model.config, "reward_bias", 0.0)
+    return rewards[np.asarray(rows, dtype=np.int64)] + getattr(model.config, "reward_bias", 0.0)

@@ -6,7 +6,35 @@ from __future__ import annotations
 from typing import Any
 
 from rmood.io import Record, read_jsonl
-from rmood.training import fingerprint, prepare_checkpoints, save_trained, trainer_kwargs
+from rmood.training import fingerprint, length_grouped_sampler, prepare_checkpoints, save_trained, trainer_kwargs
+
+
+def reward_trainer_class():
+    """TRL's RewardTrainer, batching pairs of similar length when `train_sampling_strategy` is `group_by_length`
+    (`rmood.training.length_grouped_sampler`; a pair's length is that of its longer conversation), so a batch is
+    padded to about its own length: random batches of 16 embedded pairs carry ~1.5 times their tokens."""
+    from trl import RewardTrainer
+
+    class LengthGroupedRewardTrainer(RewardTrainer):
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = self.train_dataset if train_dataset is None else train_dataset
+            if self.args.train_sampling_strategy != "group_by_length":
+                return super()._get_train_sampler(dataset)
+            lengths = [max(len(c), len(r)) for c, r in zip(dataset["chosen_ids"], dataset["rejected_ids"])]
+            return length_grouped_sampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps)
+
+    return LengthGroupedRewardTrainer
+
+
+def tokenize_pairs(tokenizer, records: list[Record]) -> list[Record]:
+    """`records` with their `chosen`/`rejected` conversations replaced by `chosen_ids`/`rejected_ids`: the token ids
+    RewardTrainer would compute (the chat template, tokenized without special tokens added), rendered and encoded
+    in one batch rather than by `datasets.map` one conversation at a time (3-4 times faster)."""
+    conversations = [r[key] for r in records for key in ("chosen", "rejected")]
+    texts = tokenizer.apply_chat_template(conversations, tokenize=False)
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    rest = [{k: v for k, v in r.items() if k not in ("chosen", "rejected")} for r in records]
+    return [{**extra, "chosen_ids": ids[2 * i], "rejected_ids": ids[2 * i + 1]} for i, extra in enumerate(rest)]
 
 
 def reward_model_from_policy(policy: str, seed: int, dtype: str):
@@ -38,19 +66,21 @@ def fit_reward_model(
 ) -> None:
     """Train `model` on `records` (implicit-format `chosen`/`rejected` plus any extra columns) and save it to `out`.
 
-    `trainer_class` defaults to TRL's RewardTrainer; `trainer_args` are extra RewardConfig arguments;
-    `settings` (e.g. a variant's config section) join `rm`, `seed` and `dtype` in the checkpoint
-    fingerprint, so checkpoints are resumed only when all of them and the `inputs` are unchanged.
+    `trainer_class` defaults to TRL's RewardTrainer (with `reward_trainer_class`'s length grouping; a variant
+    subclasses that class); `trainer_args` are extra RewardConfig arguments; `settings` (e.g. a variant's config
+    section) join `rm`, `seed` and `dtype` in the checkpoint fingerprint, so checkpoints are resumed only when all
+    of them and the `inputs` are unchanged. The conversations are tokenized here (`tokenize_pairs`), so the
+    trainer only drops pairs longer than `rm.max_length`.
     """
     from datasets import Dataset
-    from trl import RewardConfig, RewardTrainer
+    from trl import RewardConfig
 
     digest = fingerprint({"rm": rm, "seed": seed, "dtype": dtype, **(settings or {})}, inputs)
     resume = prepare_checkpoints(work_dir, digest)
-    trainer = (trainer_class or RewardTrainer)(
+    trainer = (trainer_class or reward_trainer_class())(
         model=model,
         args=RewardConfig(**trainer_kwargs(rm, seed, work_dir, dtype), **(trainer_args or {})),
-        train_dataset=Dataset.from_list(records),
+        train_dataset=Dataset.from_list(tokenize_pairs(tokenizer, records)),
         processing_class=tokenizer,
     )
     trainer.train(resume_from_checkpoint=resume)

@@ -30,12 +30,16 @@ CHATML_TEMPLATE = (
 
 
 def corpus(paths: Iterable[str | Path]) -> Iterable[str]:
-    """Texts the tokenizer learns from: every prompt and demonstration in the data files."""
+    """Texts the tokenizer learns from: every prompt and demonstration in the data files, and the role names the chat
+    template writes before each of them (`user`, `assistant`), so that, as in Qwen's own vocabulary, a role header
+    is one token rather than six bytes: every conversation is 7 tokens (about a sixth) shorter."""
     for path in paths:
         for record in iter_jsonl(path, required=("messages",)):
             for message in record["messages"]:
+                yield message["role"]
                 yield message["content"]
             if record.get("output"):
+                yield "assistant"
                 yield record["output"]
 
 

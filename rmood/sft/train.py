@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from rmood.io import iter_jsonl
-from rmood.training import fingerprint, prepare_checkpoints, save_trained, trainer_kwargs
+from rmood.training import fingerprint, length_grouped_sampler, prepare_checkpoints, save_trained, trainer_kwargs
 
 
 def conversations(path: str | Path) -> list[dict[str, Any]]:
@@ -17,12 +17,28 @@ def conversations(path: str | Path) -> list[dict[str, Any]]:
     ]
 
 
+def sft_trainer_class():
+    """TRL's SFTTrainer, batching conversations of similar length when `train_sampling_strategy` is
+    `group_by_length` (`rmood.training.length_grouped_sampler`, which also shuffles the batches' order)."""
+    from trl import SFTTrainer
+
+    class LengthGroupedSFTTrainer(SFTTrainer):
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = self.train_dataset if train_dataset is None else train_dataset
+            if self.args.train_sampling_strategy != "group_by_length":
+                return super()._get_train_sampler(dataset)
+            lengths = [len(ids) for ids in dataset["input_ids"]]
+            return length_grouped_sampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps)
+
+    return LengthGroupedSFTTrainer
+
+
 def train_sft(base: str, train: str, model: str, work_dir: str, seed: int, sft: dict[str, Any], dtype: str) -> None:
     """Fine-tune `base` on the demonstrations in `train` and save the (merged) model to `model`."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     resume = prepare_checkpoints(work_dir, fingerprint({"sft": sft, "seed": seed, "dtype": dtype}, [base, train]))
     tokenizer = AutoTokenizer.from_pretrained(base)
@@ -42,7 +58,7 @@ def train_sft(base: str, train: str, model: str, work_dir: str, seed: int, sft: 
         chat_template_path=sft["chat_template_path"],
         packing=False,
     )
-    trainer = SFTTrainer(
+    trainer = sft_trainer_class()(
         model=policy,
         args=args,
         train_dataset=Dataset.from_list(conversations(train)),
