@@ -192,6 +192,9 @@ def check_cluster(config: dict[str, Any]) -> None:
             raise ConfigError(f"config key 'resources.sample.gpus': {resources['sample']['gpus']} GPUs per sampling "
                               f"job, fewer than sampling.vllm.tensor_parallel_size "
                               f"({sampling['vllm']['tensor_parallel_size']})")
+        if rl["eval_jobs"] == "run":
+            raise ConfigError("config key 'rl.eval_jobs': run evaluates the checkpoints in the main environment, but "
+                              "sampling.backend vllm samples in its own: use checkpoint")
     training = config["training"]
     if training["launcher"] == "accelerate" and not os.path.isfile(accelerate_config(config)):
         raise ConfigError(f"config key 'training.accelerate_config': {training['accelerate_config']!r} does not exist")

@@ -270,6 +270,25 @@ STEPS: dict[str, Step] = {
         config={"seed": "seed", "rl": "rl", "sampling": "sampling"},
         env="verl",
     ),
+    "ppo_eval": Step(
+        "rmood.rl.evaluate:evaluate_run",
+        "every checkpoint of one PPO run: its samples, their gold and proxy rewards and KL from the reference",
+        inputs=(
+            Path("policies", "ppo/<rm>/step_<k>/model directories", many=True),
+            Path("reference", "reference (SFT) directory"),
+            Path("reward_model", "reward model directory"),
+            Path("step0_samples", "the SFT policy's samples (step 0)"),
+            Path("prompt_files", "the eval prompts JSONL", many=True),
+        ),
+        outputs=(
+            Path("samples", "step_<k>/samples.jsonl per checkpoint", many=True),
+            Path("gold_labels", "step_<k>/gold.jsonl per checkpoint", many=True),
+            Path("proxy", "step_0/proxy.jsonl, then step_<k>/proxy.jsonl per checkpoint", many=True),
+            Path("kl", "step_<k>/kl.jsonl per checkpoint", many=True),
+        ),
+        config={"seed": "seed", "sampling": "sampling", "gold": "gold", "judge": "judge", "scoring": "scoring",
+                "dtype": "model.dtype"},
+    ),
     "rl_kl": Step(
         "rmood.rl.kl:sequence_kl",
         "KL(policy || reference) of each of the policy's samples, on its sampled tokens at the sampling temperature",

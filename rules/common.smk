@@ -67,6 +67,7 @@ RL_MODELS = [
     name for name in config["rl"]["reward_models"] if name in config["reward_models"]
 ]
 PPO_STEPS = checkpoint_steps(config["rl"]["steps"], config["rl"]["save_every"])
+PPO_EVAL_PER_RUN = config["rl"]["eval_jobs"] == "run"
 DIST_PROMPTS = [f"eval-{i:06d}" for i in range(config["distribution"]["prompts"])]
 DIST_SAMPLING = {
     **config["sampling"],
@@ -161,6 +162,11 @@ def rl_file(name, step, kind, rep):
     return replicate(f"ppo/{owner}/step_{step}/{kind}.jsonl", rep)
 
 
+def rl_outputs(kind, steps):
+    """One PPO run's `kind` file (samples, gold, proxy, kl) of every checkpoint in `steps`."""
+    return [replicate(f"ppo/{{name}}/step_{step}/{kind}.jsonl") for step in steps]
+
+
 def distribution_figures():
     """The figures of the distribution analysis (each with its numbers in a JSON file beside it), made for the
     first replicate's reward models."""
@@ -197,8 +203,12 @@ def uploads():
 
 
 def member_models():
-    """The Bradley-Terry RMs that WARM averages and the ensembles combine (of the job's replicate)."""
-    return [rm_model(f"rm_seed{member}") for member in config["warm"]["seeds"]]
+    """The Bradley-Terry RMs that WARM averages and the ensembles combine (of the job's replicate); member 0 is the
+    replicate's `rm` itself, not trained twice."""
+    return [
+        rm_model("rm" if member == 0 else f"rm_seed{member}")
+        for member in config["warm"]["seeds"]
+    ]
 
 
 def every_replicate(path):

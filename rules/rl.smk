@@ -42,6 +42,41 @@ use rule bon_sampling as rl_sampling with:
         shard=0,
 
 
+if PPO_EVAL_PER_RUN:
+
+    rule ppo_eval:
+        """Every checkpoint of one PPO run in one job: its samples, their gold and proxy rewards, KL from the SFT policy."""
+        input:
+            policies=[replicate(f"ppo/{{name}}/step_{k}/model") for k in PPO_STEPS],
+            reference=result("sft/model"),
+            reward_model=lambda wildcards: rm_model(wildcards.name, wildcards.rep),
+            step0_samples=replicate("ppo/sft/step_0/samples.jsonl"),
+            prompt_files=data_files(("eval",)),
+        output:
+            samples=rl_outputs("samples", PPO_STEPS),
+            gold_labels=rl_outputs("gold", PPO_STEPS),
+            proxy=rl_outputs("proxy", [0, *PPO_STEPS]),
+            kl=rl_outputs("kl", PPO_STEPS),
+        log:
+            log_file("rep{rep}/ppo_eval/{name}"),
+        benchmark:
+            benchmark_file("rep{rep}/ppo_eval/{name}")
+        conda:
+            MAIN_ENV
+        threads: config["resources"]["score"]["cpus"]
+        resources:
+            **job_resources("score"),
+        params:
+            **step_params("ppo_eval", sampling=RL_SAMPLING, seed=replicate_seed),
+        script:
+            "../workflow_scripts/step.py"
+
+    ruleorder: ppo_eval > rl_sampling
+    ruleorder: ppo_eval > rl_gold
+    ruleorder: ppo_eval > rl_proxy
+    ruleorder: ppo_eval > rl_kl
+
+
 use rule gold_labeling as rl_gold with:
     input:
         samples=replicate("ppo/{name}/step_{step}/samples.jsonl"),

@@ -340,6 +340,7 @@ def test_gold_reward_model_needs_a_chat_template(config: dict, tmp_path: Path) -
     (["rl.engine=verl", "rl.reward_models=[rm]"], r"'resources.ppo.gpus': 0 GPUs per PPO job, fewer than rl.verl"),
     (["sampling.backend=vllm"], r"'resources.sample.gpus': 0 GPUs per sampling job, fewer than"),
     (["sampling.backend=vllm", "resources.sample.gpus=1", "sampling.temperature=3"], r"'sampling.temperature'"),
+    (["sampling.backend=vllm", "resources.sample.gpus=1"], r"'rl.eval_jobs': run evaluates the checkpoints in the main"),
     (["training.launcher=accelerate", "training.accelerate_config=/no/such.yaml"], r"'training.accelerate_config'"),
     (["upload.enabled=true"], r"'upload.namespace': required when upload.enabled is true"),
     (["upload.enabled=true", "upload.namespace=me", "reward_models=[rm]", "upload.models=[sft, rm, inform]"],
@@ -353,7 +354,7 @@ def test_gpu_engine_launcher_and_upload_settings_are_checked(assignments: list[s
 def test_consistent_gpu_settings_pass() -> None:
     config = load_config(assignments=[
         "rl.engine=verl", "rl.reward_models=[rm, mrm]", "resources.ppo.gpus=2", "rl.verl.n_gpus_per_node=2",
-        "sampling.backend=vllm", "resources.sample.gpus=1", f"environments.verl={sys.executable}",
+        "sampling.backend=vllm", "resources.sample.gpus=1", "rl.eval_jobs=checkpoint", f"environments.verl={sys.executable}",
         "training.launcher=accelerate", "upload.enabled=true", "upload.namespace=me",
     ])
     assert config["rl"]["engine"] == "verl" and config["upload"]["models"] == ["sft", "rm", "mrm"]

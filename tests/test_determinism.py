@@ -1,7 +1,9 @@
 """The study is a function of its config and seed: a second build in another folder gives the same bytes.
 
 The first build is the session's end-to-end study (conftest.e2e_study, shared with test_workflow.py), so this
-adds one build of the test-sized DAG. Every file under results/<experiment>/ is compared, not a sample.
+adds one build of the test-sized DAG. Every file under results/<experiment>/ is compared, not a sample. The
+second build evaluates the PPO checkpoints with one job per checkpoint and artifact (`rl.eval_jobs:
+checkpoint`, a cluster's layout) instead of one job per run: the files must not depend on how jobs are cut.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ KEY_FILES = [
 
 def test_a_second_build_with_the_same_seed_is_byte_identical(e2e_study, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("again")
-    snakemake(workdir, "mrm_eval")
+    snakemake(workdir, "mrm_eval", overrides="rl: {eval_jobs: checkpoint}")
     first, second = e2e_study.digests, digests(workdir / "results" / EXPERIMENT)
     assert sorted(first.keys() ^ second.keys()) == []
     assert set(KEY_FILES) <= first.keys()

@@ -286,3 +286,26 @@ def test_the_ppo_rule_declares_every_checkpoint_the_engine_saves(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     outputs = [f"results/embedded/rep0/ppo/rm/step_{k}/model" for k in (2, 4, 5)]
     assert f"output: {', '.join(outputs)}\n" in result.stdout
+
+
+def test_ppo_eval_refuses_outputs_that_are_not_one_per_checkpoint(tmp_path):
+    from rmood.rl.evaluate import checkpoint_of, evaluate_run
+
+    assert checkpoint_of("r/ppo/rm/step_20/model") == "step_20" and checkpoint_of("r/step_0/proxy.jsonl") == "step_0"
+    policies = [f"r/step_{k}/model" for k in (2, 4)]
+    files = {kind: [f"r/step_{k}/{kind}.jsonl" for k in (2, 4)] for kind in ("samples", "gold", "kl")}
+    proxy = [f"r/step_{k}/proxy.jsonl" for k in (0, 2, 4)]
+    settings = dict(reference="ref", reward_model="rm", step0_samples="s/step_0/samples.jsonl", prompt_files=["p"],
+                    seed=0, sampling={}, gold={}, judge={}, scoring={}, dtype="float32")
+    with pytest.raises(ValueError, match=r"the samples outputs are not one per checkpoint of \['step_2', 'step_4'\]"):
+        evaluate_run(policies, samples=files["samples"][::-1], gold_labels=files["gold"], proxy=proxy, kl=files["kl"],
+                     **settings)
+    with pytest.raises(ValueError, match="the proxy outputs are not one per checkpoint"):
+        evaluate_run(policies, samples=files["samples"], gold_labels=files["gold"], proxy=proxy[1:], kl=files["kl"],
+                     **settings)
+    with pytest.raises(ValueError, match="not for the step-0 samples"):
+        evaluate_run(policies, samples=files["samples"], gold_labels=files["gold"], proxy=[proxy[1], *proxy[1:]],
+                     kl=files["kl"], **settings)
+    with pytest.raises(ValueError, match="not inside a step_<k> folder"):
+        checkpoint_of("r/model")
+    assert not (tmp_path / "r").exists()

@@ -83,11 +83,11 @@ def test_labeling_change_reruns_only_downstream(study):
     assert {"gold_labeling", "train_rm"} <= changed.keys() and not changed.keys() & UPSTREAM
 
 
-# What retraining one RM reruns: its checks, BoN scores, PPO run and the checkpoints step_2 and step_4 (step_0, the
-# SFT policy, is shared by every RM: only its proxy score reruns), its curve and the report rows.
+# What retraining one RM reruns: its checks, BoN scores, PPO run and its evaluation (one job for every checkpoint;
+# step 0's samples, the SFT policy's, are shared by every RM: only their proxy score reruns), its curve and the report.
 ONE_RM_DOWNSTREAM = {
-    "rm_check": 1, "rm_table": 1, "bon_score": 1, "bon_report": 1, "ppo": 1, "rl_sampling": 2, "rl_gold": 2,
-    "rl_proxy": 3, "rl_kl": 2, "ppo_curve": 1, "report": 1, "mrm_eval": 1,
+    "rm_check": 1, "rm_table": 1, "bon_score": 1, "bon_report": 1, "ppo": 1, "ppo_eval": 1, "ppo_curve": 1,
+    "report": 1, "mrm_eval": 1,
 }
 
 
@@ -219,10 +219,10 @@ def test_new_representations_rebuild_only_the_mrm(study):  # last: it changes th
     assert scheduled(snakemake(study, "-n", f"results/{EXPERIMENT}/rep0/mrm/gda_parameters.npz")) == {"gda": 1}
     changed = scheduled(snakemake(study, "-n", "mrm_eval"))
     mrm_only = {"gda": 1, "convert_to_mrm": 1, "compare_weights": 1, "mrm_ood": 1, "rm_check": 2, "bon_score": 2,
-                "ppo": 2, "ppo_curve": 2}
+                "ppo": 2, "ppo_eval": 2, "ppo_curve": 2}
     assert {rule: changed[rule] for rule in mrm_only} == mrm_only
     assert set(changed) - set(mrm_only) == {
-        "rm_table", "bon_report", "rl_sampling", "rl_gold", "rl_proxy", "rl_kl", "report", "mrm_eval",
+        "rm_table", "bon_report", "report", "mrm_eval",
         # the figures of the training representations, and the distribution analysis of mrm and mrm_pen
         "tsne", "pca_mode", "difference", "center", "score_weight", "dist_label", "dist_representations", "dist_pca",
     }
