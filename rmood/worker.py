@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -68,8 +69,10 @@ def run_child(request: dict[str, Any]) -> int:
     sys.stdout = os.fdopen(1, "w", buffering=1, encoding="utf-8", closefd=False)
     sys.stderr = os.fdopen(2, "w", buffering=1, encoding="utf-8", closefd=False)
     limit_threads(request["threads"])
+    start = time.perf_counter()
     try:
         STEPS[request["step"]].run(request["paths"], request["settings"])
+        print(f"rmood: {request['step']} computed in {time.perf_counter() - start:.2f} s")  # read by bench/study.py
         return 0
     except BaseException:  # noqa: BLE001 (report everything to the job's log)
         traceback.print_exc()

@@ -91,7 +91,7 @@ def test_rm_table(tmp_path):
     checks = []
     for name, acc in (("rm", 0.6), ("golden", 0.8)):
         path = tmp_path / "rm" / name / "check.json"
-        write_json(path, {"train": {**block, "n": 12}, "test": {**block, "accuracy": acc}, "ood": block})
+        write_json(path, {"train": {**block, "pairs": 12}, "test": {**block, "accuracy": acc}, "ood": block})
         checks.append(str(path))
     rm_table(checks, str(tmp_path / "t.csv"), str(tmp_path / "t.md"))
     rows = (tmp_path / "t.csv").read_text().splitlines()
@@ -109,7 +109,24 @@ def test_check_leaves_out_tie_pairs(members, prompt_data, tmp_path):
     prompt = read_jsonl(prompt_data["preference"])[0]["messages"]
     pairs = [{"prompt": prompt, "chosen": "a", "rejected": "b", "label": label} for label in (1.0, 0.5, 1.0)]
     write_jsonl(tmp_path / "pairs.jsonl", pairs)
-    assert margins(*load_reward_model(members[0]), str(tmp_path / "pairs.jsonl"), 2).shape == (2,)
+    model = load_reward_model(members[0])
+    diff, total = margins(*model, str(tmp_path / "pairs.jsonl"), 2)
+    assert diff.shape == (2,) and total == 2
+
+
+def test_check_scores_at_most_limit_pairs_evenly_spaced(members, prompt_data, tmp_path):
+    from rmood.io import write_jsonl
+    from rmood.rm.check import margins
+    from rmood.rm.score import load_reward_model
+
+    prompt = read_jsonl(prompt_data["preference"])[0]["messages"]
+    pairs = [{"prompt": prompt, "chosen": "a" * (i + 1), "rejected": "b"} for i in range(10)]
+    write_jsonl(tmp_path / "pairs.jsonl", pairs)
+    model = load_reward_model(members[0])
+    every, total = margins(*model, str(tmp_path / "pairs.jsonl"), 4)
+    some, same_total = margins(*model, str(tmp_path / "pairs.jsonl"), 4, limit=4)
+    assert total == same_total == 10 and some.shape == (4,)
+    assert some == pytest.approx(every[[0, 3, 6, 9]], abs=1e-5)  # the first, the last and evenly between
 
 
 def test_reward_command(members):

@@ -12,7 +12,7 @@ COLUMNS = {
     "ood_accuracy": ("ood", "accuracy"),
     "test_margin_mean": ("test", "margin_mean"),
     "ood_margin_mean": ("ood", "margin_mean"),
-    "train_pairs": ("train", "n"),
+    "train_pairs": ("train", "pairs"),
 }
 
 
