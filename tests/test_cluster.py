@@ -14,6 +14,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "config" / "alpacafarm-qwen3-4b.yaml"
+DEFAULT = ROOT / "config" / "config.yaml"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
@@ -51,9 +52,11 @@ def test_the_cluster_dry_run_lists_every_job_with_its_gpus(models, tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     listed = jobs(result.stdout)
     config = yaml.safe_load(CLUSTER.read_text())
+    replicates = len(config.get("replicates") or yaml.safe_load(DEFAULT.read_text())["replicates"])
     counts = Counter({rule: len(resources) for rule, resources in listed.items()})
-    assert counts["sft_sampling"] == config["sampling"]["shards"] and counts["bon_sampling"] == config["bon"]["shards"]
-    assert counts["ppo"] == len(config["rl"]["reward_models"])
+    assert counts["sft_sampling"] == config["sampling"]["shards"]  # shared by the replicates
+    assert counts["bon_sampling"] == config["bon"]["shards"] * replicates
+    assert counts["ppo"] == len(config["rl"]["reward_models"]) * replicates
     gpus = {kind: config["resources"][kind]["gpus"] for kind in ("sample", "train", "ppo", "score")}
     for rule, kind in (("sft_sampling", "sample"), ("bon_sampling", "sample"), ("rl_sampling", "sample"),
                        ("sft", "train"), ("train_rm", "train"), ("ppo", "ppo"), ("rm_check", "score")):
