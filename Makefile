@@ -33,7 +33,9 @@ envs: $(foreach env,$(ENVS),.venv-$(env)/.installed)
 	.venv-$*/bin/pip install --quiet -r $<
 	touch $@
 
+# `rmood unlock` first: a lock that a killed run left is released, a live run's is not (it says so and stops)
 study: $(STAMP)
+	python -m rmood unlock
 	snakemake --profile profiles/default $(TARGET) $(SNAKEMAKE_ARGS)
 
 test: $(STAMP) .venv-verl/.installed

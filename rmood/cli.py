@@ -45,7 +45,20 @@ def parser() -> argparse.ArgumentParser:
     results.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     results.add_argument("--readme", help="replace the block between <!-- results:begin --> and "
                                           "<!-- results:end --> of this file instead of printing")
+    commands.add_parser("unlock", help="unlock this folder if a killed run left Snakemake's lock (never a live run's)",
+                        description="Remove the lock a killed Snakemake run left in this folder; refuse, changing "
+                                    "nothing, while a run is alive here. `make study` runs it first.")
     return top
+
+
+def unlock() -> None:
+    from rmood.lock import LockHeld, release_stale
+
+    try:
+        if release_stale():
+            print("rmood: a killed run had left Snakemake's lock on this folder, and no run is alive here: unlocked")
+    except LockHeld as error:
+        sys.exit(f"rmood unlock: {error}")
 
 
 def print_results(config: str, set: list[str], readme: str | None) -> None:
@@ -71,6 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     name = args.pop("step")
     if name == "reward":
         print_reward(**args)
+        return
+    if name == "unlock":
+        unlock()
         return
     from rmood.generation import BackendError
     from rmood.io import DataError, WriteError
@@ -155,7 +171,7 @@ def run_job(snakemake: Any) -> None:
     """Run the step named by the rule's `params.step` with the rule's named inputs, outputs and params:
     in a process of its own when its environment or launcher asks for one (`own_process`), else in the
     warm worker when Snakemake started one (see rmood.worker), else in this process."""
-    from rmood.worker import limit_threads, submit
+    from rmood.worker import WorkerDied, limit_threads, submit
 
     name = snakemake.params.step
     step = STEPS[name]
@@ -169,7 +185,10 @@ def run_job(snakemake: Any) -> None:
     request = {"step": name, "paths": paths, "settings": settings, "log": log, "cwd": os.getcwd(),
                "threads": snakemake.threads}
     command = own_process(name, snakemake.config)
-    code = run_own_process(command, request, log, snakemake.threads) if command else submit(request)
+    try:
+        code = run_own_process(command, request, log, snakemake.threads) if command else submit(request)
+    except WorkerDied as error:
+        sys.exit(f"{name} failed: {error}; see {log}")
     if code is None:
         limit_threads(snakemake.threads)
         with redirect_to(log):

@@ -7,6 +7,10 @@ imported). The job's own process (`workflow_scripts/step.py`) only sends the req
 socket and waits for the child's exit status; if that process is killed, the worker kills the child.
 Children run exactly the code an in-process job runs, so results are identical. Without a worker
 (a cluster, or `RMOOD_WORKER=0`) every job runs in its own process as usual.
+
+Nothing outlives its run: the worker exits when Snakemake is gone, a child dies with the worker (Linux:
+`PR_SET_PDEATHSIG`) and with its job's process, and a job only talks to the worker of its own folder
+(`FOLDER`), so a worker left by another run or project is never used.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 SOCKET_ENV = "RMOOD_WORKER_SOCKET"
+FOLDER = ".snakemake/rmood"  # the worker's socket, relative to the run's working directory
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 PRELOAD = (
     "torch",
@@ -34,6 +39,10 @@ PRELOAD = (
     "sklearn.covariance",
     "rmood.rm.score",
 )
+
+
+class WorkerDied(RuntimeError):
+    """The worker went away while a job of it was running."""
 
 
 def preload() -> None:
@@ -56,12 +65,13 @@ def limit_threads(threads: int) -> None:
         threadpool_limits(threads)
 
 
-def run_child(request: dict[str, Any]) -> int:
+def run_child(request: dict[str, Any], worker: int) -> int:
     """In the forked child: run one step with its output sent to the job's log; returns the exit code."""
     from rmood.steps import STEPS
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.setpgid(0, 0)
+    die_with(worker)
     os.chdir(request["cwd"])
     with open(request["log"], "w", encoding="utf-8") as log:
         os.dup2(log.fileno(), 1)
@@ -82,6 +92,16 @@ def run_child(request: dict[str, Any]) -> int:
         sys.stderr.flush()
 
 
+def die_with(worker: int) -> None:
+    """Have the kernel SIGKILL this forked child when its parent, the worker, dies (Linux; elsewhere a no-op)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != worker:  # the worker died before prctl took effect
+            os._exit(1)
+
+
 def kill(pid: int) -> None:
     """Kill a child and everything it started (its process group)."""
     try:
@@ -92,7 +112,7 @@ def kill(pid: int) -> None:
 
 def serve(path: str) -> None:
     """Accept job requests on the Unix socket `path` until SIGTERM or until the parent (Snakemake) is gone."""
-    parent = os.getppid()
+    parent, me = os.getppid(), os.getpid()
     preload()
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     Path(path).unlink(missing_ok=True)
@@ -116,7 +136,7 @@ def serve(path: str) -> None:
                 pid = os.fork()
                 if pid == 0:
                     server.close()
-                    os._exit(run_child(request))
+                    os._exit(run_child(request, worker=me))
                 try:
                     os.setpgid(pid, pid)  # also done by the child: whichever runs first
                 except OSError:
@@ -138,9 +158,10 @@ def serve(path: str) -> None:
 
 
 def submit(request: dict[str, Any]) -> int | None:
-    """Run a step in the worker and return its exit code, or None when no worker is listening."""
+    """Run a step in the worker and return its exit code, or None when no worker of this run's folder is
+    listening; raises WorkerDied when the worker goes away before the step ends."""
     path = os.environ.get(SOCKET_ENV)
-    if not path or not Path(path).exists():
+    if not path or not Path(path).exists() or Path(path).resolve().parent != (Path(request["cwd"]) / FOLDER).resolve():
         return None
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -150,10 +171,13 @@ def submit(request: dict[str, Any]) -> int | None:
     with conn:
         conn.sendall((json.dumps(request) + "\n").encode())
         reply = conn.makefile("r", encoding="utf-8").readline()
-    return int(reply) if reply.strip() else 1
+    if not reply.strip():
+        raise WorkerDied(f"the rmood worker ({path}) died while running step {request['step']}; "
+                         "rerun: jobs then run in their own processes until a new worker is up")
+    return int(reply)
 
 
-def start(folder: str) -> subprocess.Popen:
+def start(folder: str = FOLDER) -> subprocess.Popen:
     """Launch a worker listening in `folder` and point the jobs this process starts at it (`SOCKET_ENV`).
 
     Jobs that start before the worker has imported everything simply run in their own process.

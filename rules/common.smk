@@ -28,8 +28,9 @@ WORKER = {}  # the warm worker process of a local run (rmood/worker.py)
 
 
 onstart:
+    os.environ.pop(worker.SOCKET_ENV, None)  # never a worker of another run
     if workflow.local_exec and os.environ.get("RMOOD_WORKER", "1") != "0":
-        WORKER["process"] = worker.start(".snakemake/rmood")
+        WORKER["process"] = worker.start()
 
 
 onsuccess:
