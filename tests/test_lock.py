@@ -43,11 +43,12 @@ def locks(folder: Path) -> list[Path]:
 
 @pytest.fixture
 def running(tmp_path):
-    """A Snakemake run busy in `tmp_path` (it holds the lock); killed with SIGKILL, the whole group, at the end."""
+    """A Snakemake run busy in `tmp_path` (it holds the lock, its job has started); killed with SIGKILL, the whole
+    group, at the end."""
     (tmp_path / "Snakefile").write_text(SNAKEFILE)
     run = snakemake(tmp_path, "seconds=600", wait=False)
     deadline = time.monotonic() + 60
-    while not locks(tmp_path):
+    while not locks(tmp_path) or not any((tmp_path / ".snakemake" / "incomplete").glob("*")):
         assert run.poll() is None and time.monotonic() < deadline, "the first run did not lock the folder"
         time.sleep(0.2)
     yield run
