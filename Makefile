@@ -34,7 +34,7 @@ envs: $(foreach env,$(ENVS),.venv-$(env)/.installed)
 	touch $@
 
 study: $(STAMP)
-	snakemake --profile profiles/default $(TARGET) $(SNAKEMAKE_ARGS)
+	snakemake --cores all $(TARGET) $(SNAKEMAKE_ARGS)
 
 test: $(STAMP) .venv-verl/.installed
 	python -m pytest $(PYTEST_ARGS)
