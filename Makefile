@@ -14,7 +14,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup envs study test test-vllm lint dag clean
+.PHONY: setup envs profile study test test-vllm lint dag clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ envs: $(foreach env,$(ENVS),.venv-$(env)/.installed)
 	.venv-$*/bin/pip install --quiet --upgrade pip
 	.venv-$*/bin/pip install --quiet -r $<
 	touch $@
+
+# `snakemake --profile slurm` from any folder: profiles/slurm linked as ~/.config/snakemake/slurm (or $XDG_CONFIG_HOME)
+profile: $(STAMP)
+	python -m rmood profile
 
 study: $(STAMP)
 	snakemake --cores all $(TARGET) $(SNAKEMAKE_ARGS)

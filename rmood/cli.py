@@ -45,7 +45,23 @@ def parser() -> argparse.ArgumentParser:
     results.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     results.add_argument("--readme", help="replace the block between <!-- results:begin --> and "
                                           "<!-- results:end --> of this file instead of printing")
+    profile = commands.add_parser(
+        "profile", help="link profiles/slurm as your `slurm` Snakemake profile (`snakemake --profile slurm`)",
+        description="Link this checkout's profiles/slurm as a Snakemake profile in your config folder "
+                    "($XDG_CONFIG_HOME/snakemake, by default ~/.config/snakemake), so that `snakemake --profile "
+                    "slurm` finds it from any folder. An existing profile of that name is never overwritten.")
+    profile.add_argument("--name", default="slurm", help="the profile's name (default slurm)")
     return top
+
+
+def link_user_profile(name: str) -> None:
+    from rmood.profile import PROFILE, ProfileError, link_profile
+
+    try:
+        link, made = link_profile(name)
+    except ProfileError as error:
+        sys.exit(f"rmood profile: {error}")
+    print(f"{'linked' if made else 'already linked'}: {link} -> {PROFILE}; use `snakemake --profile {name}`")
 
 
 def print_results(config: str, set: list[str], readme: str | None) -> None:
@@ -71,6 +87,9 @@ def main(argv: list[str] | None = None) -> None:
     name = args.pop("step")
     if name == "reward":
         print_reward(**args)
+        return
+    if name == "profile":
+        link_user_profile(**args)
         return
     from rmood.generation import BackendError
     from rmood.io import DataError, WriteError
