@@ -14,7 +14,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup envs study test test-vllm lint dag clean
+.PHONY: setup envs profile study test test-vllm lint dag clean
 
 setup: $(STAMP)
 
@@ -33,10 +33,14 @@ envs: $(foreach env,$(ENVS),.venv-$(env)/.installed)
 	.venv-$*/bin/pip install --quiet -r $<
 	touch $@
 
+# `snakemake --profile slurm` from any folder: profiles/slurm linked as ~/.config/snakemake/slurm (or $XDG_CONFIG_HOME)
+profile: $(STAMP)
+	python -m rmood profile
+
 # `rmood unlock` first: a lock that a killed run left is released, a live run's is not (it says so and stops)
 study: $(STAMP)
 	python -m rmood unlock
-	snakemake --profile profiles/default $(TARGET) $(SNAKEMAKE_ARGS)
+	snakemake --cores all $(TARGET) $(SNAKEMAKE_ARGS)
 
 test: $(STAMP) .venv-verl/.installed
 	python -m pytest $(PYTEST_ARGS)

@@ -48,6 +48,12 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("unlock", help="unlock this folder if a killed run left Snakemake's lock (never a live run's)",
                         description="Remove the lock a killed Snakemake run left in this folder; refuse, changing "
                                     "nothing, while a run is alive here. `make study` runs it first.")
+    profile = commands.add_parser(
+        "profile", help="link profiles/slurm as your `slurm` Snakemake profile (`snakemake --profile slurm`)",
+        description="Link this checkout's profiles/slurm as a Snakemake profile in your config folder "
+                    "($XDG_CONFIG_HOME/snakemake, by default ~/.config/snakemake), so that `snakemake --profile "
+                    "slurm` finds it from any folder. An existing profile of that name is never overwritten.")
+    profile.add_argument("--name", default="slurm", help="the profile's name (default slurm)")
     return top
 
 
@@ -59,6 +65,16 @@ def unlock() -> None:
             print("rmood: a killed run had left Snakemake's lock on this folder, and no run is alive here: unlocked")
     except LockHeld as error:
         sys.exit(f"rmood unlock: {error}")
+
+
+def link_user_profile(name: str) -> None:
+    from rmood.profile import PROFILE, ProfileError, link_profile
+
+    try:
+        link, made = link_profile(name)
+    except ProfileError as error:
+        sys.exit(f"rmood profile: {error}")
+    print(f"{'linked' if made else 'already linked'}: {link} -> {PROFILE}; use `snakemake --profile {name}`")
 
 
 def print_results(config: str, set: list[str], readme: str | None) -> None:
@@ -87,6 +103,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if name == "unlock":
         unlock()
+        return
+    if name == "profile":
+        link_user_profile(**args)
         return
     from rmood.generation import BackendError
     from rmood.io import DataError, WriteError

@@ -35,22 +35,30 @@ def snakemake(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def jobs(output: str) -> dict[str, list[str]]:
-    """The `resources:` line of every job in a dry-run listing, by rule."""
+def jobs(output: str, field: str = "resources") -> dict[str, list[str]]:
+    """The `resources:` (or another field's) line of every job in a dry-run listing, by rule."""
     found: dict[str, list[str]] = {}
     for block in re.split(r"\n(?=rule \w+:)", output):
         name = re.match(r"rule (\w+):", block)
-        resources = re.search(r"^\s+resources: (.*)$", block, re.M)
-        if name and resources:
-            found.setdefault(name[1], []).append(resources[1])
+        value = re.search(rf"^\s+{field}: (.*)$", block, re.M)
+        if name and value:
+            found.setdefault(name[1], []).append(value[1])
     return found
 
 
-def test_the_cluster_dry_run_lists_every_job_with_its_gpus(models, tmp_path):
+@pytest.fixture(scope="module")
+def cluster_dry_run(models, tmp_path_factory) -> tuple[str, Path]:
+    """The dry-run listing of the cluster config under profiles/slurm, and the folder it ran in."""
+    folder = tmp_path_factory.mktemp("dry_run")
     result = snakemake("-n", "--profile", str(ROOT / "profiles" / "slurm"), "--configfile", str(CLUSTER),
-                       str(models), "--", "mrm_eval", cwd=tmp_path)
+                       str(models), "--", "mrm_eval", cwd=folder)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    listed = jobs(result.stdout)
+    return result.stdout, folder
+
+
+def test_the_cluster_dry_run_lists_every_job_with_its_gpus(cluster_dry_run):
+    output, tmp_path = cluster_dry_run
+    listed = jobs(output)
     config = yaml.safe_load(CLUSTER.read_text())
     replicates = len(config.get("replicates") or yaml.safe_load(DEFAULT.read_text())["replicates"])
     counts = Counter({rule: len(resources) for rule, resources in listed.items()})
@@ -64,6 +72,22 @@ def test_the_cluster_dry_run_lists_every_job_with_its_gpus(models, tmp_path):
     for rule in ("data", "preference_pairs", "gda", "report"):
         assert all("gpu=" not in line for line in listed[rule]), (rule, listed[rule][0])
     assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()  # nothing fetched or written
+
+
+def test_cluster_jobs_ask_for_the_configs_cpus_whatever_this_machine_has(cluster_dry_run):
+    """Snakemake caps a job's threads at --cores even for a Slurm job: the workflow profile (profiles/default,
+    loaded under any --profile) must not set `cores: all`, which would cap them at this machine's cores."""
+    output, _ = cluster_dry_run
+    resources, threads = jobs(output), jobs(output, "threads")
+    config = yaml.safe_load(CLUSTER.read_text())["resources"]
+    assert config["ppo"]["cpus"] > (os.cpu_count() or 1)  # the case that was capped
+    for rule, kind in (("ppo", "ppo"), ("train_rm", "train"), ("sft_sampling", "sample"), ("gda", "analysis")):
+        cpus = config[kind]["cpus"]
+        assert threads[rule] == [str(cpus)] * len(resources[rule]), (rule, threads[rule][0])
+        for line in resources[rule]:
+            asked = dict(item.split("=", 1) for item in line.split(", "))
+            assert (asked["cpus_per_task"], asked["mem_mb"], asked["runtime"]) == (
+                str(cpus), str(config[kind]["mem_mb"]), str(config[kind]["runtime"])), (rule, line)
 
 
 def test_the_cluster_dag_renders(models, tmp_path):
