@@ -401,7 +401,7 @@ os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
 """
 
 
-def write_full_disk(folder: Path, args: list[str]) -> subprocess.CompletedProcess:
+def write_full_disk(folder: Path, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
     """Run `python args` with `folder` a 64 KiB tmpfs of its own, in a private mount namespace (no one else sees
     the mount; it goes with the child). Skips where namespaces or mounts are not allowed."""
     unshare = shutil.which("unshare")
@@ -409,7 +409,7 @@ def write_full_disk(folder: Path, args: list[str]) -> subprocess.CompletedProces
         pytest.skip("needs unshare (util-linux)")
     user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
     result = subprocess.run([unshare, *user, "--mount", "--", sys.executable, "-c", TINY_DISK, str(folder), *args],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=timeout)
     if result.returncode == 77 or (result.returncode and result.stderr.startswith("unshare:")):
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()[-300:]}")
     return result
