@@ -31,7 +31,7 @@ from tabulate import tabulate  # noqa: E402
 
 from rmood.config import load_config  # noqa: E402
 from rmood.io import read_jsonl, write_jsonl  # noqa: E402
-from rmood.labeling.label import conversation  # noqa: E402
+from rmood.data.prompts import conversation  # noqa: E402
 from rmood.mrm.representations import backbone_features, features  # noqa: E402
 from rmood.rm.check import PAIR_FIELDS  # noqa: E402
 from rmood.rm.score import Conversation, load_reward_model, right_pad, score_conversations, tokenize  # noqa: E402

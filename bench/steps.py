@@ -45,7 +45,7 @@ elif step == "sft":
 elif step == "ppo":
     from rmood.rl.ppo import train_ppo as run
 else:
-    from rmood.labeling.label import score_samples as run
+    from rmood.rm.score import score_samples as run
 start = time.perf_counter()
 run(**args)
 print("SECONDS", time.perf_counter() - start)

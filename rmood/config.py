@@ -26,6 +26,11 @@ class ConfigError(ValueError):
     """An invalid configuration; the message names the key."""
 
 
+def template_path(path: str) -> Path:
+    """A template path from config (`judge.*.template`): a relative one is taken from the project folder (config/judge/…)."""
+    return ROOT / path
+
+
 def lookup(config: dict[str, Any], key: str) -> Any:
     """`config["a"]["b"]` for the dotted key "a.b"."""
     value: Any = config
@@ -133,7 +138,7 @@ GOLD_SOURCES = ("programmatic", "judge")  # the gold rewards that are not a rewa
 def check_judge(config: dict[str, Any]) -> None:
     """Where gold.source or annotator.source is judge: an endpoint, a model and a template of the right fields."""
     from rmood.io import DataError
-    from rmood.labeling.judge import load_template, template_path
+    from rmood.labeling.templates import load_template
 
     judge = config["judge"]
     for task, user in (("pointwise", "gold.source"), ("pairwise", "annotator.source")):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rmood.data.prompts import context_length, fit_prompts
-from rmood.io import DataError, Record, complete_records, dumps, iter_jsonl, write_jsonl
+from rmood.io import DataError, Record, complete_records, dumps, iter_jsonl, read_jsonl, write_jsonl
 
 RESPONSE_FIELDS = ("prompt_id", "sample", "response", "finished")  # what readers of the response text need
 SAMPLE_FIELDS = (*RESPONSE_FIELDS, "tokens")  # a record as the samplers write it; resuming requires all of them
@@ -203,6 +203,16 @@ def generate_batch(policy, tokenizer, prompts: list[list[int]], config, device: 
     rows = output[:, width:].tolist()
     return [[sampled_response(tokenizer, row, tokenizer.eos_token_id in row) for row in rows[i * n : (i + 1) * n]]
             for i in range(len(prompts))]
+
+
+def read_samples(samples: str, prompt_files: list[str]) -> tuple[list[Record], dict[str, Record]]:
+    """The records of a samples file and the prompts they answer (by id); every sample's prompt must be there."""
+    prompts = {r["id"]: r for path in prompt_files for r in read_jsonl(path, required=("id", "messages"))}
+    records = read_jsonl(samples, required=RESPONSE_FIELDS)
+    missing = {r["prompt_id"] for r in records} - prompts.keys()
+    if missing:
+        raise DataError(f"{samples}: prompt ids not in {prompt_files}, e.g. {sorted(missing)[0]}")
+    return records, prompts
 
 
 def gather(shards: list[str], prompt_files: list[str], out: str) -> None:

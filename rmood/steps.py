@@ -91,7 +91,7 @@ STEPS: dict[str, Step] = {
         config={},
     ),
     "gold": Step(
-        "rmood.labeling.label:label_gold",
+        "rmood.labeling.gold:label_gold",
         "gold score of every sampled response",
         inputs=(Path("samples", "samples JSONL"), Path("prompt_files", "prompt JSONL files", many=True)),
         outputs=(Path("out", "gold labels JSONL"),),
@@ -111,7 +111,7 @@ STEPS: dict[str, Step] = {
         options={"replicate": int},
     ),
     "score": Step(
-        "rmood.labeling.label:score_samples",
+        "rmood.rm.score:score_samples",
         "the proxy reward of every sampled response under a reward model",
         inputs=(
             Path("model", "reward model directory"),
@@ -199,14 +199,14 @@ STEPS: dict[str, Step] = {
         config={"chunk_size": "mrm.chunk_size"},
     ),
     "convert_to_mrm": Step(
-        "rmood.mrm.model:convert_to_mrm",
+        "rmood.mrm.convert:convert_to_mrm",
         "fold the GDA head into the rm's score layer (mrm) and build the penalised rmood MRM (mrm_pen)",
         inputs=(Path("rm", "Bradley-Terry reward model directory"), Path("gda", "gda_parameters.npz")),
         outputs=(Path("model", "exported MRM directory"), Path("pen_model", "penalised MRM directory")),
         config={"penalty": "mrm.penalty"},
     ),
     "compare_weights": Step(
-        "rmood.mrm.model:compare_weights",
+        "rmood.mrm.check:compare_weights",
         "GDA weight vs the rm's score weight, reward correlation, checks of the converted models",
         inputs=(
             Path("rm", "Bradley-Terry reward model directory"),
@@ -221,7 +221,7 @@ STEPS: dict[str, Step] = {
         config={"scoring": "scoring", "dtype": "model.dtype"},
     ),
     "mrm_ood": Step(
-        "rmood.mrm.model:ood_auroc",
+        "rmood.mrm.check:ood_auroc",
         "AUROC of the Mahalanobis distance: in-distribution test responses vs ood responses",
         inputs=(
             Path("model", "exported MRM directory"),
@@ -309,7 +309,7 @@ STEPS: dict[str, Step] = {
         config={"n": "bon.n"},
     ),
     "ppo_curve": Step(
-        "rmood.eval.ppo:ppo_curve",
+        "rmood.eval.ppo_curve:ppo_curve",
         "KL, gold and proxy of every checkpoint of one PPO run",
         inputs=(
             Path("kl_files", "kl.jsonl per step", many=True),
@@ -338,14 +338,14 @@ STEPS: dict[str, Step] = {
         config={"reward_models": "reward_models", "report": "report", "seed": "seed"},
     ),
     "dist_prompts": Step(
-        "rmood.distribution.data:select_prompts",
+        "rmood.distribution.inputs:select_prompts",
         "the analysed eval prompts, one file per prompt id",
         inputs=(Path("prompts", "eval split JSONL"),),
         outputs=(Path("out", "<prompt_id>.jsonl files", many=True),),
         config={},
     ),
     "dist_representations": Step(
-        "rmood.distribution.data:sample_representations",
+        "rmood.distribution.inputs:sample_representations",
         "the reward model's representation of every sampled response",
         inputs=(
             Path("model", "reward model directory"),
@@ -356,7 +356,7 @@ STEPS: dict[str, Step] = {
         config={"scoring": "scoring", "dtype": "model.dtype"},
     ),
     "score_weight": Step(
-        "rmood.distribution.data:score_weight",
+        "rmood.distribution.inputs:score_weight",
         "the reward model's reward direction in representation space",
         inputs=(Path("model", "reward model directory"),),
         outputs=(Path("out", "weight.npy"),),

@@ -37,7 +37,8 @@ PRELOAD = (
     "trl",
     "datasets",
     "sklearn.covariance",
-    "rmood.rm.score",
+    "rmood.rm.inform",
+    "rmood.mrm.check",  # the MRM classes, GDA, representations, scoring and checks
 )
 
 

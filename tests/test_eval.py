@@ -14,7 +14,7 @@ from rmood.eval.bon import BON_ARRAYS, bon_curves, bon_expectation, bon_report, 
 from rmood.eval.estimates import CURVE_COLUMNS, SUMMARY_COLUMNS
 from rmood.eval.fit import fit_bon, fit_rl
 from rmood.eval.markdown import update_readme
-from rmood.eval.ppo import PPO_ARRAYS, ppo_curve
+from rmood.eval.ppo_curve import PPO_ARRAYS, ppo_curve
 from rmood.eval.report import PLOTS, make_report
 from rmood.eval.stats import wilson
 from rmood.io import DataError, read_json, read_npz, write_json, write_jsonl, write_npz

@@ -12,10 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import multivariate_normal
 from sklearn.covariance import LedoitWolf
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from rmood.io import DataError
-from rmood.mrm.gda import GDA_KEYS, StreamingGDA, fit_gda, load_gda
+from rmood.mrm.gda import GDA_KEYS, StreamingGDA, fit_gda, gda_parameters, load_gda
 
 TOL = 1e-8
 
@@ -84,17 +85,61 @@ def test_fit_gda_matches_sklearn_and_numpy(tmp_path, n_pos, n_neg, d, chunk_size
     assert loaded.keys() == set(GDA_KEYS) and all(np.array_equal(loaded[key], params[key]) for key in GDA_KEYS)
 
 
+def fit(chosen: np.ndarray, rejected: np.ndarray, chunk_size: int = 8192) -> StreamingGDA:
+    """`StreamingGDA.fit` on the two classes stacked (label 1 = chosen)."""
+    labels = np.r_[np.ones(len(chosen), int), np.zeros(len(rejected), int)]
+    return StreamingGDA(chunk_size=chunk_size).fit(np.vstack((chosen, rejected)), labels)
+
+
 def test_chunks_in_any_order_give_the_same_fit():
     rng = np.random.default_rng(1)
     chosen, rejected = correlated(rng, 250, 5, 3.0), correlated(rng, 180, 5, 3.0)
-    whole = StreamingGDA().fit_arrays(chosen, rejected, chunk_size=1000)
+    whole = gda_parameters(fit(chosen, rejected, chunk_size=1000))
     streamed = StreamingGDA()
     for start in range(0, 250, 40):  # interleave the classes, uneven chunk sizes
         streamed.partial_fit(rejected[start // 2 : start // 2 + 20], 0)
         streamed.partial_fit(chosen[start : start + 40], 1)
-    streamed.partial_fit(rejected[140:], 0).finalize()
-    for key in GDA_KEYS:
-        assert rel(getattr(streamed, f"{key}_"), getattr(whole, f"{key}_")) <= 1e-10, key
+    streamed.partial_fit(rejected[140:], 0)
+    for key, value in gda_parameters(streamed).items():
+        assert rel(value, whole[key]) <= 1e-10, key
+    mixed = StreamingGDA()  # labelled rows of both classes in one chunk
+    rows = np.vstack((chosen, rejected))
+    labels = np.r_[np.ones(250, int), np.zeros(180, int)]
+    order = rng.permutation(len(rows))
+    for start in range(0, len(rows), 64):
+        mixed.partial_fit(rows[order[start : start + 64]], labels[order[start : start + 64]])
+    for key, value in gda_parameters(mixed).items():
+        assert rel(value, whole[key]) <= 1e-10, key
+
+
+def test_fit_streams_each_class_in_chunks_as_fit_gda_does(tmp_path):
+    """`fit(X, y)` and `fit_gda` on the same rows give the same bytes (the same chunks per class)."""
+    rng = np.random.default_rng(4)
+    chosen, rejected = correlated(rng, 70, 4, 1.0), correlated(rng, 50, 4, 0.0)
+    fit_gda(*write_pair(tmp_path, chosen, rejected), tmp_path / "gda.npz", 16)
+    expected = load_gda(tmp_path / "gda.npz")
+    shuffled = rng.permutation(120)  # classes interleaved: each class keeps its own row order
+    X = np.vstack((chosen, rejected))[shuffled]
+    y = np.r_[np.ones(70, int), np.zeros(50, int)][shuffled]
+    order = np.argsort(shuffled, kind="stable")
+    X, y = X[order], y[order]
+    params = gda_parameters(StreamingGDA(chunk_size=16).fit(X, y))
+    assert all(np.array_equal(params[key], expected[key]) for key in GDA_KEYS)
+
+
+def test_an_estimator_in_scikit_learn_style():
+    gda = StreamingGDA(chunk_size=32)
+    assert gda.get_params() == {"chunk_size": 32} and repr(gda) == "StreamingGDA(chunk_size=32)"
+    assert clone(gda).get_params() == {"chunk_size": 32}
+    rng = np.random.default_rng(5)
+    chosen, rejected = correlated(rng, 60, 3, 0.0), correlated(rng, 40, 3, 1.0)
+    fitted = fit(chosen, rejected, 32)
+    assert fitted.classes_.tolist() == [0, 1] and fitted.class_count_.tolist() == [40, 60]
+    assert fitted.means_.shape == (2, 3) and fitted.coef_.shape == (1, 3) and fitted.intercept_.shape == (1,)
+    assert fitted.n_features_in_ == 3
+    np.testing.assert_allclose(fitted.coef_[0], fitted.precision_ @ (fitted.means_[1] - fitted.means_[0]), rtol=1e-9)
+    refitted = fit(rejected, chosen, 32).fit(np.vstack((chosen, rejected)), np.r_[np.ones(60, int), np.zeros(40, int)])
+    assert all(np.array_equal(value, gda_parameters(fitted)[key]) for key, value in gda_parameters(refitted).items())
 
 
 def test_log_odds_is_the_two_gaussian_posterior():
@@ -105,7 +150,7 @@ def test_log_odds_is_the_two_gaussian_posterior():
     sigma = mixing @ mixing.T + np.eye(d)
     is_pos = rng.random(n) < prior
     x = np.where(is_pos[:, None], mu_pos, mu_neg) + rng.normal(size=(n, d)) @ np.linalg.cholesky(sigma).T
-    gda = StreamingGDA().fit_arrays(x[is_pos], x[~is_pos], chunk_size=4096)
+    gda = StreamingGDA(chunk_size=4096).fit(x, is_pos.astype(int))
 
     probe = np.vstack([rng.multivariate_normal(mu, sigma, size=200) for mu in (mu_pos, mu_neg)])
     logits = gda.decision_function(probe)
@@ -113,7 +158,7 @@ def test_log_odds_is_the_two_gaussian_posterior():
     def log_odds(pos: np.ndarray, neg: np.ndarray, cov: np.ndarray, log_prior: float) -> np.ndarray:
         return multivariate_normal(pos, cov).logpdf(probe) - multivariate_normal(neg, cov).logpdf(probe) + log_prior
 
-    estimated = log_odds(gda.mu_pos_, gda.mu_neg_, gda.covariance_, math.log(gda.n_pos_ / gda.n_neg_))
+    estimated = log_odds(gda.means_[1], gda.means_[0], gda.covariance_, math.log(gda.class_count_[1] / gda.class_count_[0]))
     np.testing.assert_allclose(logits, estimated, rtol=1e-9, atol=1e-9)
     true = log_odds(mu_pos, mu_neg, sigma, math.log(prior / (1 - prior)))
     assert np.mean(np.abs(logits - true)) < 0.05
@@ -123,25 +168,32 @@ def test_log_odds_is_the_two_gaussian_posterior():
 
 def test_mahalanobis_is_the_distance_to_the_nearer_class():
     rng = np.random.default_rng(3)
-    gda = StreamingGDA().fit_arrays(correlated(rng, 300, 3, 0.0), correlated(rng, 200, 3, 2.0), chunk_size=64)
+    gda = fit(correlated(rng, 300, 3, 0.0), correlated(rng, 200, 3, 2.0), chunk_size=64)
     probe = rng.normal(size=(20, 3)) * 3
     expected = [
-        min(math.sqrt((f - mu) @ gda.precision_ @ (f - mu)) for mu in (gda.mu_pos_, gda.mu_neg_)) for f in probe
+        min(math.sqrt((f - mu) @ gda.precision_ @ (f - mu)) for mu in gda.means_) for f in probe
     ]
     np.testing.assert_allclose(gda.mahalanobis(probe), expected, rtol=1e-10)
-    assert gda.mahalanobis(gda.mu_neg_) == pytest.approx(0.0, abs=1e-12)
+    assert gda.mahalanobis(gda.means_[0]) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_use_before_fit_and_bad_arguments():
     with pytest.raises(NotFittedError):
         StreamingGDA().decision_function(np.zeros((1, 3)))
-    with pytest.raises(DataError, match="empty class"):
-        StreamingGDA().partial_fit(np.zeros((2, 3)), 1).finalize()
+    one_class = StreamingGDA().partial_fit(np.zeros((2, 3)), 1)  # not fitted until both classes have rows
+    with pytest.raises(NotFittedError):
+        one_class.decision_function(np.zeros((1, 3)))
+    with pytest.raises(DataError, match="rejected: no rows"):
+        StreamingGDA().fit(np.zeros((2, 3)), np.ones(2, int))
     with pytest.raises(ValueError, match="chunk_size"):
-        StreamingGDA().fit_arrays(np.zeros((2, 3)), np.zeros((2, 3)), chunk_size=0)
+        StreamingGDA(chunk_size=0).fit(np.zeros((2, 3)), np.array([0, 1]))
     with pytest.raises(ValueError, match="label"):
         StreamingGDA().partial_fit(np.zeros((2, 3)), 2)
-    gda = StreamingGDA().fit_arrays(np.eye(3), -np.eye(3) + 0.5, chunk_size=2)
+    with pytest.raises(ValueError, match="labels"):
+        StreamingGDA().fit(np.zeros((2, 3)), np.array([0, 2]))
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        StreamingGDA().fit(np.zeros((2, 3)), np.array([0, 1, 1]))
+    gda = fit(np.eye(3), -np.eye(3) + 0.5, chunk_size=2)
     with pytest.raises(ValueError, match=r"shape \(n, 3\)"):
         gda.decision_function(np.zeros((2, 4)))
 
@@ -201,9 +253,9 @@ def test_first_non_finite_row_is_reported(data, n_rows, d, chunk_size, label, ba
     arrays = [np.arange(n_rows * d, dtype=np.float64).reshape(n_rows, d) for _ in range(2)]
     for row in rows:
         arrays[label][row, data.draw(st.integers(0, d - 1))] = bad
-    name = ("rejected-file", "chosen-file")[label]
+    name = ("rejected", "chosen")[label]
     with pytest.raises(DataError, match=rf"^{name}: non-finite value in row {min(rows)}$"):
-        StreamingGDA().fit_arrays(arrays[1], arrays[0], chunk_size, names=("chosen-file", "rejected-file"))
+        fit(arrays[1], arrays[0], chunk_size)
 
 
 def test_load_gda_refuses_missing_keys(tmp_path):

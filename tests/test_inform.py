@@ -17,6 +17,14 @@ from test_models import conversations
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+
+@pytest.fixture(autouse=True, scope="module")
+def registered() -> None:
+    """rmood's model classes registered with the Auto classes, as the steps that load models do it."""
+    from rmood.rm.auto import register_models
+
+    register_models()
+
 LATENT = 8
 TRAINER = dict(
     epochs=1, learning_rate=1e-2, batch_size=4, gradient_accumulation_steps=1,
@@ -198,7 +206,7 @@ def test_train_inform_saves_a_scorable_model_and_logs_the_kl(tiny_base, prompt_d
     assert rewards.shape == (16,) and np.isfinite(rewards).all() and np.unique(rewards.round(6)).size > 1
 
 
-def test_registration_comes_with_rmood_rm_and_parsing_stays_light(inform_dir):
+def test_load_reward_model_registers_inform_and_parsing_stays_light(inform_dir):
     code = (
         "import sys\n"
         "import rmood, rmood.steps, rmood.cli, rmood.config\n"

@@ -34,7 +34,7 @@ from rmood.labeling.judge import (
     AnswerCache, Judge, JudgeError, ParseError, Request, cache_beside, instruction, load_template, parse_preference,
     parse_score,
 )
-from rmood.labeling.label import label_gold
+from rmood.labeling.gold import label_gold
 from rmood.labeling.pairs import make_pairs
 from test_labeling import OUT_NAMES, build_inputs
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from rmood.io import DataError, read_jsonl, write_jsonl
-from rmood.labeling.label import conversation, label_gold
+from rmood.data.prompts import conversation
+from rmood.labeling.gold import label_gold
 from rmood.labeling.pairs import make_pairs
 
 OUT_NAMES = [f"{name}.{fmt}.jsonl" for name in ("train", "test", "ood", "golden") for fmt in ("explicit", "implicit")]

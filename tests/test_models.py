@@ -211,9 +211,10 @@ def test_checkpoints_resume_only_with_the_same_fingerprint(tmp_path):
 
 
 def test_gold_labels_and_proxy_scores_from_a_reward_model(tiny_base, prompt_data, tmp_path):
+    from rmood.data.prompts import conversation
     from rmood.io import write_jsonl
-    from rmood.labeling.label import conversation, label_gold, score_samples
-    from rmood.rm.score import load_reward_model, score_conversations
+    from rmood.labeling.gold import label_gold
+    from rmood.rm.score import load_reward_model, score_conversations, score_samples
 
     gold_rm = save_reward_model(tiny_base, tmp_path / "gold_rm")
     prompts = read_jsonl(prompt_data["preference"])[:5]

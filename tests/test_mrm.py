@@ -20,6 +20,14 @@ PENALTY = 0.5
 SCORING = {"batch_size": 4}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def registered() -> None:
+    """rmood's model classes registered with the Auto classes, as the steps that load models do it."""
+    from rmood.rm.auto import register_models
+
+    register_models()
+
+
 def write_pairs(prompt_file: Path, out: Path, start: int, stop: int) -> Path:
     """Explicit-format pairs: the reference answer is chosen, a longer wrong one rejected."""
     records = read_jsonl(prompt_file)[start:stop]
@@ -29,9 +37,12 @@ def write_pairs(prompt_file: Path, out: Path, start: int, stop: int) -> Path:
 
 
 def mahalanobis(features: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
-    """min over the class means of sqrt((f − μ)ᵀ Σ⁻¹ (f − μ)), in float64."""
-    return np.min([np.sqrt(np.einsum("ij,jk,ik->i", features - mu, params["precision"], features - mu))
-                   for mu in (params["mu_pos"], params["mu_neg"])], axis=0)
+    """min over the class means of sqrt((f − μ)ᵀ Σ⁻¹ (f − μ)), in float64: the numpy implementation
+    (`rmood.mrm.gda.nearest_mahalanobis`, checked against its definition in tests/test_gda.py), to which these tests
+    pin the rich MRM's torch one."""
+    from rmood.mrm.gda import nearest_mahalanobis
+
+    return nearest_mahalanobis(features, params["mu_pos"], params["mu_neg"], params["precision"])
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +51,7 @@ def study(tiny_base, prompt_data, tmp_path_factory) -> dict[str, Path]:
     from test_models import save_reward_model
 
     from rmood.mrm.gda import fit_gda
-    from rmood.mrm.model import convert_to_mrm
+    from rmood.mrm.convert import convert_to_mrm
     from rmood.mrm.representations import pair_representations
 
     folder = tmp_path_factory.mktemp("mrm")
@@ -63,7 +74,7 @@ def study(tiny_base, prompt_data, tmp_path_factory) -> dict[str, Path]:
 
 def train_conversations(study) -> tuple[list, np.ndarray]:
     """The training responses (chosen, then rejected) and their representations."""
-    from rmood.mrm.model import read_pairs, responses
+    from rmood.mrm.check import read_pairs, responses
 
     features = np.vstack([read_npy(study["chosen"]), read_npy(study["rejected"])]).astype(np.float64)
     return responses(read_pairs(str(study["train"]))), features
@@ -177,13 +188,18 @@ def test_rich_mrm_round_trips_with_its_buffers(study, tmp_path):
     assert all(getattr(half.score, name).dtype == torch.float32 for name in BUFFERS)
 
 
-def test_registration_comes_with_rmood_rm_and_the_model_module_imports_first(study):
+def test_registration_is_an_explicit_call_not_an_import(study):
     code = (
-        "import sys\n"
-        "import rmood, rmood.steps, rmood.cli\n"
-        "assert 'torch' not in sys.modules, 'heavy import'\n"
-        "import rmood.mrm.model\n"
+        "import rmood.rm, rmood.mrm.model, rmood.rm.inform\n"
         "from transformers import AutoModelForSequenceClassification\n"
+        "try:\n"
+        f"    AutoModelForSequenceClassification.from_pretrained({str(study['pen_model'])!r})\n"
+        "except (ValueError, KeyError):\n"
+        "    pass\n"
+        "else:\n"
+        "    raise AssertionError('importing registered the rich MRM')\n"
+        "from rmood.rm.auto import register_models\n"
+        "register_models()\n"
         f"model = AutoModelForSequenceClassification.from_pretrained({str(study['pen_model'])!r})\n"
         "assert type(model).__name__ == 'MRMForSequenceClassification', type(model)\n"
     )
@@ -193,7 +209,8 @@ def test_registration_comes_with_rmood_rm_and_the_model_module_imports_first(stu
 
 def test_compare_weights_with_the_rm_weight_and_a_failed_check(study, tmp_path):
     from rmood.mrm.gda import load_gda
-    from rmood.mrm.model import compare_weights, convert_to_mrm
+    from rmood.mrm.check import compare_weights
+    from rmood.mrm.convert import convert_to_mrm
     from rmood.rm.score import ModelError, load_reward_model
 
     rm, _ = load_reward_model(study["rm"])
@@ -222,7 +239,7 @@ def test_compare_weights_with_the_rm_weight_and_a_failed_check(study, tmp_path):
 
 
 def test_ood_summary_separates_far_distances():
-    from rmood.mrm.model import ood_summary
+    from rmood.mrm.check import ood_summary
 
     near, far = np.array([1.0, 2.0, 1.5]), np.array([10.0, 12.0])
     assert ood_summary(near, far) == {"auroc": 1.0, "n_id": 3, "n_ood": 2, "mean_distance_id": 1.5,
@@ -233,7 +250,7 @@ def test_ood_summary_separates_far_distances():
 
 def test_ood_auroc_uses_the_mahalanobis_distance_of_the_mrm_features(study, tmp_path):
     from rmood.mrm.gda import load_gda
-    from rmood.mrm.model import ood_auroc, read_pairs, responses
+    from rmood.mrm.check import ood_auroc, read_pairs, responses
     from rmood.mrm.representations import features
     from rmood.rm.score import load_reward_model
 
@@ -253,7 +270,7 @@ def test_ood_auroc_uses_the_mahalanobis_distance_of_the_mrm_features(study, tmp_
 
 def test_conversion_refuses_a_gda_of_another_width(study, tmp_path):
     from rmood.mrm.gda import load_gda
-    from rmood.mrm.model import export_mrm
+    from rmood.mrm.convert import export_mrm
     from rmood.rm.score import ModelError
 
     params = load_gda(study["gda"])

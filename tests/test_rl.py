@@ -178,7 +178,7 @@ def test_ppo_raises_the_reward_it_optimises(tiny_base, plain_rm, prompt_data, tm
     from transformers import AutoModelForSequenceClassification
 
     from rmood.generation import sample_shard
-    from rmood.labeling.label import score_samples
+    from rmood.rm.score import score_samples
 
     rm = shutil.copytree(plain_rm, tmp_path / "rm")
     sharp = AutoModelForSequenceClassification.from_pretrained(rm)
@@ -223,7 +223,7 @@ def test_rendered_reward_is_rmood_scoring(tiny_base, inform_rm, prompt_data):
     from trl.experimental.utils import get_reward
 
     from rmood.generation import encode_prompt
-    from rmood.labeling.label import conversation
+    from rmood.data.prompts import conversation
     from rmood.rl.engine import RenderedReward
     from rmood.rm.score import load_reward_model, score_conversations
 

@@ -1,7 +1,10 @@
-"""Prompt formatting: an (instruction, input) pair becomes the chat messages every model sees; prompts that
-leave no room for a response in a model's context are skipped (`fit_prompts`)."""
+"""Prompt formatting: an (instruction, input) pair becomes the chat messages every model sees, a prompt and a
+response the conversation a reward model scores (`conversation`); prompts that leave no room for a response in a
+model's context are skipped (`fit_prompts`)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 # AlpacaFarm's own prompt templates (alpaca_farm/prompts/v0_inputs_noinputs.json), without the trailing
 # "### Response:" cue: the chat template's assistant turn plays that role.
@@ -27,6 +30,11 @@ def to_messages(instruction: str, input: str = "", template: str = "plain") -> l
     else:
         raise ValueError(f"unknown prompt template {template!r}; expected one of {TEMPLATES}")
     return [{"role": "user", "content": content}]
+
+
+def conversation(prompt: dict[str, Any], response: str) -> list[dict[str, str]]:
+    """The prompt record's messages followed by the assistant's response: what a reward model scores."""
+    return [*prompt["messages"], {"role": "assistant", "content": response}]
 
 
 # A tokenizer without a real length limit reports a huge sentinel as its `model_max_length` (int(1e30)).

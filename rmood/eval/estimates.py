@@ -43,7 +43,7 @@ class Replicate:
     seed: int
     accuracy: dict[str, dict[str, tuple[int, int]]]  # rm -> {"id" | "ood": (pairs ranked as gold ranks them, pairs)}
     bon: dict[str, np.ndarray]  # rmood.eval.bon.BON_ARRAYS
-    ppo: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # rm -> rmood.eval.ppo.PPO_ARRAYS
+    ppo: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # rm -> rmood.eval.ppo_curve.PPO_ARRAYS
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Inputs, per replicate (`rep<seed>/` in their paths): every RM's `rm/<rm>/check.json`, the best-of-n table
 `bon/per_prompt.npz` (see `rmood.eval.bon`) and the table of each PPO run `ppo/<rm>/per_prompt.npz` (see
-`rmood.eval.ppo`). `rmood.eval.estimates` turns them into `reports/summary.csv` (one row per RM, pooled and
+`rmood.eval.ppo_curve`). `rmood.eval.estimates` turns them into `reports/summary.csv` (one row per RM, pooled and
 per replicate; every estimate `x` with `x_lo`, `x_hi`) and `reports/curves.csv` (one row per RM and best-of-n
 n or PPO checkpoint); `rmood.eval.markdown` writes `reports/mrm_eval.md` from those tables alone.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from rmood.eval.bon import BON_ARRAYS
 from rmood.eval.estimates import CURVE_COLUMNS, POOLED, SUMMARY_COLUMNS, Replicate, Settings, estimate_study
-from rmood.eval.ppo import PPO_ARRAYS
+from rmood.eval.ppo_curve import PPO_ARRAYS
 from rmood.io import DataError, atomic_open, read_json, read_npz
 
 PLOTS = ("bon_gold", "bon_proxy", "ppo_gold", "ppo_proxy", "rm_accuracy", "forest")

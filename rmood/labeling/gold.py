@@ -1,4 +1,5 @@
-"""The programmatic gold reward for the synthetic tasks.
+"""The gold reward: the programmatic score of the synthetic tasks, and the `gold` step that labels every sample
+(programmatic, an LLM judge or a gold reward model).
 
 The gold score rewards the exact answer and nothing more: a response that pads the answer ("The answer
 is: 7 ok ok") loses correctness (edit distance to the reference) and, past a length budget, a verbosity
@@ -8,6 +9,11 @@ the over-optimisation RMOOD measures.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from rmood.generation import read_samples
+from rmood.io import DataError, write_jsonl
 
 
 def levenshtein(a: str, b: str) -> int:
@@ -34,3 +40,33 @@ def gold_score(response: str, reference: str, finished: bool = True) -> float:
     verbosity = 1.0 if len(r) <= budget else budget / len(r)
     ending = 1.0 if finished else 0.5
     return correctness * verbosity * ending
+
+
+def label_gold(
+    samples: str, prompt_files: list[str], out: str, gold: dict[str, Any], judge: dict[str, Any], dtype: str
+) -> None:
+    """Write `{prompt_id, sample, gold}` per sample: programmatic (synthetic data), the LLM judge's pointwise score
+    (its answers cached in `<out>.cache.jsonl`) or a gold RM's reward."""
+    records, prompts = read_samples(samples, prompt_files)
+    if gold["source"] == "judge":
+        from rmood.labeling.judge import Judge, cache_beside
+
+        scores = Judge(judge, cache_beside(out)).score(
+            [(f"{r['prompt_id']}/{r['sample']}", prompts[r["prompt_id"]]["messages"], r["response"]) for r in records]
+        )
+    elif gold["source"] == "programmatic":
+        def reference(prompt_id: str) -> str:
+            ref = prompts[prompt_id].get("reference")
+            if ref is None:
+                raise DataError(f"prompt {prompt_id} has no reference answer: the programmatic gold needs synthetic data")
+            return ref
+
+        scores = [gold_score(r["response"], reference(r["prompt_id"]), r["finished"]) for r in records]
+    else:
+        from rmood.rm.score import reward_of_samples
+
+        scores = reward_of_samples(gold["source"], records, prompts, gold["batch_size"], dtype)
+    write_jsonl(
+        out,
+        ({"prompt_id": r["prompt_id"], "sample": r["sample"], "gold": float(s)} for r, s in zip(records, scores)),
+    )

@@ -36,14 +36,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from rmood.config import ROOT
+from rmood.config import template_path
 from rmood.credentials import from_env, redact
 from rmood.io import DataError, complete_records, dumps, write_jsonl
+from rmood.labeling.templates import Message, Template, load_template
 
-Message = dict[str, str]
-FIELDS = {"pointwise": ("instruction", "output"), "pairwise": ("instruction", "output_1", "output_2")}
-CHATML = re.compile(r"<\|im_start\|>(system|user|assistant)\n(.*?)\n?<\|im_end\|>", re.S)
-FIELD = re.compile(r"\{(\w+)\}")
 SCORE = re.compile(r"(?:Score: *)?(10|[0-9])")
 PREFERENCE = re.compile(r"(?:Output )?\(([ab])\)|([ab])")
 NO_KEY = "EMPTY"  # sent when judge.api_key_env is null (vLLM without --api-key ignores it), never OPENAI_API_KEY
@@ -74,40 +71,6 @@ def parse_preference(answer: str) -> int:
 
 
 PARSERS: dict[str, Callable[[str], Any]] = {"pointwise": parse_score, "pairwise": parse_preference}
-
-
-@dataclass(frozen=True)
-class Template:
-    """A judge prompt: (role, text with `{field}`s) per message."""
-
-    messages: tuple[tuple[str, str], ...]
-
-    def render(self, **fields: str) -> list[Message]:
-        """The messages with the fields filled in (a field's value is inserted verbatim, never re-read)."""
-        return [{"role": role, "content": FIELD.sub(lambda m: fields[m[1]], text)} for role, text in self.messages]
-
-
-def template_path(path: str) -> Path:
-    """A template path from config: a relative one is taken from the project folder (config/judge/…)."""
-    return ROOT / path
-
-
-def load_template(path: str | Path, task: str) -> Template:
-    """Read a template file: ChatML blocks (or plain text, one user message) using exactly the task's fields."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: cannot read the {task} template ({err})") from None
-    if "<|im_start|>" in text:
-        if CHATML.sub("", text).strip():
-            raise DataError(f"{path}: text outside the <|im_start|>role … <|im_end|> blocks")
-        messages = tuple(CHATML.findall(text))
-    else:
-        messages = (("user", text.strip()),)
-    used = {name for _, content in messages for name in FIELD.findall(content)}
-    if used != set(FIELDS[task]):
-        raise DataError(f"{path}: a {task} template uses the fields {sorted(FIELDS[task])}, this one {sorted(used)}")
-    return Template(messages)
 
 
 def instruction(messages: list[Message]) -> str:

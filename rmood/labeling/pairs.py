@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rmood.io import DataError, Record, read_jsonl, write_jsonl
-from rmood.labeling.label import conversation
+from rmood.data.prompts import conversation
 
 PAIR_SETS = ("train", "test", "ood", "golden")  # golden: the train pairs labelled by gold
 FORMATS = ("explicit", "implicit")

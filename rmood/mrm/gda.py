@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg
-from sklearn.exceptions import NotFittedError
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from rmood.io import DataError, read_npy, read_npz, write_npz
 
@@ -89,62 +90,164 @@ def ledoit_wolf_from_moments(scatter: np.ndarray, fourth: float, n: int) -> tupl
     return shrunk, shrinkage
 
 
-class StreamingGDA:
-    """GDA with a shared Ledoit–Wolf covariance, fitted from chunks in one pass.
+class StreamingGDA(BaseEstimator):
+    """Gaussian discriminant analysis with a shared Ledoit–Wolf covariance, fitted in one pass over chunks.
 
-    Feed rows with `partial_fit(chunk, label)` (label 1 = chosen, 0 = rejected), then call
-    `finalize()`; or call `fit_arrays(chosen, rejected, chunk_size)`. Rows of a class are numbered in
-    the order they arrive, so error messages give file rows when a file is streamed in order.
+    The two classes (label 1 = chosen, 0 = rejected) are Gaussians N(μ₁, Σ) and N(μ₀, Σ) with a shared
+    covariance Σ: the pooled within-class covariance, shrunk as `sklearn.covariance.LedoitWolf
+    (assume_centered=True)` shrinks the rows centred on their class mean. The decision function
+    coefᵀx + intercept is the log-odds that x is a chosen response. Only sufficient statistics are kept
+    (d² floats per class), so rows can arrive in chunks of any size and in any order.
+
+    Parameters
+    ----------
+    chunk_size : int, default=8192
+        Rows per class that `fit` adds at a time; bounds the float64 copy made of each chunk.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (2,)
+        The labels, ``[0, 1]`` (rejected, chosen).
+    means_ : ndarray of shape (2, n_features)
+        Class means μ₀ (rejected) and μ₁ (chosen), float64.
+    covariance_ : ndarray of shape (n_features, n_features)
+        Shared covariance Σ after Ledoit–Wolf shrinkage.
+    precision_ : ndarray of shape (n_features, n_features)
+        Σ⁻¹ (symmetrised).
+    shrinkage_ : float
+        The Ledoit–Wolf shrinkage coefficient (0 for a single feature, as in scikit-learn).
+    coef_ : ndarray of shape (1, n_features)
+        Σ⁻¹(μ₁ − μ₀).
+    intercept_ : ndarray of shape (1,)
+        −½(μ₁ + μ₀)ᵀ coef + log(n₁ / n₀).
+    class_count_ : ndarray of shape (2,)
+        Rows seen per class, in `classes_` order.
+    n_features_in_ : int
+        Width of the rows.
+
+    See Also
+    --------
+    sklearn.discriminant_analysis.LinearDiscriminantAnalysis : the same model fitted in memory
+        (``solver="lsqr", shrinkage="auto"`` shrinks the covariance by Ledoit–Wolf, scaled differently).
+    sklearn.covariance.LedoitWolf : the shrinkage estimator applied here to the pooled, class-centred rows.
+    fit_gda : fit from the chosen and rejected ``.npy`` files and write the GDA npz.
+
+    Notes
+    -----
+    Rows of a class are numbered in the order they arrive, so error messages give file rows when a file is
+    streamed in order. Statistics are taken about each class's first chunk's mean, so a class mean far from
+    0 loses no precision.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.vstack((rng.normal(1, 1, (50, 2)), rng.normal(-1, 1, (50, 2))))
+    >>> y = np.r_[np.ones(50, int), np.zeros(50, int)]
+    >>> gda = StreamingGDA(chunk_size=16).fit(X, y)
+    >>> bool(gda.decision_function([2.0, 2.0]) > 0)
+    True
     """
 
-    mu_pos_: np.ndarray
-    mu_neg_: np.ndarray
-    covariance_: np.ndarray
-    precision_: np.ndarray
-    weight_: np.ndarray
-    bias_: float
-    shrinkage_: float
-    n_pos_: int
-    n_neg_: int
+    def __init__(self, chunk_size: int = 8192) -> None:
+        self.chunk_size = chunk_size
 
-    def __init__(self) -> None:
-        self._reset()
+    def fit(self, X: np.ndarray, y: np.ndarray) -> StreamingGDA:
+        """Fit afresh on rows `X` with labels `y`, each class streamed `chunk_size` rows at a time.
 
-    def _reset(self) -> None:
-        self._moments: list[_Moments | None] = [None, None]  # indexed by label
-        self._sources = list(CLASS_NAMES)  # what errors call each class
-        self._chol: np.ndarray | None = None
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Real numbers, all finite.
+        y : array-like of shape (n_samples,)
+            1 (chosen) or 0 (rejected); both classes must occur.
 
-    def partial_fit(self, chunk: np.ndarray, label: int, source: str | None = None) -> StreamingGDA:
-        """Add rows of class `label` (1 = chosen, 0 = rejected); `source` names them in errors."""
-        if label not in (0, 1):
-            raise ValueError(f"label must be 1 (chosen) or 0 (rejected), got {label!r}")
-        source = self._sources[label] = source or CLASS_NAMES[label]
-        chunk = np.asarray(chunk)
-        _check_array_meta(chunk, source)
-        moments = self._moments[label]
-        width = next((m.shift.shape[0] for m in self._moments if m is not None), chunk.shape[1])
-        if chunk.shape[1] != width:
-            raise DataError(f"{source}: width {chunk.shape[1]} differs from the {width} features seen so far")
-        if chunk.shape[0] == 0:
-            return self
-        bad = ~np.isfinite(chunk).all(axis=1)
-        if bad.any():
-            row = (moments.n if moments else 0) + int(np.argmax(bad))
-            raise DataError(f"{source}: non-finite value in row {row}")
-        if moments is None:
-            moments = self._moments[label] = _Moments(chunk.mean(axis=0, dtype=np.float64))
-        moments.update(chunk)
+        Returns
+        -------
+        self : StreamingGDA
+            The fitted estimator.
+        """
+        X = np.asarray(X)
+        _check_array_meta(X, "X")
+        y = _check_labels(y, X.shape[0])
+        return self._fit_classes(X[y == 1], X[y == 0], CLASS_NAMES[::-1])
+
+    def partial_fit(self, X: np.ndarray, y: np.ndarray | int, source: str | None = None) -> StreamingGDA:
+        """Add the rows `X` to the statistics and, once both classes have rows, update the learned attributes.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Real numbers, all finite; the width must match the rows seen so far.
+        y : array-like of shape (n_samples,) or int
+            1 (chosen) or 0 (rejected) per row, or one label for the whole chunk.
+        source : str, optional
+            What errors call these rows (e.g. a file name); defaults to the class name.
+
+        Returns
+        -------
+        self : StreamingGDA
+            The estimator, fitted on every row seen so far once both classes have rows.
+        """
+        X = np.asarray(X)
+        if np.ndim(y) == 0:
+            if y not in (0, 1):
+                raise ValueError(f"label must be 1 (chosen) or 0 (rejected), got {y!r}")
+            self._add(X, int(y), source)
+        else:
+            _check_array_meta(X, source or "X")
+            y = _check_labels(y, X.shape[0])
+            for label in (1, 0):
+                if (y == label).any():
+                    self._add(X[y == label], label, source)
+        if all(m is not None for m in self._statistics()):
+            self._update()
         return self
 
-    def fit_arrays(
-        self,
-        chosen: np.ndarray,
-        rejected: np.ndarray,
-        chunk_size: int = 8192,
-        names: tuple[str, str] = ("chosen", "rejected"),
-    ) -> StreamingGDA:
-        """Fit afresh from two (n, d) arrays (memory-mapped is fine), `chunk_size` rows at a time."""
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Log-odds that each row of `X` is a chosen response: X @ coef_[0] + intercept_[0].
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_features,)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or scalar
+        """
+        return self._features(X) @ self.coef_[0] + self.intercept_[0]
+
+    def mahalanobis(self, X: np.ndarray) -> np.ndarray:
+        """Mahalanobis distance of each row to the nearer class mean (`nearest_mahalanobis`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_features,)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or scalar
+        """
+        return nearest_mahalanobis(self._features(X), self.means_[1], self.means_[0], self.precision_)
+
+    # --- internals ---------------------------------------------------------------------------------
+
+    def _statistics(self) -> list[_Moments | None]:
+        """The per-class statistics (indexed by label), created empty on first use."""
+        if not hasattr(self, "_moments"):
+            self._moments: list[_Moments | None] = [None, None]
+            self._sources = list(CLASS_NAMES)  # what errors call each class
+        return self._moments
+
+    def _reset(self) -> None:
+        """Forget the statistics and the learned attributes."""
+        for name in [name for name in vars(self) if name.endswith("_") or name in ("_moments", "_sources")]:
+            delattr(self, name)
+
+    def _fit_classes(self, chosen: np.ndarray, rejected: np.ndarray, names: tuple[str, str]) -> StreamingGDA:
+        """Fit afresh from the two classes' (n, d) arrays (memory-mapped is fine), `chunk_size` rows at a time;
+        `names` (chosen, rejected) name them in errors."""
+        chunk_size = self.chunk_size
         if not isinstance(chunk_size, (int, np.integer)) or isinstance(chunk_size, bool) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
         for array, name in zip((chosen, rejected), names):
@@ -158,14 +261,33 @@ class StreamingGDA:
         self._reset()
         for array, name, label in zip((chosen, rejected), names, (1, 0)):
             for start in range(0, array.shape[0], chunk_size):
-                self.partial_fit(array[start : start + chunk_size], label, source=name)
-        return self.finalize()
+                self._add(array[start : start + chunk_size], label, name)
+        return self._update()
 
-    def finalize(self) -> StreamingGDA:
+    def _add(self, chunk: np.ndarray, label: int, source: str | None) -> None:
+        """Add rows of class `label` to its statistics (no attributes updated)."""
+        moments = self._statistics()
+        source = self._sources[label] = source or CLASS_NAMES[label]
+        chunk = np.asarray(chunk)
+        _check_array_meta(chunk, source)
+        width = next((m.shift.shape[0] for m in moments if m is not None), chunk.shape[1])
+        if chunk.shape[1] != width:
+            raise DataError(f"{source}: width {chunk.shape[1]} differs from the {width} features seen so far")
+        if chunk.shape[0] == 0:
+            return
+        bad = ~np.isfinite(chunk).all(axis=1)
+        if bad.any():
+            row = (moments[label].n if moments[label] else 0) + int(np.argmax(bad))
+            raise DataError(f"{source}: non-finite value in row {row}")
+        if moments[label] is None:
+            moments[label] = _Moments(chunk.mean(axis=0, dtype=np.float64))
+        moments[label].update(chunk)
+
+    def _update(self) -> StreamingGDA:
         """Compute the learned attributes from the statistics accumulated so far."""
-        neg, pos = self._moments
+        neg, pos = moments = self._statistics()
         for label in (1, 0):
-            if self._moments[label] is None:
+            if moments[label] is None:
                 raise DataError(f"{self._sources[label]}: no rows (an empty class)")
         n = pos.n + neg.n
         d = pos.shift.shape[0]
@@ -174,45 +296,59 @@ class StreamingGDA:
         covariance, shrinkage = ledoit_wolf_from_moments(scatter, pos.fourth_moment() + neg.fourth_moment(), n)
         what = f"the covariance of {self._sources[1]} and {self._sources[0]} (n={n}, d={d}, shrinkage={shrinkage:.3g})"
         chol = _cholesky(covariance, what)
-        self.mu_pos_, self.mu_neg_ = pos.mean(), neg.mean()
+        mu_pos, mu_neg = pos.mean(), neg.mean()
+        precision = scipy.linalg.cho_solve((chol, True), np.eye(d))
+        weight = scipy.linalg.cho_solve((chol, True), mu_pos - mu_neg)
+        bias = float(-0.5 * (mu_pos + mu_neg) @ weight + np.log(pos.n / neg.n))
+        self.classes_ = np.array([0, 1])
+        self.means_ = np.stack((mu_neg, mu_pos))
         self.covariance_, self.shrinkage_ = covariance, float(shrinkage)
-        self.precision_ = scipy.linalg.cho_solve((chol, True), np.eye(d))
-        self.precision_ = (self.precision_ + self.precision_.T) / 2
-        self.weight_ = scipy.linalg.cho_solve((chol, True), self.mu_pos_ - self.mu_neg_)
-        self.bias_ = float(-0.5 * (self.mu_pos_ + self.mu_neg_) @ self.weight_ + np.log(pos.n / neg.n))
-        self.n_pos_, self.n_neg_ = pos.n, neg.n
-        self._chol = chol
+        self.precision_ = (precision + precision.T) / 2
+        self.coef_, self.intercept_ = weight[None, :], np.array([bias])
+        self.class_count_ = np.array([neg.n, pos.n])
+        self.n_features_in_ = d
         return self
 
-    def decision_function(self, features: np.ndarray) -> np.ndarray:
-        """Log-odds that each row of `features` is a chosen response: features @ weight + bias."""
-        return self._features(features) @ self.weight_ + self.bias_
-
-    def mahalanobis(self, features: np.ndarray) -> np.ndarray:
-        """Mahalanobis distance of each row to the nearer class: min_k sqrt((f − μ_k)ᵀ Σ⁻¹ (f − μ_k))."""
-        f = self._features(features)
-        distances = [
-            np.linalg.norm(scipy.linalg.solve_triangular(self._chol, (f - mu).T, lower=True), axis=0)
-            for mu in (self.mu_pos_, self.mu_neg_)
-        ]
-        return np.minimum(*distances).reshape(f.shape[:-1])
-
-    def parameters(self) -> dict[str, np.ndarray]:
-        """The learned parameters under the npz keys of the GDA contract, all float64."""
-        self._check_fitted()
-        return {key: np.asarray(getattr(self, f"{key}_"), dtype=np.float64) for key in GDA_KEYS}
-
-    def _check_fitted(self) -> None:
-        if self._chol is None:
-            raise NotFittedError("StreamingGDA is not fitted yet: call finalize() or fit_arrays() first")
-
-    def _features(self, features: np.ndarray) -> np.ndarray:
-        self._check_fitted()
-        f = np.asarray(features, dtype=np.float64)
-        d = self.weight_.shape[0]
+    def _features(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "coef_", msg="StreamingGDA is not fitted yet: call fit() or partial_fit() on both classes")
+        f = np.asarray(X, dtype=np.float64)
+        d = self.n_features_in_
         if f.ndim not in (1, 2) or f.shape[-1] != d:
             raise ValueError(f"features must have shape (n, {d}) or ({d},), got {f.shape}")
         return f
+
+
+def nearest_mahalanobis(features: np.ndarray, mu_pos: np.ndarray, mu_neg: np.ndarray, precision: np.ndarray
+                        ) -> np.ndarray:
+    """min over k ∈ {+, −} of sqrt((f − μ_k)ᵀ Σ⁻¹ (f − μ_k)), [...] for features [..., d] (numpy, float64).
+
+    The rich MRM's head computes the same in torch (`rmood.mrm.model.GDAHead.mahalanobis`, float32, on the model's
+    device); tests/test_mrm.py pins the two equal.
+    """
+    diff = np.asarray(features, dtype=np.float64)[..., None, :] - np.stack((mu_pos, mu_neg))
+    squared = ((diff @ precision) * diff).sum(-1)
+    return np.sqrt(np.clip(squared, 0, None)).min(-1)
+
+
+def gda_parameters(gda: StreamingGDA) -> dict[str, np.ndarray]:
+    """The fitted estimator's parameters under the npz keys of the GDA contract (`GDA_KEYS`), all float64."""
+    check_is_fitted(gda, "coef_")
+    values = {
+        "mu_pos": gda.means_[1], "mu_neg": gda.means_[0], "covariance": gda.covariance_,
+        "precision": gda.precision_, "weight": gda.coef_[0], "bias": gda.intercept_[0],
+        "shrinkage": gda.shrinkage_, "n_pos": gda.class_count_[1], "n_neg": gda.class_count_[0],
+    }
+    return {key: np.asarray(values[key], dtype=np.float64) for key in GDA_KEYS}
+
+
+def _check_labels(y: np.ndarray, n: int) -> np.ndarray:
+    """`y` as a 1-D array of n labels, each 0 or 1."""
+    y = np.asarray(y)
+    if y.shape != (n,):
+        raise ValueError(f"y must have shape ({n},) (one label per row of X), got {y.shape}")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError(f"labels must be 1 (chosen) or 0 (rejected), got {sorted(set(y.tolist()) - {0, 1})[:3]}")
+    return y
 
 
 def _check_array_meta(array: np.ndarray, name: str) -> None:
@@ -240,12 +376,12 @@ def _cholesky(matrix: np.ndarray, what: str) -> np.ndarray:
 
 def fit_gda(chosen: str | os.PathLike, rejected: str | os.PathLike, out: str | os.PathLike, chunk_size: int) -> None:
     """Fit GDA on chosen/rejected representation .npy files, streaming; write the contract npz atomically."""
-    names = (str(chosen), str(rejected))
-    gda = StreamingGDA().fit_arrays(read_npy(chosen, "r"), read_npy(rejected, "r"), chunk_size, names=names)
-    write_npz(out, gda.parameters())
+    gda = StreamingGDA(chunk_size=chunk_size)
+    gda._fit_classes(read_npy(chosen, "r"), read_npy(rejected, "r"), (str(chosen), str(rejected)))
+    write_npz(out, gda_parameters(gda))
     print(
-        f"gda: n={gda.n_pos_}+{gda.n_neg_} d={gda.weight_.shape[0]} shrinkage={gda.shrinkage_:.4g} "
-        f"|weight|={np.linalg.norm(gda.weight_):.4g} -> {out}"
+        f"gda: n={gda.class_count_[1]}+{gda.class_count_[0]} d={gda.n_features_in_} shrinkage={gda.shrinkage_:.4g} "
+        f"|weight|={np.linalg.norm(gda.coef_[0]):.4g} -> {out}"
     )
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rmood.io import atomic_path, read_jsonl
-from rmood.labeling.label import conversation
+from rmood.data.prompts import conversation
 from rmood.rm.check import PAIR_FIELDS
 from rmood.rm.ensemble import is_ensemble
 from rmood.rm.score import Conversation, ModelError, load_reward_model, padded_batches, tokenize

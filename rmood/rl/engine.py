@@ -23,7 +23,7 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, TrainerCallback
 
 from rmood.io import Record, atomic_dir, link_dir, read_json, write_json
-from rmood.labeling.label import conversation
+from rmood.data.prompts import conversation
 from rmood.rm.score import Conversation, ModelError, right_pad, tokenize
 
 

@@ -1,7 +1,7 @@
 """The `ppo_eval` step: every checkpoint of one PPO run evaluated in one job (`rl.eval_jobs: run`).
 
 It runs the per-checkpoint steps one after the other and writes the same files they write: each checkpoint's
-samples (`rmood.generation.sample_shard`), their gold (`rmood.labeling.label.label_gold`), their proxy reward
+samples (`rmood.generation.sample_shard`), their gold (`rmood.labeling.gold.label_gold`), their proxy reward
 (`score_samples`) and their KL from the reference (`rmood.rl.kl.sequence_kl`), and the proxy reward of the SFT
 policy's step-0 samples, which every run shares. One job per run instead of four per checkpoint saves the
 start-up of every job, which on the embedded default costs more than the evaluation itself; on a cluster
@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from rmood.generation import sample_shard
-from rmood.labeling.label import label_gold, score_samples
+from rmood.labeling.gold import label_gold
+from rmood.rm.score import score_samples
 from rmood.rl.kl import sequence_kl
 
 STEP_DIR = re.compile(r"step_\d+")

@@ -17,7 +17,7 @@ import numpy as np
 from rmood.config import require_full_support
 from rmood.generation import encode_prompt
 from rmood.io import DataError, Record, write_jsonl
-from rmood.labeling.label import read_samples
+from rmood.generation import read_samples
 from rmood.rm.score import ModelError, length_sorted_batches, right_pad
 
 

@@ -1,7 +1,5 @@
-"""Reward models. Importing this package registers InfoRM and the rich MRM with the transformers Auto classes."""
+"""Reward models: training (Bradley–Terry, RRM, InfoRM, WARM, ensembles), scoring and checks.
 
-from rmood.rm.inform import register
-
-register()
-
-import rmood.mrm.model  # noqa: E402,F401  registers itself on import; it imports rmood.rm.inform, so it comes last
+rmood's own model classes register with the transformers Auto classes through `rmood.rm.auto.register_models()`,
+not on import.
+"""

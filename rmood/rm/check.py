@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from rmood.io import read_jsonl, write_json
-from rmood.labeling.label import conversation
+from rmood.data.prompts import conversation
 from rmood.rm.score import load_reward_model, score_conversations
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")

@@ -2,7 +2,8 @@
 (mean − λ·variance) of several RMs that share a tokenizer.
 
 An ensemble is a folder with `ensemble.json` (members as paths relative to it, the reduction and λ);
-`rmood.rm.score.load_reward_model` loads it like any RM, and scoring runs every member once per batch.
+`rmood.rm.score.load_reward_model` loads it like any RM (`load_ensemble`), and scoring runs every member once per
+batch.
 Engines that need one Hugging Face model (PPO with verl or vLLM) cannot serve it.
 """
 
@@ -14,7 +15,7 @@ from types import SimpleNamespace
 
 import torch
 
-from rmood.io import read_json, write_json
+from rmood.io import write_json
 
 MANIFEST = "ensemble.json"
 REDUCTIONS = ("mean", "wco", "uwo")
@@ -54,17 +55,3 @@ class EnsembleRewardModel(torch.nn.Module):
         else:
             reward = rewards.mean(0) - self.uwo_lambda * rewards.var(0, unbiased=False)
         return SimpleNamespace(logits=reward[:, None])
-
-
-def load_ensemble(path: str | Path, dtype: str) -> tuple[EnsembleRewardModel, object]:
-    """The ensemble in folder `path` and its members' shared tokenizer."""
-    from rmood.rm.score import ModelError, load_reward_model
-
-    manifest = read_json(Path(path) / MANIFEST)
-    loaded = [load_reward_model(Path(path) / member, dtype) for member in manifest["members"]]
-    vocabularies = {tuple(sorted(tok.get_vocab().items())) for _, tok in loaded}
-    pads = {model.config.pad_token_id for model, _ in loaded}
-    if len(vocabularies) > 1 or len(pads) > 1:
-        raise ModelError(f"{path}: ensemble members must share one tokenizer and pad token")
-    model = EnsembleRewardModel([m for m, _ in loaded], manifest["reduction"], manifest["uwo_lambda"])
-    return model.eval(), loaded[0][1]

@@ -3,8 +3,8 @@
 The last non-pad token's final hidden state h is encoded into a Gaussian latent, (μ, log σ²) =
 `encode_head`(h); the reward is `reward_head`(z) with z = μ + ε·σ in training (reparameterisation)
 and z = μ at inference. Training adds β·(KL_chosen + KL_rejected), each KL to N(0, I), to the
-Bradley–Terry loss. The model is registered with the Auto classes when `rmood.rm` is imported, so a
-saved InfoRM loads with `AutoModelForSequenceClassification.from_pretrained(dir)`.
+Bradley–Terry loss. Once registered with the Auto classes (`rmood.rm.auto.register_models()`), a saved
+InfoRM loads with `AutoModelForSequenceClassification.from_pretrained(dir)`.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from rmood.io import read_jsonl
+from rmood.rm.auto import register_models
 from rmood.rm.inform import inform_from_policy
 from rmood.rm.train import fit_reward_model, reward_trainer_class
 
@@ -41,6 +42,7 @@ def train_inform(
     policy: str, pairs: str, model: str, work_dir: str, seed: int, rm: dict[str, Any], inform: dict[str, Any], dtype: str
 ) -> None:
     """InfoRM: initialised from `policy`, trained on the implicit-format `pairs` with the `rm` settings, saved to `model`."""
+    register_models()  # a checkpoint or the saved model reloads through the Auto classes
     records = [{"chosen": r["chosen"], "rejected": r["rejected"]} for r in read_jsonl(pairs, required=("chosen", "rejected"))]
     reward_model, tokenizer = inform_from_policy(policy, inform["latent_dim"], seed, dtype)
     fit_reward_model(

@@ -1,4 +1,5 @@
-"""Scoring conversations with a reward model, exactly as it saw them in training.
+"""Scoring conversations with a reward model, exactly as it saw them in training, and the `score` step (the
+proxy reward of every sample).
 
 A conversation is rendered and tokenized by the RM's own chat template (`apply_chat_template`, as
 TRL's RewardTrainer does), batched in length-sorted order and right-padded; the model pools the last
@@ -13,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from rmood.data.prompts import context_length
+from rmood.data.prompts import context_length, conversation
+from rmood.generation import read_samples
+from rmood.io import Record, read_json, write_jsonl
 
 Conversation = list[dict[str, str]]
 
@@ -27,8 +30,10 @@ def load_reward_model(path: str | Path, dtype: str = "float32"):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rmood.rm.ensemble import is_ensemble, load_ensemble
+    from rmood.rm.auto import register_models
+    from rmood.rm.ensemble import is_ensemble
 
+    register_models()
     path = Path(path)
     if is_ensemble(path):
         return load_ensemble(path, dtype)
@@ -48,6 +53,20 @@ def load_reward_model(path: str | Path, dtype: str = "float32"):
         raise ModelError(f"{path}: the tokenizer has no chat template")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return model.to(device).eval(), tokenizer
+
+
+def load_ensemble(path: str | Path, dtype: str):
+    """The ensemble in folder `path` (`rmood.rm.ensemble`) and its members' shared tokenizer."""
+    from rmood.rm.ensemble import MANIFEST, EnsembleRewardModel
+
+    manifest = read_json(Path(path) / MANIFEST)
+    loaded = [load_reward_model(Path(path) / member, dtype) for member in manifest["members"]]
+    vocabularies = {tuple(sorted(tok.get_vocab().items())) for _, tok in loaded}
+    pads = {model.config.pad_token_id for model, _ in loaded}
+    if len(vocabularies) > 1 or len(pads) > 1:
+        raise ModelError(f"{path}: ensemble members must share one tokenizer and pad token")
+    model = EnsembleRewardModel([m for m, _ in loaded], manifest["reduction"], manifest["uwo_lambda"])
+    return model.eval(), loaded[0][1]
 
 
 def tokenize(tokenizer, conversations: list[Conversation], add_generation_prompt: bool = False) -> list[list[int]]:
@@ -120,7 +139,7 @@ def padded_batches(
 def score_conversations(model, tokenizer, conversations: list[Conversation], batch_size: int) -> np.ndarray:
     """Rewards (float64, input order) of the conversations: the model's logit plus `config.reward_bias` (0 if absent).
 
-    An exported MRM (`rmood.mrm.model.export_mrm`) keeps the constant b of its reward weightᵀf + b in
+    An exported MRM (`rmood.mrm.convert.export_mrm`) keeps the constant b of its reward weightᵀf + b in
     `config.reward_bias`, since its `score` layer has no bias: rmood's scoring returns weightᵀf + b, while
     PPO (TRL, verl) and vLLM, which read the logit, see weightᵀf, a constant shift of the PPO reward that
     changes no ranking and no Best-of-N choice. Identical conversations (Best-of-N and PPO samples repeat a lot)
@@ -136,3 +155,16 @@ def score_conversations(model, tokenizer, conversations: list[Conversation], bat
         for batch, ids, mask in padded_batches(model, sequences, batch_size, "scoring"):
             rewards[batch] = model(input_ids=ids, attention_mask=mask).logits[:, 0].float().cpu().numpy()
     return rewards[np.asarray(rows, dtype=np.int64)] + getattr(model.config, "reward_bias", 0.0)
+
+
+def reward_of_samples(model: str, records: list[Record], prompts: dict[str, Record], batch_size: int, dtype: str) -> list[float]:
+    """The reward model's score of every sample, rendered as prompt + response with the RM's own template."""
+    conversations = [conversation(prompts[r["prompt_id"]], r["response"]) for r in records]
+    return score_conversations(*load_reward_model(model, dtype), conversations, batch_size).tolist()
+
+
+def score_samples(model: str, samples: str, prompt_files: list[str], out: str, scoring: dict[str, Any], dtype: str) -> None:
+    """Write `{prompt_id, sample, reward}` per sample: the proxy reward under the reward model `model`."""
+    records, prompts = read_samples(samples, prompt_files)
+    rewards = reward_of_samples(model, records, prompts, scoring["batch_size"], dtype)
+    write_jsonl(out, ({"prompt_id": r["prompt_id"], "sample": r["sample"], "reward": x} for r, x in zip(records, rewards)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rmood.io import atomic_dir
+from rmood.rm.auto import register_models
 from rmood.rm.score import ModelError
 
 
@@ -15,6 +16,7 @@ def merge_models(models: list[str], out: str) -> None:
 
     if len(models) < 2:
         raise ModelError(f"WARM needs at least two reward models, got {len(models)}")
+    register_models()
     members = [AutoModelForSequenceClassification.from_pretrained(Path(m), dtype=torch.float32) for m in models]
     reference, first = members[0].state_dict(), models[0]
     for path, member in zip(models[1:], members[1:]):

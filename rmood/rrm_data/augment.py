@@ -18,7 +18,7 @@ from collections import Counter
 from typing import Any
 
 from rmood.io import DataError, Record, read_jsonl, write_jsonl
-from rmood.labeling.label import conversation
+from rmood.data.prompts import conversation
 
 PAIR_FIELDS = ("id", "prompt", "chosen", "rejected")
 TYPES = ("original", "non_contextual", "neutral")

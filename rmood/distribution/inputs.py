@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from rmood.io import DataError, atomic_open, read_jsonl, write_jsonl
-from rmood.labeling.label import conversation, read_samples
+from rmood.data.prompts import conversation
+from rmood.generation import read_samples
 
 
 def select_prompts(prompts: str, out: list[str]) -> None:

@@ -20,7 +20,7 @@ SCORING = {"batch_size": 3}
 @pytest.fixture(scope="module")
 def prompt_files(prompt_data, tmp_path_factory) -> list[str]:
     """Three ood prompts, one file each, written by select_prompts."""
-    from rmood.distribution.data import select_prompts
+    from rmood.distribution.inputs import select_prompts
 
     folder = tmp_path_factory.mktemp("prompts")
     ids = [r["id"] for r in read_jsonl(prompt_data["ood"])[2:5]]
@@ -47,8 +47,8 @@ def rm(tiny_base, tmp_path_factory) -> Path:
 
 def analysis_inputs(model: Path, samples: Path, prompt_files: list[str], folder: Path) -> tuple[np.ndarray, ...]:
     """(representations, weight, rewards) of the samples under `model`, through the steps' files."""
-    from rmood.distribution.data import sample_representations, score_weight
-    from rmood.labeling.label import score_samples
+    from rmood.distribution.inputs import sample_representations, score_weight
+    from rmood.rm.score import score_samples
 
     paths = {name: folder / name for name in ("reps.npy", "weight.npy", "rewards.jsonl")}
     sample_representations(str(model), str(samples), prompt_files, str(paths["reps.npy"]), SCORING, "float32")
@@ -65,7 +65,7 @@ def test_select_prompts_writes_each_record_to_its_file(prompt_data, prompt_files
 
 
 def test_select_prompts_refuses_unknown_ids_and_other_names(prompt_data, tmp_path):
-    from rmood.distribution.data import select_prompts
+    from rmood.distribution.inputs import select_prompts
 
     with pytest.raises(DataError, match="no prompt with id 'ood-999999'"):
         select_prompts(str(prompt_data["ood"]), [str(tmp_path / "ood-999999.jsonl")])
@@ -75,7 +75,7 @@ def test_select_prompts_refuses_unknown_ids_and_other_names(prompt_data, tmp_pat
 
 
 def test_sample_representations_are_the_features_of_the_conversations(rm, samples, prompt_files, tmp_path):
-    from rmood.distribution.data import sample_representations
+    from rmood.distribution.inputs import sample_representations
     from rmood.mrm.representations import features
     from rmood.rm.score import load_reward_model
 
@@ -105,7 +105,7 @@ def test_plain_rm_weight_is_its_score_weight_and_gives_its_reward(rm, samples, p
 def mrms(rm, tmp_path_factory) -> dict[str, Path]:
     """The exported and the rich (λ = 0.5) MRM of `rm`, from a GDA fitted on random representations."""
     from rmood.mrm.gda import fit_gda
-    from rmood.mrm.model import convert_to_mrm
+    from rmood.mrm.convert import convert_to_mrm
 
     folder = tmp_path_factory.mktemp("mrm")
     rng = np.random.default_rng(0)
@@ -119,7 +119,7 @@ def mrms(rm, tmp_path_factory) -> dict[str, Path]:
 def test_mrm_weights_are_the_gda_weight_or_the_original_one(rm, mrms, samples, prompt_files, tmp_path):
     import json
 
-    from rmood.distribution.data import score_weight
+    from rmood.distribution.inputs import score_weight
     from rmood.mrm.gda import load_gda
 
     gda = load_gda(mrms["gda"])["weight"].astype(np.float32)
@@ -156,7 +156,7 @@ def test_inform_reward_is_affine_in_the_representation(tiny_base, samples, promp
 
 
 def test_ensembles_are_refused(tiny_base, samples, prompt_files, tmp_path):
-    from rmood.distribution.data import sample_representations, score_weight
+    from rmood.distribution.inputs import sample_representations, score_weight
     from rmood.rm.ensemble import make_ensemble
     from rmood.rm.score import ModelError
 
