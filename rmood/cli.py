@@ -23,7 +23,7 @@ def parser() -> argparse.ArgumentParser:
     for name, step in STEPS.items():
         sub = commands.add_parser(name, help=step.help, description=step.help)
         for path in (*step.inputs, *step.outputs, *step.work):
-            sub.add_argument(f"--{path.name.replace('_', '-')}", dest=path.name, required=True,
+            sub.add_argument(f"--{path.name.replace('_', '-')}", dest=path.name, required=not path.optional,
                              nargs="+" if path.many else None, help=path.help)
         for option, kind in step.options.items():
             sub.add_argument(f"--{option.replace('_', '-')}", dest=option, type=kind, required=True)

@@ -14,11 +14,13 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Path:
-    """A file or directory argument: `many` takes a list; `work` is scratch space, not an artifact."""
+    """A file or directory argument: `many` takes a list; `work` is scratch space, not an artifact; an `optional` one
+    may be left out on the command line (the function gets None)."""
 
     name: str
     help: str
     many: bool = False
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,10 @@ class Step:
         self.function()(**paths, **settings)
 
 
+# The run folder of a training step's logs (`logging.report_to`): outside its work folder and its artifact.
+LOG_DIR = Path("log_dir", "run folder of the training logs (TensorBoard, W&B) when logging.report_to names any",
+               optional=True)
+
 STEPS: dict[str, Step] = {
     "data": Step(
         "rmood.data.prepare:prepare_data",
@@ -62,8 +68,8 @@ STEPS: dict[str, Step] = {
         "supervised fine-tuning with TRL's SFTTrainer",
         inputs=(Path("base", "base model directory"), Path("train", "SFT split (JSONL)")),
         outputs=(Path("model", "fine-tuned model directory"),),
-        work=(Path("work_dir", "checkpoint folder (resume after a crash)"),),
-        config={"seed": "seed", "sft": "sft", "dtype": "model.dtype"},
+        work=(Path("work_dir", "checkpoint folder (resume after a crash)"), LOG_DIR),
+        config={"seed": "seed", "sft": "sft", "dtype": "model.dtype", "logging": "logging"},
         trains=True,
     ),
     "sample": Step(
@@ -126,8 +132,8 @@ STEPS: dict[str, Step] = {
         "Bradley–Terry reward model with TRL's RewardTrainer",
         inputs=(Path("policy", "SFT model directory"), Path("pairs", "implicit-format training pairs")),
         outputs=(Path("model", "reward model directory"),),
-        work=(Path("work_dir", "checkpoint folder (resume after a crash)"),),
-        config={"seed": "seed", "rm": "rm", "dtype": "model.dtype"},
+        work=(Path("work_dir", "checkpoint folder (resume after a crash)"), LOG_DIR),
+        config={"seed": "seed", "rm": "rm", "dtype": "model.dtype", "logging": "logging"},
         trains=True,
     ),
     "rrm_augment": Step(
@@ -156,8 +162,8 @@ STEPS: dict[str, Step] = {
         "RRM: reward model with the tie-aware loss on the filtered pairs",
         inputs=(Path("policy", "SFT model directory"), Path("pairs", "filtered RRM pairs")),
         outputs=(Path("model", "reward model directory"),),
-        work=(Path("work_dir", "checkpoint folder (resume after a crash)"),),
-        config={"seed": "seed", "rm": "rm", "rrm": "rrm", "dtype": "model.dtype"},
+        work=(Path("work_dir", "checkpoint folder (resume after a crash)"), LOG_DIR),
+        config={"seed": "seed", "rm": "rm", "rrm": "rrm", "dtype": "model.dtype", "logging": "logging"},
         trains=True,
     ),
     "train_inform": Step(
@@ -165,8 +171,8 @@ STEPS: dict[str, Step] = {
         "InfoRM: reward model with a variational information bottleneck",
         inputs=(Path("policy", "SFT model directory"), Path("pairs", "implicit-format training pairs")),
         outputs=(Path("model", "reward model directory"),),
-        work=(Path("work_dir", "checkpoint folder (resume after a crash)"),),
-        config={"seed": "seed", "rm": "rm", "inform": "inform", "dtype": "model.dtype"},
+        work=(Path("work_dir", "checkpoint folder (resume after a crash)"), LOG_DIR),
+        config={"seed": "seed", "rm": "rm", "inform": "inform", "dtype": "model.dtype", "logging": "logging"},
         trains=True,
     ),
     "warm_merge": Step(
@@ -253,8 +259,8 @@ STEPS: dict[str, Step] = {
             Path("prompts", "prompt JSONL for the rollouts"),
         ),
         outputs=(Path("out", "ppo/<rm>/step_<k>/model directories", many=True),),
-        work=(Path("work_dir", "scratch folder"),),
-        config={"seed": "seed", "rl": "rl", "sampling": "sampling", "dtype": "model.dtype"},
+        work=(Path("work_dir", "scratch folder"), LOG_DIR),
+        config={"seed": "seed", "rl": "rl", "sampling": "sampling", "dtype": "model.dtype", "logging": "logging"},
     ),
     "train_ppo_verl": Step(
         "rmood.rl.verl:train_ppo_verl",

@@ -16,7 +16,10 @@ rule train_rm:
         **job_resources("train"),
     params:
         **step_params(
-            "train_rm", seed=replicate_seed, work_dir=replicate("rm/rm/checkpoints")
+            "train_rm",
+            seed=replicate_seed,
+            work_dir=replicate("rm/rm/checkpoints"),
+            log_dir=run_dir("rep{rep}/train_rm"),
         ),
     script:
         "../workflow_scripts/step.py"
@@ -37,6 +40,7 @@ use rule train_rm as train_golden with:
             "train_rm",
             seed=replicate_seed,
             work_dir=replicate("rm/golden/checkpoints"),
+            log_dir=run_dir("rep{rep}/train_golden"),
         ),
 
 
@@ -54,6 +58,7 @@ use rule train_rm as train_rm_seed with:
                 int(wildcards.rep), int(wildcards.member)
             ),
             work_dir=replicate("rm/rm_seed{member}/checkpoints"),
+            log_dir=run_dir("rep{rep}/train_rm_seed/{member}"),
         ),
 
 
@@ -69,7 +74,10 @@ use rule train_rm as train_rrm with:
         benchmark_file("rep{rep}/train_rrm")
     params:
         **step_params(
-            "train_rrm", seed=replicate_seed, work_dir=replicate("rm/rrm/checkpoints")
+            "train_rrm",
+            seed=replicate_seed,
+            work_dir=replicate("rm/rrm/checkpoints"),
+            log_dir=run_dir("rep{rep}/train_rrm"),
         ),
 
 
@@ -85,6 +93,7 @@ use rule train_rm as train_inform with:
             "train_inform",
             seed=replicate_seed,
             work_dir=replicate("rm/inform/checkpoints"),
+            log_dir=run_dir("rep{rep}/train_inform"),
         ),
 
 

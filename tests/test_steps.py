@@ -51,7 +51,8 @@ def test_step_config_keys_exist_in_the_default(name: str) -> None:
 
 def test_settings_for_sft() -> None:
     config = load_config()
-    assert settings("sft", config) == {"seed": config["seed"], "sft": config["sft"], "dtype": config["model"]["dtype"]}
+    assert settings("sft", config) == {"seed": config["seed"], "sft": config["sft"], "dtype": config["model"]["dtype"],
+                                       "logging": {"report_to": []}}
     config = load_config(assignments=["seed=5", "model.dtype=bfloat16", "sft.epochs=1"])
     values = settings("sft", config)
     assert values["seed"] == 5 and values["dtype"] == "bfloat16" and values["sft"]["epochs"] == 1
@@ -83,6 +84,14 @@ def test_parser_requires_every_path() -> None:
     with pytest.raises(SystemExit) as exit_info:
         parser().parse_args(["gather", "--shards", "a"])
     assert exit_info.value.code == 2
+
+
+def test_the_log_folder_is_the_only_path_a_command_may_leave_out() -> None:
+    args = vars(parser().parse_args(["train_rm", "--policy", "p", "--pairs", "x", "--model", "m", "--work-dir", "w"]))
+    assert args["log_dir"] is None and args["work_dir"] == "w"
+    optional = {path.name for step in STEPS.values() for path in (*step.inputs, *step.outputs, *step.work)
+                if path.optional}
+    assert optional == {"log_dir"}
 
 
 def test_cli_runs_a_step_in_process(tmp_path: Path) -> None:
