@@ -34,6 +34,9 @@ class Step:
     work: tuple[Path, ...] = ()
     env: str | None = None  # its own software stack: run with the interpreter `environments.<env>` when set
     trains: bool = False  # runs a Trainer: under `accelerate launch` when `training.launcher` is accelerate
+    # Writes training logs: takes the `logging` section and a run folder `log_dir` (LOG_DIR), neither of which is a
+    # Snakemake param (see `logging_settings`): they change no output, so turning logging on reruns nothing.
+    logs: bool = False
 
     def function(self):
         module, name = self.target.split(":")
@@ -47,6 +50,7 @@ class Step:
 # The run folder of a training step's logs (`logging.report_to`): outside its work folder and its artifact.
 LOG_DIR = Path("log_dir", "run folder of the training logs (TensorBoard, W&B) when logging.report_to names any",
                optional=True)
+RUNS = "runs"  # a Snakemake job's run folder: logs/<experiment>/runs/<its log file's name without .log>
 
 STEPS: dict[str, Step] = {
     "data": Step(
@@ -69,8 +73,9 @@ STEPS: dict[str, Step] = {
         inputs=(Path("base", "base model directory"), Path("train", "SFT split (JSONL)")),
         outputs=(Path("model", "fine-tuned model directory"),),
         work=(Path("work_dir", "checkpoint folder (resume after a crash)"), LOG_DIR),
-        config={"seed": "seed", "sft": "sft", "dtype": "model.dtype", "logging": "logging"},
+        config={"seed": "seed", "sft": "sft", "dtype": "model.dtype"},
         trains=True,
+        logs=True,
     ),
     "sample": Step(
         "rmood.generation:sample_shard",
@@ -133,8 +138,9 @@ STEPS: dict[str, Step] = {
         inputs=(Path("policy", "SFT model directory"), Path("pairs", "implicit-format training pairs")),
         outputs=(Path("model", "reward model directory"),),
         work=(Path("work_dir", "checkpoint folder (resume after a crash)"), LOG_DIR),
-        config={"seed": "seed", "rm": "rm", "dtype": "model.dtype", "logging": "logging"},
+        config={"seed": "seed", "rm": "rm", "dtype": "model.dtype"},
         trains=True,
+        logs=True,
     ),
     "rrm_augment": Step(
         "rmood.rrm_data.augment:augment_pairs",
@@ -163,8 +169,9 @@ STEPS: dict[str, Step] = {
         inputs=(Path("policy", "SFT model directory"), Path("pairs", "filtered RRM pairs")),
         outputs=(Path("model", "reward model directory"),),
         work=(Path("work_dir", "checkpoint folder (resume after a crash)"), LOG_DIR),
-        config={"seed": "seed", "rm": "rm", "rrm": "rrm", "dtype": "model.dtype", "logging": "logging"},
+        config={"seed": "seed", "rm": "rm", "rrm": "rrm", "dtype": "model.dtype"},
         trains=True,
+        logs=True,
     ),
     "train_inform": Step(
         "rmood.rm.inform_trainer:train_inform",
@@ -172,8 +179,9 @@ STEPS: dict[str, Step] = {
         inputs=(Path("policy", "SFT model directory"), Path("pairs", "implicit-format training pairs")),
         outputs=(Path("model", "reward model directory"),),
         work=(Path("work_dir", "checkpoint folder (resume after a crash)"), LOG_DIR),
-        config={"seed": "seed", "rm": "rm", "inform": "inform", "dtype": "model.dtype", "logging": "logging"},
+        config={"seed": "seed", "rm": "rm", "inform": "inform", "dtype": "model.dtype"},
         trains=True,
+        logs=True,
     ),
     "warm_merge": Step(
         "rmood.rm.warm:merge_models",
@@ -260,7 +268,8 @@ STEPS: dict[str, Step] = {
         ),
         outputs=(Path("out", "ppo/<rm>/step_<k>/model directories", many=True),),
         work=(Path("work_dir", "scratch folder"), LOG_DIR),
-        config={"seed": "seed", "rl": "rl", "sampling": "sampling", "dtype": "model.dtype", "logging": "logging"},
+        config={"seed": "seed", "rl": "rl", "sampling": "sampling", "dtype": "model.dtype"},
+        logs=True,
     ),
     "train_ppo_verl": Step(
         "rmood.rl.verl:train_ppo_verl",
@@ -436,3 +445,22 @@ def settings(step: str, config: dict[str, Any]) -> dict[str, Any]:
     from rmood.config import lookup
 
     return {arg: lookup(config, key) for arg, key in STEPS[step].config.items()}
+
+
+def logging_settings(step: str, config: dict[str, Any], log: str | None = None) -> dict[str, Any]:
+    """The `logging` section for a step that writes training logs, and, for a Snakemake job whose log file is `log`
+    (logs/<experiment>/<name>.log), its run folder logs/<experiment>/runs/<name>: one per job, beside its log and
+    outside its artifacts. Empty for other steps. Not Snakemake params, so switching logging on or off reruns no
+    job (what a job saves does not depend on it)."""
+    import os
+
+    if not STEPS[step].logs:
+        return {}
+    values: dict[str, Any] = {"logging": config["logging"]}
+    if log is not None:
+        root = os.path.join("logs", config["experiment"])
+        name = os.path.relpath(os.path.abspath(os.path.splitext(log)[0]), os.path.abspath(root))
+        # a log file elsewhere (never in this workflow): the run folder beside it
+        values["log_dir"] = os.path.splitext(log)[0] + f".{RUNS}" if name.startswith("..") else \
+            os.path.join(root, RUNS, name)
+    return values

@@ -107,16 +107,6 @@ def log_file(name):
     return f"logs/{EXPERIMENT}/{name}.log"
 
 
-def run_dir(name):
-    """The run folder of a training job's logs (`logging.report_to`: TensorBoard, W&B), beside its log file and
-    outside its artifacts, so they are the same with logging on or off."""
-    return f"logs/{EXPERIMENT}/runs/{name}"
-
-
-# TRL's PPO logs where `logging.report_to` says; verl's trainer keeps its console logger.
-PPO_LOGS = {} if VERL else {"log_dir": run_dir("rep{rep}/ppo/{name}")}
-
-
 def benchmark_file(name):
     return f"benchmarks/{EXPERIMENT}/{name}.tsv"
 

@@ -20,7 +20,6 @@ rule ppo:
             PPO_STEP,
             seed=replicate_seed,
             work_dir=replicate(f"ppo/{{name}}/{PPO_WORK}"),
-            **PPO_LOGS,
         ),
     script:
         "../workflow_scripts/step.py"

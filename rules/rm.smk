@@ -16,10 +16,7 @@ rule train_rm:
         **job_resources("train"),
     params:
         **step_params(
-            "train_rm",
-            seed=replicate_seed,
-            work_dir=replicate("rm/rm/checkpoints"),
-            log_dir=run_dir("rep{rep}/train_rm"),
+            "train_rm", seed=replicate_seed, work_dir=replicate("rm/rm/checkpoints")
         ),
     script:
         "../workflow_scripts/step.py"
@@ -40,7 +37,6 @@ use rule train_rm as train_golden with:
             "train_rm",
             seed=replicate_seed,
             work_dir=replicate("rm/golden/checkpoints"),
-            log_dir=run_dir("rep{rep}/train_golden"),
         ),
 
 
@@ -58,7 +54,6 @@ use rule train_rm as train_rm_seed with:
                 int(wildcards.rep), int(wildcards.member)
             ),
             work_dir=replicate("rm/rm_seed{member}/checkpoints"),
-            log_dir=run_dir("rep{rep}/train_rm_seed/{member}"),
         ),
 
 
@@ -74,10 +69,7 @@ use rule train_rm as train_rrm with:
         benchmark_file("rep{rep}/train_rrm")
     params:
         **step_params(
-            "train_rrm",
-            seed=replicate_seed,
-            work_dir=replicate("rm/rrm/checkpoints"),
-            log_dir=run_dir("rep{rep}/train_rrm"),
+            "train_rrm", seed=replicate_seed, work_dir=replicate("rm/rrm/checkpoints")
         ),
 
 
@@ -93,7 +85,6 @@ use rule train_rm as train_inform with:
             "train_inform",
             seed=replicate_seed,
             work_dir=replicate("rm/inform/checkpoints"),
-            log_dir=run_dir("rep{rep}/train_inform"),
         ),
 
 

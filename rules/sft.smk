@@ -36,7 +36,7 @@ rule sft:
     resources:
         **job_resources("train"),
     params:
-        **step_params("sft", work_dir=result("sft/checkpoints"), log_dir=run_dir("sft")),
+        **step_params("sft", work_dir=result("sft/checkpoints")),
     script:
         "../workflow_scripts/step.py"
 

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def keyword_names(step) -> set[str]:
     paths = (*step.inputs, *step.outputs, *step.work)
-    return {p.name for p in paths} | set(step.config) | set(step.options)
+    return {p.name for p in paths} | set(step.config) | set(step.options) | ({"logging"} if step.logs else set())
 
 
 @pytest.mark.parametrize("name", sorted(STEPS))
@@ -51,8 +51,7 @@ def test_step_config_keys_exist_in_the_default(name: str) -> None:
 
 def test_settings_for_sft() -> None:
     config = load_config()
-    assert settings("sft", config) == {"seed": config["seed"], "sft": config["sft"], "dtype": config["model"]["dtype"],
-                                       "logging": {"report_to": []}}
+    assert settings("sft", config) == {"seed": config["seed"], "sft": config["sft"], "dtype": config["model"]["dtype"]}
     config = load_config(assignments=["seed=5", "model.dtype=bfloat16", "sft.epochs=1"])
     values = settings("sft", config)
     assert values["seed"] == 5 and values["dtype"] == "bfloat16" and values["sft"]["epochs"] == 1

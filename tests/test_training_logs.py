@@ -11,7 +11,7 @@ import pytest
 
 from rmood.config import ConfigError, load_config
 from rmood.io import write_jsonl
-from rmood.steps import LOG_DIR, STEPS
+from rmood.steps import LOG_DIR, STEPS, logging_settings, settings
 from test_models import TRAINER, conversations
 
 pytest.importorskip("torch")
@@ -72,21 +72,27 @@ def test_the_default_reports_nowhere_and_the_schema_names_the_reporters() -> Non
 
 
 def test_every_training_step_takes_the_logging_section_and_a_run_folder() -> None:
-    training = {name for name, step in STEPS.items() if step.trains} | {"train_ppo"}
+    training = {name for name, step in STEPS.items() if step.logs}
     assert training == {"sft", "train_rm", "train_rrm", "train_inform", "train_ppo"}
-    for name in training:
-        assert STEPS[name].config["logging"] == "logging" and LOG_DIR in STEPS[name].work, name
-    assert not any("logging" in step.config for name, step in STEPS.items() if name not in training)
+    assert {name for name, step in STEPS.items() if step.trains} < training
+    assert all(LOG_DIR in STEPS[name].work for name in training)
+    assert not any(LOG_DIR in step.work for name, step in STEPS.items() if name not in training)
 
 
-def test_the_rules_give_each_training_job_its_own_run_folder_outside_its_outputs() -> None:
-    root = Path(__file__).resolve().parents[1]
-    rules = {path.name: path.read_text() for path in (root / "rules").glob("*.smk")}
-    assert 'log_dir=run_dir("sft")' in rules["sft.smk"]
-    for job in ("train_rm", "train_golden", "train_rm_seed/{member}", "train_rrm", "train_inform"):
-        assert f'log_dir=run_dir("rep{{rep}}/{job}")' in rules["rm.smk"], job
-    assert '"log_dir": run_dir("rep{rep}/ppo/{name}")' in rules["common.smk"]
-    assert 'return f"logs/{EXPERIMENT}/runs/{name}"' in rules["common.smk"]
+def test_each_job_gets_a_run_folder_beside_its_log_and_logging_is_no_snakemake_param(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a Snakemake job runs in the workflow folder
+    config = load_config(assignments=["logging.report_to=[tensorboard]"])
+    for log, run in (("logs/embedded/rep0/train_rm.log", "logs/embedded/runs/rep0/train_rm"),
+                     ("logs/embedded/rep0/train_rm_seed/1.log", "logs/embedded/runs/rep0/train_rm_seed/1"),
+                     (str(tmp_path / "logs/embedded/sft.log"), "logs/embedded/runs/sft"),  # run_job's absolute path
+                     ("logs/embedded/rep2/ppo/mrm.log", "logs/embedded/runs/rep2/ppo/mrm"),
+                     ("/elsewhere/job.log", "/elsewhere/job.runs")):
+        assert logging_settings("train_rm", config, log) == {"logging": {"report_to": ["tensorboard"]}, "log_dir": run}
+    assert logging_settings("sft", config) == {"logging": {"report_to": ["tensorboard"]}}  # the CLI: --log-dir
+    assert logging_settings("rm_check", config, "logs/embedded/rep0/rm_check/rm.log") == {}
+    # The rules' params (rmood.steps.settings) do not carry it, so switching logging on or off reruns no job.
+    default = load_config()
+    assert all(settings(name, config) == settings(name, default) for name in STEPS)
 
 
 def test_a_reward_model_logs_its_loss_to_tensorboard_and_saves_the_same_bytes(tiny_base, rm_pairs, unlogged_rm,
