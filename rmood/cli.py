@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rmood.config import DEFAULT, ROOT, ConfigError, accelerate_config, load_config
-from rmood.steps import STEPS
+from rmood.steps import STEPS, logging_settings
 from rmood.worker import THREAD_VARIABLES
 
 
@@ -23,7 +23,7 @@ def parser() -> argparse.ArgumentParser:
     for name, step in STEPS.items():
         sub = commands.add_parser(name, help=step.help, description=step.help)
         for path in (*step.inputs, *step.outputs, *step.work):
-            sub.add_argument(f"--{path.name.replace('_', '-')}", dest=path.name, required=True,
+            sub.add_argument(f"--{path.name.replace('_', '-')}", dest=path.name, required=not path.optional,
                              nargs="+" if path.many else None, help=path.help)
         for option, kind in step.options.items():
             sub.add_argument(f"--{option.replace('_', '-')}", dest=option, type=kind, required=True)
@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = {option: args.pop(option) for option in step.options}
     try:  # the config first, before torch is imported: a bad one is refused at once
         if step.config:
-            settings |= config_settings(name, load_config(args.pop("config"), args.pop("set")))
+            config = load_config(args.pop("config"), args.pop("set"))
+            settings |= config_settings(name, config) | logging_settings(name, config)
     except ConfigError as error:
         sys.exit(f"rmood {name}: {error}")
     from rmood.credentials import CredentialError
@@ -200,6 +201,7 @@ def run_job(snakemake: Any) -> None:
         value = getattr(files, path.name)
         paths[path.name] = list(value) if path.many else str(value)
     settings = {k: v for k, v in snakemake.params.items() if k != "step"}
+    settings |= logging_settings(name, snakemake.config, snakemake.log[0])  # not params: they change no output
     log = os.path.abspath(snakemake.log[0])
     request = {"step": name, "paths": paths, "settings": settings, "log": log, "cwd": os.getcwd(),
                "threads": snakemake.threads}

@@ -14,11 +14,13 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Path:
-    """A file or directory argument: `many` takes a list; `work` is scratch space, not an artifact."""
+    """A file or directory argument: `many` takes a list; `work` is scratch space, not an artifact; an `optional` one
+    may be left out on the command line (the function gets None)."""
 
     name: str
     help: str
     many: bool = False
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,9 @@ class Step:
     work: tuple[Path, ...] = ()
     env: str | None = None  # its own software stack: run with the interpreter `environments.<env>` when set
     trains: bool = False  # runs a Trainer: under `accelerate launch` when `training.launcher` is accelerate
+    # Writes training logs: takes the `logging` section and a run folder `log_dir` (LOG_DIR), neither of which is a
+    # Snakemake param (see `logging_settings`): they change no output, so turning logging on reruns nothing.
+    logs: bool = False
 
     def function(self):
         module, name = self.target.split(":")
@@ -41,6 +46,11 @@ class Step:
         """Call the step function with its paths and settings (config values and options)."""
         self.function()(**paths, **settings)
 
+
+# The run folder of a training step's logs (`logging.report_to`): outside its work folder and its artifact.
+LOG_DIR = Path("log_dir", "run folder of the training logs (TensorBoard, W&B) when logging.report_to names any",
+               optional=True)
+RUNS = "runs"  # a Snakemake job's run folder: logs/<experiment>/runs/<its log file's name without .log>
 
 STEPS: dict[str, Step] = {
     "data": Step(
@@ -62,9 +72,10 @@ STEPS: dict[str, Step] = {
         "supervised fine-tuning with TRL's SFTTrainer",
         inputs=(Path("base", "base model directory"), Path("train", "SFT split (JSONL)")),
         outputs=(Path("model", "fine-tuned model directory"),),
-        work=(Path("work_dir", "checkpoint folder (resume after a crash)"),),
+        work=(Path("work_dir", "checkpoint folder (resume after a crash)"), LOG_DIR),
         config={"seed": "seed", "sft": "sft", "dtype": "model.dtype"},
         trains=True,
+        logs=True,
     ),
     "sample": Step(
         "rmood.generation:sample_shard",
@@ -126,9 +137,10 @@ STEPS: dict[str, Step] = {
         "Bradley–Terry reward model with TRL's RewardTrainer",
         inputs=(Path("policy", "SFT model directory"), Path("pairs", "implicit-format training pairs")),
         outputs=(Path("model", "reward model directory"),),
-        work=(Path("work_dir", "checkpoint folder (resume after a crash)"),),
+        work=(Path("work_dir", "checkpoint folder (resume after a crash)"), LOG_DIR),
         config={"seed": "seed", "rm": "rm", "dtype": "model.dtype"},
         trains=True,
+        logs=True,
     ),
     "rrm_augment": Step(
         "rmood.rrm_data.augment:augment_pairs",
@@ -156,18 +168,20 @@ STEPS: dict[str, Step] = {
         "RRM: reward model with the tie-aware loss on the filtered pairs",
         inputs=(Path("policy", "SFT model directory"), Path("pairs", "filtered RRM pairs")),
         outputs=(Path("model", "reward model directory"),),
-        work=(Path("work_dir", "checkpoint folder (resume after a crash)"),),
+        work=(Path("work_dir", "checkpoint folder (resume after a crash)"), LOG_DIR),
         config={"seed": "seed", "rm": "rm", "rrm": "rrm", "dtype": "model.dtype"},
         trains=True,
+        logs=True,
     ),
     "train_inform": Step(
         "rmood.rm.inform_trainer:train_inform",
         "InfoRM: reward model with a variational information bottleneck",
         inputs=(Path("policy", "SFT model directory"), Path("pairs", "implicit-format training pairs")),
         outputs=(Path("model", "reward model directory"),),
-        work=(Path("work_dir", "checkpoint folder (resume after a crash)"),),
+        work=(Path("work_dir", "checkpoint folder (resume after a crash)"), LOG_DIR),
         config={"seed": "seed", "rm": "rm", "inform": "inform", "dtype": "model.dtype"},
         trains=True,
+        logs=True,
     ),
     "warm_merge": Step(
         "rmood.rm.warm:merge_models",
@@ -253,8 +267,9 @@ STEPS: dict[str, Step] = {
             Path("prompts", "prompt JSONL for the rollouts"),
         ),
         outputs=(Path("out", "ppo/<rm>/step_<k>/model directories", many=True),),
-        work=(Path("work_dir", "scratch folder"),),
+        work=(Path("work_dir", "scratch folder"), LOG_DIR),
         config={"seed": "seed", "rl": "rl", "sampling": "sampling", "dtype": "model.dtype"},
+        logs=True,
     ),
     "train_ppo_verl": Step(
         "rmood.rl.verl:train_ppo_verl",
@@ -430,3 +445,22 @@ def settings(step: str, config: dict[str, Any]) -> dict[str, Any]:
     from rmood.config import lookup
 
     return {arg: lookup(config, key) for arg, key in STEPS[step].config.items()}
+
+
+def logging_settings(step: str, config: dict[str, Any], log: str | None = None) -> dict[str, Any]:
+    """The `logging` section for a step that writes training logs, and, for a Snakemake job whose log file is `log`
+    (logs/<experiment>/<name>.log), its run folder logs/<experiment>/runs/<name>: one per job, beside its log and
+    outside its artifacts. Empty for other steps. Not Snakemake params, so switching logging on or off reruns no
+    job (what a job saves does not depend on it)."""
+    import os
+
+    if not STEPS[step].logs:
+        return {}
+    values: dict[str, Any] = {"logging": config["logging"]}
+    if log is not None:
+        root = os.path.join("logs", config["experiment"])
+        name = os.path.relpath(os.path.abspath(os.path.splitext(log)[0]), os.path.abspath(root))
+        # a log file elsewhere (never in this workflow): the run folder beside it
+        values["log_dir"] = os.path.splitext(log)[0] + f".{RUNS}" if name.startswith("..") else \
+            os.path.join(root, RUNS, name)
+    return values

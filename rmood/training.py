@@ -16,17 +16,21 @@ process writes the final model (`save_trained`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from rmood.io import atomic_dir, atomic_path, write_json, writing
 
 FINGERPRINT = "fingerprint.json"
+REPORTERS = ("tensorboard", "wandb")  # the Trainer integrations `logging.report_to` may name
 
 
 def fingerprint(settings: dict[str, Any], inputs: list[str | Path]) -> str:
@@ -130,6 +134,66 @@ def trainer_kwargs(section: dict[str, Any], seed: int, work_dir: str | Path, dty
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
+
+
+@contextlib.contextmanager
+def training_logs(logging: dict[str, Any] | None, log_dir: str | Path | None, resume: bool) -> Iterator[dict[str, Any]]:
+    """Send a Trainer's logs where `logging.report_to` says; yields the Trainer arguments that do it.
+
+    Build the Trainer and train inside the block. With `report_to` empty (the default) or no `logging` section, it
+    yields `report_to="none"` and writes nothing. Otherwise every named integration logs into `log_dir`, the job's
+    own run folder (outside its work folder and its artifact): TensorBoard's event files straight in `log_dir`
+    (through TENSORBOARD_LOGGING_DIR, transformers' setting for it), a W&B run in `log_dir/wandb`, offline unless
+    WANDB_MODE says otherwise (so it needs neither network nor key; `wandb sync` uploads it later), in the project
+    WANDB_PROJECT or "rmood". A run that starts afresh (`resume` false) empties `log_dir` first; a resumed run adds
+    its event file to the earlier one's. The environment is restored and the W&B run finished on leaving, so the
+    next job of a warm worker starts clean. Logging changes no weights: the integrations draw no random numbers
+    from the training's generators.
+    """
+    report = list((logging or {}).get("report_to") or [])
+    if not report:
+        yield {"report_to": "none"}
+        return
+    unknown = [name for name in report if name not in REPORTERS]
+    if unknown:
+        raise ValueError(f"logging.report_to: {unknown} (known: {', '.join(REPORTERS)})")
+    missing = [name for name in report if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ValueError(f"logging.report_to names {', '.join(missing)}, which is not installed (pip install "
+                         f"{' '.join(missing)}, the versions pinned in pyproject.toml)")
+    if log_dir is None:
+        raise ValueError("logging.report_to is set but the step got no log folder (--log-dir)")
+    name, log_dir = str(log_dir), Path(log_dir).resolve()  # the run's name: its folder as the step got it
+    main = int(os.environ.get("RANK", "0")) == 0
+    if main:
+        if not resume:
+            shutil.rmtree(log_dir, ignore_errors=True)
+        log_dir.mkdir(parents=True, exist_ok=True)
+    environment = {"TENSORBOARD_LOGGING_DIR": str(log_dir)}
+    saved = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)
+    run = None
+    try:
+        if "wandb" in report and main:
+            import wandb
+
+            # Started here, not by transformers' WandbCallback (which uses this run): its folder, mode and project
+            # are then this job's even in a worker process that ran another job's W&B run before.
+            run = wandb.init(dir=str(log_dir), mode=os.environ.get("WANDB_MODE", "offline"),
+                             project=os.environ.get("WANDB_PROJECT", "rmood"), name=name,
+                             reinit="finish_previous")
+        yield {"report_to": report, "run_name": name}
+    finally:
+        if run is not None:
+            import wandb
+
+            run.finish()
+            wandb.teardown()  # stops W&B's service process, which would otherwise live as long as a warm worker
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def length_grouped_sampler(lengths: list[int], batch_size: int, mega_batches: int = 50):

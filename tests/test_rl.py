@@ -21,14 +21,15 @@ RL = dict(steps=4, save_every=2, batch_size=4, mini_batches=2, ppo_epochs=1, lea
 SAMPLING = dict(backend="hf", n=2, temperature=1.0, top_p=1.0, max_new_tokens=8, batch_size=8, shards=1)
 
 
-def run_ppo(policy: Path, reward_model: Path, prompts: Path, folder: Path, **settings) -> list[str]:
+def run_ppo(policy: Path, reward_model: Path, prompts: Path, folder: Path, logging: dict | None = None,
+            log_dir: Path | None = None, **settings) -> list[str]:
     """PPO with RL (updated by `settings`) into folder/step_<k>/model; returns those dirs."""
     from rmood.rl.ppo import checkpoint_steps, train_ppo
 
     rl = {**RL, **settings}
     out = [str(folder / f"step_{k}" / "model") for k in checkpoint_steps(rl["steps"], rl["save_every"])]
     train_ppo(str(policy), str(reward_model), str(prompts), out, str(folder / "work"), 0, rl, {"temperature": 1.0},
-              "float32")
+              "float32", logging=logging, log_dir=None if log_dir is None else str(log_dir))
     return out
 
 
@@ -153,6 +154,24 @@ def test_ppo_saves_the_declared_checkpoints_deterministically(tiny_base, plain_r
     again = run_ppo(tiny_base, plain_rm, prompt_data["preference"], tmp_path)
     for first, second in zip(out, again):
         assert all(torch.equal(a, b) for a, b in zip(state_dict(first).values(), state_dict(second).values()))
+
+
+def test_ppo_logs_every_update_to_tensorboard_and_saves_the_same_checkpoints(tiny_base, plain_rm, prompt_data,
+                                                                            ppo_run, tmp_path):
+    from test_training_logs import scalars
+
+    pytest.importorskip("tensorboard")
+    _, out = ppo_run  # the same run without logging
+    logs = tmp_path / "logs" / "rep0" / "ppo" / "rm"
+    logged = run_ppo(tiny_base, plain_rm, prompt_data["preference"], tmp_path / "run",
+                     logging={"report_to": ["tensorboard"]}, log_dir=logs)
+    for first, second in zip(out, logged):
+        assert (Path(first) / "model.safetensors").read_bytes() == (Path(second) / "model.safetensors").read_bytes()
+    values = scalars(logs)
+    for tag in ("train/objective/kl", "train/objective/scores", "train/loss/policy_avg", "train/loss/value_avg",
+                "train/lr"):
+        assert [step for step, _ in values[tag]] == [1, 2, 3, 4], tag  # one point per update (RL["steps"])
+    assert not list((tmp_path / "run").rglob("events.out.tfevents.*"))
 
 
 def test_ppo_does_nothing_when_every_checkpoint_exists(tiny_base, plain_rm, prompt_data, ppo_run):

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def keyword_names(step) -> set[str]:
     paths = (*step.inputs, *step.outputs, *step.work)
-    return {p.name for p in paths} | set(step.config) | set(step.options)
+    return {p.name for p in paths} | set(step.config) | set(step.options) | ({"logging"} if step.logs else set())
 
 
 @pytest.mark.parametrize("name", sorted(STEPS))
@@ -83,6 +83,14 @@ def test_parser_requires_every_path() -> None:
     with pytest.raises(SystemExit) as exit_info:
         parser().parse_args(["gather", "--shards", "a"])
     assert exit_info.value.code == 2
+
+
+def test_the_log_folder_is_the_only_path_a_command_may_leave_out() -> None:
+    args = vars(parser().parse_args(["train_rm", "--policy", "p", "--pairs", "x", "--model", "m", "--work-dir", "w"]))
+    assert args["log_dir"] is None and args["work_dir"] == "w"
+    optional = {path.name for step in STEPS.values() for path in (*step.inputs, *step.outputs, *step.work)
+                if path.optional}
+    assert optional == {"log_dir"}
 
 
 def test_cli_runs_a_step_in_process(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from rmood.data.prompts import context_length, fit_prompts
 from rmood.generation import encode_prompt
 from rmood.io import link_dir, read_jsonl
-from rmood.training import finish, fingerprint, prepare_checkpoints
+from rmood.training import finish, fingerprint, prepare_checkpoints, training_logs
 
 TRAINING_KEYS = ("steps", "save_every", "batch_size", "mini_batches", "ppo_epochs", "learning_rate", "kl_coef",
                  "response_length", "missing_eos_penalty")  # the rl settings a resumed run must share
@@ -57,6 +57,8 @@ def train_ppo(
     rl: dict[str, Any],
     sampling: dict[str, Any],
     dtype: str,
+    logging: dict[str, Any] | None = None,
+    log_dir: str | None = None,
 ) -> None:
     """Optimise `policy` against `reward_model` on `prompts` for `rl.steps` PPO updates; save to the `out` dirs.
 
@@ -81,6 +83,9 @@ def train_ppo(
     update) (`engine.PromptBatches`) and the RNG states are those the uninterrupted run had after update k,
     so on the same machine, thread count and library versions a resumed run writes exactly the checkpoints
     an uninterrupted one writes (bit for bit on CPU; on a GPU as far as its kernels are deterministic).
+
+    `logging.report_to` sends TRL's per-update metrics (rewards, KL, losses) to `log_dir`
+    (`rmood.training.training_logs`); it changes no checkpoint.
     """
     targets = checkpoint_dirs(out, rl["steps"], rl["save_every"])
     if all((path / "config.json").is_file() for path in targets.values()):
@@ -121,59 +126,64 @@ def train_ppo(
         finish(work_dir)
         return
 
-    set_seed(seed)
-    value = value_model(reward_model, rm, seed, dtype)
-    actor = AutoModelForCausalLM.from_pretrained(policy, dtype=getattr(torch, dtype))
-    on_gpu = torch.cuda.is_available()
-    args = PPOConfig(
-        output_dir=str(work_dir),
-        seed=seed,
-        total_episodes=rl["steps"] * rl["batch_size"],
-        per_device_train_batch_size=rl["batch_size"],
-        gradient_accumulation_steps=1,
-        num_mini_batches=rl["mini_batches"],
-        num_ppo_epochs=rl["ppo_epochs"],
-        learning_rate=rl["learning_rate"],
-        kl_coef=rl["kl_coef"],
-        missing_eos_penalty=rl["missing_eos_penalty"],
-        response_length=rl["response_length"],
-        temperature=sampling["temperature"],
-        stop_token="eos",
-        num_sample_generations=0,
-        save_strategy="no",
-        logging_steps=1,
-        report_to="none",
-        use_cpu=not on_gpu,
-        bf16=on_gpu and dtype == "bfloat16",
-        fp16=on_gpu and dtype == "float16",
-        activation_checkpointing=on_gpu,
-        dataloader_num_workers=0,
-    )
-    ppo_tokenizer = AutoTokenizer.from_pretrained(policy, padding_side="left")  # TRL's collator left-pads the prompts
-    trainer = PPOTrainer(
-        args=args,
-        processing_class=ppo_tokenizer,
-        model=actor,
-        ref_model=None,  # TRL copies the initial actor
-        reward_model=RenderedReward(rm, rm_tokenizer, tokenizer, {tuple(ids): r for ids, r in zip(encoded, records)}),
-        train_dataset=Dataset.from_dict({"input_ids": encoded}),
-        value_model=value,
-        callbacks=[SaveCheckpoints(actor, tokenizer, targets, work_dir, start)],
-    )
-    if trainer.accelerator.num_processes != 1:
-        raise ValueError("rmood's TRL PPO runs in one process (its prompt batches are not sharded)")
-    trainer.dataloader = PromptBatches(trainer.train_dataset, args.local_batch_size, seed, trainer.data_collator, start)
-    if start:
-        print(f"resuming PPO from update {start} of {rl['steps']}", flush=True)
-        work = Path(work_dir)
-        load_state(work / f"checkpoint-{start}", work / f"policy-{start}", actor, value, trainer.optimizer,
-                   trainer.lr_scheduler)
-        args.num_total_batches = rl["steps"] - start  # TRL's loop runs this many updates; its schedule spans all
-    # TRL calls gc.collect() twice per update. A full collection walks every object the process holds (the imported
-    # torch/transformers/TRL stack: ~0.5 million) and took 0.3-0.6 s each time on a CPU, more than an embedded update
-    # computes. Freezing moves what exists now into the permanent generation, so those calls only see new objects.
-    gc.freeze()
-    trainer.train()
+    with training_logs(logging, log_dir, start > 0) as report:
+        set_seed(seed)
+        value = value_model(reward_model, rm, seed, dtype)
+        actor = AutoModelForCausalLM.from_pretrained(policy, dtype=getattr(torch, dtype))
+        on_gpu = torch.cuda.is_available()
+        args = PPOConfig(
+            output_dir=str(work_dir),
+            seed=seed,
+            total_episodes=rl["steps"] * rl["batch_size"],
+            per_device_train_batch_size=rl["batch_size"],
+            gradient_accumulation_steps=1,
+            num_mini_batches=rl["mini_batches"],
+            num_ppo_epochs=rl["ppo_epochs"],
+            learning_rate=rl["learning_rate"],
+            kl_coef=rl["kl_coef"],
+            missing_eos_penalty=rl["missing_eos_penalty"],
+            response_length=rl["response_length"],
+            temperature=sampling["temperature"],
+            stop_token="eos",
+            num_sample_generations=0,
+            save_strategy="no",
+            logging_steps=1,
+            **report,
+            use_cpu=not on_gpu,
+            bf16=on_gpu and dtype == "bfloat16",
+            fp16=on_gpu and dtype == "float16",
+            activation_checkpointing=on_gpu,
+            dataloader_num_workers=0,
+        )
+        # TRL's collator left-pads the prompts
+        ppo_tokenizer = AutoTokenizer.from_pretrained(policy, padding_side="left")
+        trainer = PPOTrainer(
+            args=args,
+            processing_class=ppo_tokenizer,
+            model=actor,
+            ref_model=None,  # TRL copies the initial actor
+            reward_model=RenderedReward(rm, rm_tokenizer, tokenizer,
+                                        {tuple(ids): r for ids, r in zip(encoded, records)}),
+            train_dataset=Dataset.from_dict({"input_ids": encoded}),
+            value_model=value,
+            callbacks=[SaveCheckpoints(actor, tokenizer, targets, work_dir, start)],
+        )
+        if trainer.accelerator.num_processes != 1:
+            raise ValueError("rmood's TRL PPO runs in one process (its prompt batches are not sharded)")
+        trainer.dataloader = PromptBatches(trainer.train_dataset, args.local_batch_size, seed, trainer.data_collator,
+                                           start)
+        if start:
+            print(f"resuming PPO from update {start} of {rl['steps']}", flush=True)
+            work = Path(work_dir)
+            load_state(work / f"checkpoint-{start}", work / f"policy-{start}", actor, value, trainer.optimizer,
+                       trainer.lr_scheduler)
+            args.num_total_batches = rl["steps"] - start  # TRL's loop runs this many updates; its schedule spans all
+        # TRL calls gc.collect() twice per update. A full collection walks every object the process holds (the
+        # imported torch/transformers/TRL stack: ~0.5 million) and took 0.3-0.6 s each time on a CPU, more than an
+        # embedded update computes. Freezing moves what exists now into the permanent generation, so those calls only
+        # see new objects.
+        gc.freeze()
+        trainer.train()
     finish(work_dir)
 
 

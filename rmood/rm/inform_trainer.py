@@ -39,9 +39,11 @@ class InfoRMTrainer(reward_trainer_class()):
 
 
 def train_inform(
-    policy: str, pairs: str, model: str, work_dir: str, seed: int, rm: dict[str, Any], inform: dict[str, Any], dtype: str
+    policy: str, pairs: str, model: str, work_dir: str, seed: int, rm: dict[str, Any], inform: dict[str, Any], dtype: str,
+    logging: dict[str, Any] | None = None, log_dir: str | None = None,
 ) -> None:
-    """InfoRM: initialised from `policy`, trained on the implicit-format `pairs` with the `rm` settings, saved to `model`."""
+    """InfoRM: initialised from `policy`, trained on the implicit-format `pairs` with the `rm` settings, saved to `model`;
+    its training logs (the KL term too) go to `log_dir` when `logging.report_to` names any."""
     register_models()  # a checkpoint or the saved model reloads through the Auto classes
     records = [{"chosen": r["chosen"], "rejected": r["rejected"]} for r in read_jsonl(pairs, required=("chosen", "rejected"))]
     reward_model, tokenizer = inform_from_policy(policy, inform["latent_dim"], seed, dtype)
@@ -50,4 +52,6 @@ def train_inform(
         inputs=[policy, pairs],
         trainer_class=partial(InfoRMTrainer, beta=inform["beta"]),
         settings={"inform": inform},
+        logging=logging,
+        log_dir=log_dir,
     )

@@ -65,9 +65,11 @@ class RRMTrainer(reward_trainer_class()):
 
 
 def train_rrm(
-    policy: str, pairs: str, model: str, work_dir: str, seed: int, rm: dict[str, Any], rrm: dict[str, Any], dtype: str
+    policy: str, pairs: str, model: str, work_dir: str, seed: int, rm: dict[str, Any], rrm: dict[str, Any], dtype: str,
+    logging: dict[str, Any] | None = None, log_dir: str | None = None,
 ) -> None:
-    """RRM: initialised from `policy`, trained on the filtered augmented `pairs` (ties: label 0.5), saved to `model`."""
+    """RRM: initialised from `policy`, trained on the filtered augmented `pairs` (ties: label 0.5), saved to `model`;
+    its training logs go to `log_dir` when `logging.report_to` names any."""
     records = [
         {"chosen": p["chosen"], "rejected": p["rejected"], "tie": p["label"] == LABELS["neutral"]}
         for p in map(implicit, read_jsonl(pairs, required=(*PAIR_FIELDS, "label")))
@@ -76,4 +78,5 @@ def train_rrm(
     fit_reward_model(
         reward_model, tokenizer, records, model, work_dir, seed, rm, dtype, inputs=[policy, pairs],
         trainer_class=partial(RRMTrainer, neutral_loss_weight=rrm["neutral_loss_weight"]), settings={"rrm": rrm},
+        logging=logging, log_dir=log_dir,
     )

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from rmood.io import Record, read_jsonl
-from rmood.training import fingerprint, length_grouped_sampler, prepare_checkpoints, save_trained, trainer_kwargs
+from rmood.training import (fingerprint, length_grouped_sampler, prepare_checkpoints, save_trained, trainer_kwargs,
+                            training_logs)
 
 
 def reward_trainer_class():
@@ -63,6 +64,8 @@ def fit_reward_model(
     trainer_class=None,
     settings: dict[str, Any] | None = None,
     trainer_args: dict[str, Any] | None = None,
+    logging: dict[str, Any] | None = None,
+    log_dir: str | None = None,
 ) -> None:
     """Train `model` on `records` (implicit-format `chosen`/`rejected` plus any extra columns) and save it to `out`.
 
@@ -70,27 +73,32 @@ def fit_reward_model(
     subclasses that class); `trainer_args` are extra RewardConfig arguments; `settings` (e.g. a variant's config
     section) join `rm`, `seed` and `dtype` in the checkpoint fingerprint, so checkpoints are resumed only when all
     of them and the `inputs` are unchanged. The conversations are tokenized here (`tokenize_pairs`), so the
-    trainer only drops pairs longer than `rm.max_length`.
+    trainer only drops pairs longer than `rm.max_length`. `logging.report_to` sends the training logs to `log_dir`
+    (`rmood.training.training_logs`).
     """
     from datasets import Dataset
     from trl import RewardConfig
 
     digest = fingerprint({"rm": rm, "seed": seed, "dtype": dtype, **(settings or {})}, inputs)
     resume = prepare_checkpoints(work_dir, digest)
-    trainer = (trainer_class or reward_trainer_class())(
-        model=model,
-        args=RewardConfig(**trainer_kwargs(rm, seed, work_dir, dtype), **(trainer_args or {})),
-        train_dataset=Dataset.from_list(tokenize_pairs(tokenizer, records)),
-        processing_class=tokenizer,
-    )
-    trainer.train(resume_from_checkpoint=resume)
+    with training_logs(logging, log_dir, resume is not None) as report:
+        trainer = (trainer_class or reward_trainer_class())(
+            model=model,
+            args=RewardConfig(**trainer_kwargs(rm, seed, work_dir, dtype) | report | (trainer_args or {})),
+            train_dataset=Dataset.from_list(tokenize_pairs(tokenizer, records)),
+            processing_class=tokenizer,
+        )
+        trainer.train(resume_from_checkpoint=resume)
     save_trained(trainer, out, work_dir)
 
 
 def train_reward_model(
-    policy: str, pairs: str, model: str, work_dir: str, seed: int, rm: dict[str, Any], dtype: str
+    policy: str, pairs: str, model: str, work_dir: str, seed: int, rm: dict[str, Any], dtype: str,
+    logging: dict[str, Any] | None = None, log_dir: str | None = None,
 ) -> None:
-    """Bradley–Terry RM: initialised from `policy`, trained on the implicit-format `pairs`, saved to `model`."""
+    """Bradley–Terry RM: initialised from `policy`, trained on the implicit-format `pairs`, saved to `model`; its
+    training logs go to `log_dir` when `logging.report_to` names any."""
     records = [{"chosen": r["chosen"], "rejected": r["rejected"]} for r in read_jsonl(pairs, required=("chosen", "rejected"))]
     reward_model, tokenizer = reward_model_from_policy(policy, seed, dtype)
-    fit_reward_model(reward_model, tokenizer, records, model, work_dir, seed, rm, dtype, inputs=[policy, pairs])
+    fit_reward_model(reward_model, tokenizer, records, model, work_dir, seed, rm, dtype, inputs=[policy, pairs],
+                     logging=logging, log_dir=log_dir)

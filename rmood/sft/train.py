@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from rmood.io import iter_jsonl
-from rmood.training import fingerprint, length_grouped_sampler, prepare_checkpoints, save_trained, trainer_kwargs
+from rmood.training import (fingerprint, length_grouped_sampler, prepare_checkpoints, save_trained, trainer_kwargs,
+                            training_logs)
 
 
 def conversations(path: str | Path) -> list[dict[str, Any]]:
@@ -33,8 +34,10 @@ def sft_trainer_class():
     return LengthGroupedSFTTrainer
 
 
-def train_sft(base: str, train: str, model: str, work_dir: str, seed: int, sft: dict[str, Any], dtype: str) -> None:
-    """Fine-tune `base` on the demonstrations in `train` and save the (merged) model to `model`."""
+def train_sft(base: str, train: str, model: str, work_dir: str, seed: int, sft: dict[str, Any], dtype: str,
+              logging: dict[str, Any] | None = None, log_dir: str | None = None) -> None:
+    """Fine-tune `base` on the demonstrations in `train` and save the (merged) model to `model`; the training logs go
+    to `log_dir` when `logging.report_to` names any (`rmood.training.training_logs`)."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -52,18 +55,19 @@ def train_sft(base: str, train: str, model: str, work_dir: str, seed: int, sft: 
             r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
             target_modules="all-linear", task_type="CAUSAL_LM",
         )
-    args = SFTConfig(
-        **trainer_kwargs(sft, seed, work_dir, dtype),
-        assistant_only_loss=True,
-        chat_template_path=sft["chat_template_path"],
-        packing=False,
-    )
-    trainer = sft_trainer_class()(
-        model=policy,
-        args=args,
-        train_dataset=Dataset.from_list(conversations(train)),
-        processing_class=tokenizer,
-        peft_config=peft_config,
-    )
-    trainer.train(resume_from_checkpoint=resume)
+    with training_logs(logging, log_dir, resume is not None) as report:
+        args = SFTConfig(
+            **trainer_kwargs(sft, seed, work_dir, dtype) | report,
+            assistant_only_loss=True,
+            chat_template_path=sft["chat_template_path"],
+            packing=False,
+        )
+        trainer = sft_trainer_class()(
+            model=policy,
+            args=args,
+            train_dataset=Dataset.from_list(conversations(train)),
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
+        trainer.train(resume_from_checkpoint=resume)
     save_trained(trainer, model, work_dir, merge_lora=peft_config is not None)
