@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ELAPSED = re.compile(r"^Elapsed time: (\d+):(\d\d):(\d\d(?:\.\d+)?)$", re.M)
 STEPS = re.compile(r"^(\d+) of (\d+) steps \(100%\) done$", re.M)
 DATE = re.compile(r"^\s*Date: (.+)$", re.M)
+REPLICATE = re.compile(r"rep\d+")
 COMPUTED = re.compile(r"^rmood: \S+ computed in ([0-9.]+) s", re.M)
 
 
@@ -69,7 +70,9 @@ def read_benchmarks(folder: Path, logs: Path | None = None) -> dict[str, list[di
             if log is not None and log.is_file():
                 found = COMPUTED.findall(log.read_text(errors="replace")[-2000:])
                 job["compute"] = float(found[-1]) if found else None
-            rules[path.relative_to(folder).parts[0].removesuffix(".tsv")].append(job)
+            parts = path.relative_to(folder).parts
+            parts = parts[1:] if REPLICATE.fullmatch(parts[0]) else parts  # rep<seed>/<rule>…: one rule, all replicates
+            rules[parts[0].removesuffix(".tsv")].append(job)
     return rules
 
 
