@@ -14,6 +14,7 @@ from rmood.labeling.pairs import FORMATS as PAIR_FORMATS, PAIR_SETS
 from rmood.rl.ppo import checkpoint_steps
 from rmood.steps import settings
 from rmood import worker
+from rmood.runner import use_worker
 
 min_version("9.0")
 
@@ -28,8 +29,12 @@ WORKER = {}  # the warm worker process of a local run (rmood/worker.py)
 
 
 onstart:
+    # The warm worker (config `worker`, see rmood/runner.py): local runs only, and never when rules run in
+    # software environments of their own (--sdm conda/apptainer/env-modules), which the worker's Python is not.
     os.environ.pop(worker.SOCKET_ENV, None)  # never a worker of another run
-    if workflow.local_exec and os.environ.get("RMOOD_WORKER", "1") != "0":
+    if use_worker(
+        config, workflow.local_exec, workflow.deployment_settings.deployment_method
+    ):
         WORKER["process"] = worker.start()
 
 
