@@ -13,7 +13,7 @@ from rmood.cli import main, parser
 from rmood.runner import HERE, OWN_PROCESS, WORKER, own_process, run_own_process, use_worker, where
 from rmood.config import DEFAULT, ConfigError, load_config
 from rmood.io import read_jsonl, write_jsonl
-from rmood.steps import STEPS, settings
+from rmood.steps import STAGES, STEPS, settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,6 +33,18 @@ def test_step_target_matches_its_declaration(name: str) -> None:
     assert not kinds & {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD}, name
     assert not kinds & {inspect.Parameter.POSITIONAL_ONLY}, name
     assert set(parameters) == keyword_names(step), name
+
+
+def test_each_stage_declares_the_steps_of_its_own_code() -> None:
+    """A step is declared beside its function: in rmood/<stage>/steps.py for a function in rmood/<stage>/ (the
+    sampling steps of the top-level generation modules with the SFT stage that first samples; upload in its module)."""
+    elsewhere = {"sample": "sft", "sample_vllm": "sft", "gather": "sft"}
+    for stage, steps in STAGES.items():
+        for name, step in steps.items():
+            module = step.target.split(":")[0]
+            assert elsewhere.get(name) == stage or module == f"rmood.{stage}" or module.startswith(f"rmood.{stage}."), \
+                (stage, name, step.target)
+            assert (ROOT / "rmood" / stage / "steps.py").is_file() or stage == "upload"
 
 
 @pytest.mark.parametrize("name", sorted(STEPS))
