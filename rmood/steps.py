@@ -6,6 +6,7 @@ Importing this module is cheap (no torch): step functions are imported only when
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from rmood.data.steps import STEPS as DATA
@@ -20,7 +21,7 @@ from rmood.rrm_data.steps import STEPS as RRM_DATA
 from rmood.sft.steps import STEPS as SFT
 from rmood.upload import STEPS as UPLOAD
 
-__all__ = ["LOG_DIR", "RUNS", "STAGES", "STEPS", "FileArg", "Step", "logging_settings", "settings"]
+__all__ = ["LOG_DIR", "RUNS", "STAGES", "STEPS", "FileArg", "Step", "logging_settings", "rule_mismatch", "settings"]
 
 RUNS = "runs"  # a Snakemake job's run folder: logs/<experiment>/runs/<its log file's name without .log>
 
@@ -66,3 +67,25 @@ def logging_settings(step: str, config: dict[str, Any], log: str | None = None) 
         values["log_dir"] = os.path.splitext(log)[0] + f".{RUNS}" if name.startswith("..") else \
             os.path.join(root, RUNS, name)
     return values
+
+
+def rule_mismatch(step: str, inputs: Iterable[str], outputs: Iterable[str], params: Iterable[str]) -> str | None:
+    """What differs between a rule's named inputs, outputs and params and the declaration of the step it names
+    (`params.step`), or None when they match. The Snakefile calls it for every rule when it is parsed, so a
+    mismatch fails a dry run, not only the job (`rmood.runner.job_request` reads the files by these names)."""
+    if step not in STEPS:
+        return f"names step {step!r}, which no stage declares"
+    declared = STEPS[step]
+    expected = {
+        "input": {arg.name for arg in declared.inputs},
+        "output": {arg.name for arg in declared.outputs},
+        # the work folders are the rule's to choose; the log run folder is not a param (see logging_settings)
+        "params": {"step", *declared.config, *declared.options, *(arg.name for arg in declared.work if not arg.optional)},
+    }
+    problems = []
+    for kind, names in (("input", set(inputs)), ("output", set(outputs)), ("params", set(params))):
+        if names != expected[kind]:
+            missing, extra = sorted(expected[kind] - names), sorted(names - expected[kind])
+            problems.append(f"{kind} names {sorted(names)} differ from the declaration of step {step!r} "
+                            f"(missing {missing}, not declared {extra})")
+    return "; ".join(problems) or None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,7 @@ from rmood.cli import main, parser
 from rmood.runner import HERE, OWN_PROCESS, WORKER, own_process, run_own_process, use_worker, where
 from rmood.config import DEFAULT, ConfigError, load_config
 from rmood.io import read_jsonl, write_jsonl
-from rmood.steps import STAGES, STEPS, settings
+from rmood.steps import STAGES, STEPS, rule_mismatch, settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,6 +47,38 @@ def test_each_stage_declares_the_steps_of_its_own_code() -> None:
             assert elsewhere.get(name) == stage or module == f"rmood.{stage}" or module.startswith(f"rmood.{stage}."), \
                 (stage, name, step.target)
             assert (ROOT / "rmood" / stage / "steps.py").is_file() or stage == "upload"
+
+
+def test_a_rule_whose_names_differ_from_its_step_is_named() -> None:
+    assert rule_mismatch("gold", ["samples", "prompt_files"], ["out"], ["step", "gold", "judge", "dtype"]) is None
+    assert rule_mismatch("train_rm", ["policy", "pairs"], ["model"], ["step", "seed", "rm", "dtype", "work_dir"]) is None
+    assert rule_mismatch("gold", ["sample", "prompt_files"], ["out"], ["step", "gold", "judge", "dtype"]) == (
+        "input names ['prompt_files', 'sample'] differ from the declaration of step 'gold' (missing ['samples'], "
+        "not declared ['sample'])")
+    assert "output names" in rule_mismatch("gold", ["samples", "prompt_files"], [], ["step", "gold", "judge", "dtype"])
+    assert "params names" in rule_mismatch("gold", ["samples", "prompt_files"], ["out"], ["step", "gold", "dtype"])
+    assert rule_mismatch("golden", [], [], ["step"]) == "names step 'golden', which no stage declares"
+
+
+def test_a_dry_run_fails_when_a_rule_input_name_differs_from_its_step(tmp_path: Path) -> None:
+    """The Snakefile checks every rule against its step when it is parsed: a dry run fails, naming the rule."""
+    for name in ("Snakefile", "rules", "config", "workflow_scripts", "report", ".test"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
+    (tmp_path / "rmood").symlink_to(ROOT / "rmood")
+    snakemake = [str(Path(sys.executable).parent / "snakemake"), "-n", "--quiet", "all",
+                 "--configfile", ".test/config.yaml"]
+    env = {**os.environ, "RMOOD_WORKER": "0"}
+    passed = subprocess.run(snakemake, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert passed.returncode == 0, passed.stderr
+    rules = tmp_path / "rules" / "rl.smk"
+    text = rules.read_text(encoding="utf-8")
+    bad = 'sample=replicate("ppo/{name}/step_{step}/samples.jsonl"),'
+    rules.write_text(text.replace('samples=replicate("ppo/{name}/step_{step}/samples.jsonl"),', bad, 1), encoding="utf-8")
+    assert bad in rules.read_text(encoding="utf-8")
+    failed = subprocess.run(snakemake, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert failed.returncode != 0
+    assert "rl_gold -- input names ['prompt_files', 'sample'] differ from the declaration of step 'gold'" \
+        in failed.stderr
 
 
 @pytest.mark.parametrize("name", sorted(STEPS))
