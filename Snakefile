@@ -48,3 +48,7 @@ rule mrm_eval:
 rule all:
     input:
         rules.mrm_eval.input,
+
+
+# Every rule's input, output and params names match its step's declaration (a mismatch stops a dry run).
+check_rule_steps(workflow.rules)

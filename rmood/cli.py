@@ -1,20 +1,13 @@
-"""`python -m rmood <step> …`: every workflow step as a command, and the glue Snakemake rules call."""
+"""`python -m rmood <step> …`: every workflow step as a command (rules run theirs through `rmood.runner`)."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import os
-import shlex
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from rmood.config import DEFAULT, ROOT, ConfigError, accelerate_config, load_config
+from rmood.config import DEFAULT, ConfigError, load_config
 from rmood.steps import STEPS, logging_settings
-from rmood.worker import THREAD_VARIABLES
 
 
 def parser() -> argparse.ArgumentParser:
@@ -136,84 +129,3 @@ def main(argv: list[str] | None = None) -> None:
     except (DataError, WriteError, ModelError, BackendError, JudgeError, CredentialError, UploadError) as error:
         # bad input, or a service that cannot answer: one line, no traceback
         sys.exit(f"rmood {name}: {error}")
-
-
-@contextlib.contextmanager
-def redirect_to(log: str) -> Iterator[None]:
-    """Send this process's stdout and stderr (Python and C level, tqdm included) to `log`."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(log, "w", encoding="utf-8") as f:
-        os.dup2(f.fileno(), 1)
-        os.dup2(f.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-
-
-def own_process(name: str, config: dict[str, Any]) -> list[str] | None:
-    """The command that runs step `name` in a process of its own (the request file is appended), or None to
-    run it in this process or the warm worker: a step with its own stack runs with `environments.<env>`
-    when that is set, a training step under `accelerate launch` when `training.launcher` is accelerate."""
-    step = STEPS[name]
-    python = config["environments"][step.env] if step.env else None
-    if python is not None and not Path(python).is_file():  # checked here, not at parse: dry runs need no envs
-        raise ConfigError(f"config key 'environments.{step.env}': {python} does not exist (build it with `make envs`)")
-    training = config["training"]
-    accelerate = step.trains and training["launcher"] == "accelerate"
-    if python is None and not accelerate:
-        return None
-    launcher = ["-m", "accelerate.commands.launch", "--config_file", str(accelerate_config(config)),
-                "--num_processes", str(training["num_processes"])] if accelerate else []
-    return [python or sys.executable, *launcher, "-m", "rmood.job"]
-
-
-def run_own_process(command: list[str], request: dict[str, Any], log: str, threads: int) -> int:
-    """Run `command` with the request as a JSON file argument, output to `log`; returns its exit code."""
-    import subprocess
-    import tempfile
-
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
-           **{name: str(threads) for name in THREAD_VARIABLES}}
-    with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8") as file, \
-            open(log, "w", encoding="utf-8") as out:
-        json.dump(request, file)
-        file.flush()
-        return subprocess.run([*command, file.name], stdout=out, stderr=subprocess.STDOUT, env=env).returncode
-
-
-def run_job(snakemake: Any) -> None:
-    """Run the step named by the rule's `params.step` with the rule's named inputs, outputs and params:
-    in a process of its own when its environment or launcher asks for one (`own_process`), else in the
-    warm worker when Snakemake started one (see rmood.worker), else in this process."""
-    from rmood.worker import WorkerDied, limit_threads, submit
-
-    name = snakemake.params.step
-    step = STEPS[name]
-    paths = {}
-    for path in (*step.inputs, *step.outputs):
-        files = snakemake.input if path in step.inputs else snakemake.output
-        value = getattr(files, path.name)
-        paths[path.name] = list(value) if path.many else str(value)
-    settings = {k: v for k, v in snakemake.params.items() if k != "step"}
-    settings |= logging_settings(name, snakemake.config, snakemake.log[0])  # not params: they change no output
-    log = os.path.abspath(snakemake.log[0])
-    request = {"step": name, "paths": paths, "settings": settings, "log": log, "cwd": os.getcwd(),
-               "threads": snakemake.threads}
-    command = own_process(name, snakemake.config)
-    try:
-        code = run_own_process(command, request, log, snakemake.threads) if command else submit(request)
-    except WorkerDied as error:
-        sys.exit(f"{name} failed: {error}; see {log}")
-    if code is None:
-        limit_threads(snakemake.threads)
-        with redirect_to(log):
-            step.run(paths, settings)
-    elif code != 0:
-        where = shlex.join(command) if command else "the rmood worker"
-        sys.exit(f"{name} failed in {where} (exit code {code}); see {log}")

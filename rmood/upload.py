@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from rmood.credentials import from_env, redact
+from rmood.declaration import FileArg, Step
 from rmood.io import write_json
 
 TOKEN_ENV = "HF_TOKEN"
@@ -34,3 +35,16 @@ def upload_model(model: str, out: str, repo_id: str, upload: dict[str, Any]) -> 
         reason = " ".join(redact(str(error), token).split())  # the Hub does not echo tokens; make sure of it
         raise UploadError(f"uploading {model} to {repo_id} failed: {type(error).__name__}: {reason}") from None
     write_json(out, {"repo_id": repo_id, "model": model, "commit": commit.oid, "url": commit.commit_url})
+
+
+# The upload stage's one step (rules/upload.smk): declared here, beside its function (this module is cheap to import).
+STEPS: dict[str, Step] = {
+    "upload": Step(
+        "rmood.upload:upload_model",
+        "push a model directory to the Hugging Face Hub (token from HF_TOKEN)",
+        inputs=(FileArg("model", "model directory"),),
+        outputs=(FileArg("out", "upload receipt (JSON)"),),
+        config={"upload": "upload"},
+        options={"repo_id": str},
+    ),
+}

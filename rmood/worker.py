@@ -5,8 +5,10 @@ for seconds. When Snakemake runs jobs on this machine, `start` launches one work
 imports the stack and then forks a child per job (copy-on-write: the child starts with everything
 imported). The job's own process (`workflow_scripts/step.py`) only sends the request over a Unix
 socket and waits for the child's exit status; if that process is killed, the worker kills the child.
-Children run exactly the code an in-process job runs, so results are identical. Without a worker
-(a cluster, or `RMOOD_WORKER=0`) every job runs in its own process as usual.
+Children run exactly the code an in-process job runs, so results are identical. Whether a run
+starts a worker, and which steps may use it, is decided in `rmood.runner` (`use_worker`, `where`): never on a
+cluster, with `worker: false` (or `RMOOD_WORKER=0`), or when rules run in software environments of their own
+(`--sdm conda`/`apptainer`/`env-modules`); without a worker every job runs in its own process as usual.
 
 Nothing outlives its run: the worker exits when Snakemake is gone, a child dies with the worker (Linux:
 `PR_SET_PDEATHSIG`) and with its job's process, and a job only talks to the worker of its own folder
@@ -22,14 +24,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 SOCKET_ENV = "RMOOD_WORKER_SOCKET"
 FOLDER = ".snakemake/rmood"  # the worker's socket, relative to the run's working directory
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 PRELOAD = (
     "torch",
     "transformers",
@@ -54,43 +53,20 @@ def preload() -> None:
         importlib.import_module(module)
 
 
-def limit_threads(threads: int) -> None:
-    """Compute with as many threads as the job has (a cluster node may have many more cores): torch and the
-    BLAS libraries, through the environment for those not loaded yet and directly for those already loaded."""
-    os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
-    if "numpy" in sys.modules:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(threads)
-
-
 def run_child(request: dict[str, Any], worker: int) -> int:
-    """In the forked child: run one step with its output sent to the job's log; returns the exit code."""
-    from rmood.steps import STEPS
+    """In the forked child: run one step as an in-process job runs it (`rmood.job.run`: output and traceback in
+    the job's log); returns the exit code."""
+    from rmood import job
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.setpgid(0, 0)
     die_with(worker)
     os.chdir(request["cwd"])
-    with open(request["log"], "w", encoding="utf-8") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-    sys.stdout = os.fdopen(1, "w", buffering=1, encoding="utf-8", closefd=False)
-    sys.stderr = os.fdopen(2, "w", buffering=1, encoding="utf-8", closefd=False)
-    limit_threads(request["threads"])
-    start = time.perf_counter()
     try:
-        STEPS[request["step"]].run(request["paths"], request["settings"])
-        print(f"rmood: {request['step']} computed in {time.perf_counter() - start:.2f} s")  # read by bench/study.py
+        job.run(request)
         return 0
-    except BaseException:  # noqa: BLE001 (report everything to the job's log)
-        traceback.print_exc()
+    except BaseException:  # noqa: BLE001 (its traceback is in the job's log)
         return 1
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
 
 
 def die_with(worker: int) -> None:

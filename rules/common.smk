@@ -12,8 +12,9 @@ from rmood.eval.report import PLOTS
 from rmood.data import SPLITS
 from rmood.labeling.pairs import FORMATS as PAIR_FORMATS, PAIR_SETS
 from rmood.rl.ppo import checkpoint_steps
-from rmood.steps import settings
+from rmood.steps import rule_mismatch, settings
 from rmood import worker
+from rmood.runner import use_worker
 
 min_version("9.0")
 
@@ -28,8 +29,12 @@ WORKER = {}  # the warm worker process of a local run (rmood/worker.py)
 
 
 onstart:
+    # The warm worker (config `worker`, see rmood/runner.py): local runs only, and never when rules run in
+    # software environments of their own (--sdm conda/apptainer/env-modules), which the worker's Python is not.
     os.environ.pop(worker.SOCKET_ENV, None)  # never a worker of another run
-    if workflow.local_exec and os.environ.get("RMOOD_WORKER", "1") != "0":
+    if use_worker(
+        config, workflow.local_exec, workflow.deployment_settings.deployment_method
+    ):
         WORKER["process"] = worker.start()
 
 
@@ -131,6 +136,34 @@ def job_resources(kind):
 def step_params(step, **extra):
     """Params for workflow_scripts/step.py: the step's name, its config values, then extras (which win)."""
     return {"step": step, **settings(step, config), **extra}
+
+
+def check_rule_steps(rules):
+    """Stop the parse (a dry run too) when one of the rules running workflow_scripts/step.py names no declared
+    step, or its named inputs, outputs or params differ from the step's declaration (rmood/<stage>/steps.py); a
+    job would otherwise fail only when it runs. Called by the Snakefile once every rule is defined.
+    """
+    problems = []
+    for each in rules:
+        if not str(getattr(each, "script", None) or "").endswith(
+            "workflow_scripts/step.py"
+        ):
+            continue
+        step = each.params.get("step")
+        problem = (
+            rule_mismatch(
+                step, each.input.keys(), each.output.keys(), each.params.keys()
+            )
+            if isinstance(step, str)
+            else "runs workflow_scripts/step.py without params step=<name>"
+        )
+        if problem:
+            problems.append(f"  {each.name} -- {problem}")
+    if problems:
+        sys.exit(
+            "rmood: the names of these rules differ from their steps' declarations\n"
+            + "\n".join(problems)
+        )
 
 
 def data_files(splits):

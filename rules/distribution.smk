@@ -45,6 +45,8 @@ use rule bon_score as dist_label with:
         log_file("rep{rep}/dist_label/{name}/{prompt}"),
     benchmark:
         benchmark_file("rep{rep}/dist_label/{name}/{prompt}")
+    params:
+        **step_params("score"),
 
 
 use rule gold_labeling as dist_gold with:
@@ -57,6 +59,8 @@ use rule gold_labeling as dist_gold with:
         log_file("dist_gold/{prompt}"),
     benchmark:
         benchmark_file("dist_gold/{prompt}")
+    params:
+        **step_params("gold"),
 
 
 rule dist_representations:

@@ -35,6 +35,8 @@ use rule gather_samples as gather_bon with:
         log_file("rep{rep}/gather_bon"),
     benchmark:
         benchmark_file("rep{rep}/gather_bon")
+    params:
+        **step_params("gather"),
 
 
 use rule gold_labeling as bon_gold with:
@@ -47,6 +49,8 @@ use rule gold_labeling as bon_gold with:
         log_file("rep{rep}/bon_gold/{shard}"),
     benchmark:
         benchmark_file("rep{rep}/bon_gold/{shard}")
+    params:
+        **step_params("gold"),
 
 
 use rule gather_samples as gather_bon_gold with:
@@ -63,6 +67,8 @@ use rule gather_samples as gather_bon_gold with:
         log_file("rep{rep}/gather_bon_gold"),
     benchmark:
         benchmark_file("rep{rep}/gather_bon_gold")
+    params:
+        **step_params("gather"),
 
 
 rule bon_score:

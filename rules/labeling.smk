@@ -30,6 +30,8 @@ use rule gather_samples as gather_labels with:
         log_file("gather_labels"),
     benchmark:
         benchmark_file("gather_labels")
+    params:
+        **step_params("gather"),
 
 
 rule preference_pairs:

@@ -87,6 +87,8 @@ use rule gold_labeling as rl_gold with:
         log_file("rep{rep}/rl_gold/{name}/{step}"),
     benchmark:
         benchmark_file("rep{rep}/rl_gold/{name}/{step}")
+    params:
+        **step_params("gold"),
 
 
 use rule bon_score as rl_proxy with:
@@ -102,6 +104,8 @@ use rule bon_score as rl_proxy with:
         log_file("rep{rep}/rl_proxy/{name}/{step}"),
     benchmark:
         benchmark_file("rep{rep}/rl_proxy/{name}/{step}")
+    params:
+        **step_params("score"),
 
 
 rule rl_kl:

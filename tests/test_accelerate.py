@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rmood.cli import own_process, run_own_process
+from rmood.runner import own_process, run_own_process
 from rmood.config import DEFAULT, load_config
 from rmood.io import write_jsonl
 from rmood.steps import settings

@@ -118,7 +118,7 @@ def test_error_classes_the_config_and_the_command_line_do_not_load_torch():
     errors = error_modules()
     assert {"rmood.io", "rmood.config", "rmood.rm.score", "rmood.labeling.judge"} <= errors.keys()
     imports = [f"from {module} import {', '.join(names)}" for module, names in sorted(errors.items())]
-    code = "\n".join(["import sys", "import rmood.config, rmood.cli, rmood.steps", *imports,
+    code = "\n".join(["import sys", "import rmood.config, rmood.cli, rmood.runner, rmood.steps", *imports,
                       f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"])
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -32,7 +32,7 @@ def test_parsing_imports_no_torch():
     code = (
         "import sys, snakemake.api as api\n"
         "from rmood import steps, config\n"
-        "import rmood.cli\n"
+        "import rmood.cli, rmood.runner\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import at parse time'\n"
     )
     result = run(sys.executable, "-c", code)

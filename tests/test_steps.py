@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import inspect
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from rmood.cli import main, own_process, parser, run_own_process
+from rmood.cli import main, parser
+from rmood.runner import HERE, OWN_PROCESS, WORKER, own_process, run_own_process, use_worker, where
 from rmood.config import DEFAULT, ConfigError, load_config
 from rmood.io import read_jsonl, write_jsonl
-from rmood.steps import STEPS, settings
+from rmood.steps import STAGES, STEPS, rule_mismatch, settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +35,50 @@ def test_step_target_matches_its_declaration(name: str) -> None:
     assert not kinds & {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD}, name
     assert not kinds & {inspect.Parameter.POSITIONAL_ONLY}, name
     assert set(parameters) == keyword_names(step), name
+
+
+def test_each_stage_declares_the_steps_of_its_own_code() -> None:
+    """A step is declared beside its function: in rmood/<stage>/steps.py for a function in rmood/<stage>/ (the
+    sampling steps of the top-level generation modules with the SFT stage that first samples; upload in its module)."""
+    elsewhere = {"sample": "sft", "sample_vllm": "sft", "gather": "sft"}
+    for stage, steps in STAGES.items():
+        for name, step in steps.items():
+            module = step.target.split(":")[0]
+            assert elsewhere.get(name) == stage or module == f"rmood.{stage}" or module.startswith(f"rmood.{stage}."), \
+                (stage, name, step.target)
+            assert (ROOT / "rmood" / stage / "steps.py").is_file() or stage == "upload"
+
+
+def test_a_rule_whose_names_differ_from_its_step_is_named() -> None:
+    assert rule_mismatch("gold", ["samples", "prompt_files"], ["out"], ["step", "gold", "judge", "dtype"]) is None
+    assert rule_mismatch("train_rm", ["policy", "pairs"], ["model"], ["step", "seed", "rm", "dtype", "work_dir"]) is None
+    assert rule_mismatch("gold", ["sample", "prompt_files"], ["out"], ["step", "gold", "judge", "dtype"]) == (
+        "input names ['prompt_files', 'sample'] differ from the declaration of step 'gold' (missing ['samples'], "
+        "not declared ['sample'])")
+    assert "output names" in rule_mismatch("gold", ["samples", "prompt_files"], [], ["step", "gold", "judge", "dtype"])
+    assert "params names" in rule_mismatch("gold", ["samples", "prompt_files"], ["out"], ["step", "gold", "dtype"])
+    assert rule_mismatch("golden", [], [], ["step"]) == "names step 'golden', which no stage declares"
+
+
+def test_a_dry_run_fails_when_a_rule_input_name_differs_from_its_step(tmp_path: Path) -> None:
+    """The Snakefile checks every rule against its step when it is parsed: a dry run fails, naming the rule."""
+    for name in ("Snakefile", "rules", "config", "workflow_scripts", "report", ".test"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
+    (tmp_path / "rmood").symlink_to(ROOT / "rmood")
+    snakemake = [str(Path(sys.executable).parent / "snakemake"), "-n", "--quiet", "all",
+                 "--configfile", ".test/config.yaml"]
+    env = {**os.environ, "RMOOD_WORKER": "0"}
+    passed = subprocess.run(snakemake, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert passed.returncode == 0, passed.stderr
+    rules = tmp_path / "rules" / "rl.smk"
+    text = rules.read_text(encoding="utf-8")
+    bad = 'sample=replicate("ppo/{name}/step_{step}/samples.jsonl"),'
+    rules.write_text(text.replace('samples=replicate("ppo/{name}/step_{step}/samples.jsonl"),', bad, 1), encoding="utf-8")
+    assert bad in rules.read_text(encoding="utf-8")
+    failed = subprocess.run(snakemake, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert failed.returncode != 0
+    assert "rl_gold -- input names ['prompt_files', 'sample'] differ from the declaration of step 'gold'" \
+        in failed.stderr
 
 
 @pytest.mark.parametrize("name", sorted(STEPS))
@@ -137,6 +184,75 @@ def test_training_steps_run_under_accelerate_launch_when_asked() -> None:
     assert all(own_process(name, config) is None for name in set(STEPS) - trains if not STEPS[name].env)
 
 
+def test_the_worker_runs_local_jobs_only_when_the_rules_have_no_environment_of_their_own(monkeypatch) -> None:
+    from snakemake_interface_executor_plugins.settings import DeploymentMethod
+
+    monkeypatch.delenv("RMOOD_WORKER", raising=False)
+    config = load_config(DEFAULT)
+    assert config["worker"] is True and use_worker(config, local=True, deployment=set())
+    assert not use_worker(config, local=False, deployment=set())  # a cluster
+    for method in DeploymentMethod:  # --sdm conda, apptainer, env-modules: each rule in its own environment
+        assert not use_worker(config, local=True, deployment={method}), method
+    assert not use_worker(load_config(DEFAULT, ["worker=false"]), local=True, deployment=set())
+    monkeypatch.setenv("RMOOD_WORKER", "0")
+    assert not use_worker(config, local=True, deployment=set())
+
+
+def test_a_step_with_its_own_environment_never_goes_to_the_worker() -> None:
+    """With `environments.vllm` null (e.g. --sdm conda: the rule's conda env is the vLLM one), the vLLM step runs
+    in the job's own process, never in the worker, which runs Snakemake's Python."""
+    config = load_config(DEFAULT)
+    assert config["environments"]["vllm"] is None and own_process("sample_vllm", config) is None
+    assert where("sample_vllm", config) == HERE
+    assert where("train_ppo_verl", config) == HERE
+    assert {where(name, config) for name, step in STEPS.items() if not step.env} == {WORKER}
+
+
+def test_where_a_step_runs_with_its_own_interpreter(tmp_path: Path) -> None:
+    python = tmp_path / "bin" / "python"
+    python.parent.mkdir()
+    python.touch()
+    config = load_config(DEFAULT, [f"environments.vllm={python}", "training.launcher=accelerate"])
+    assert where("sample_vllm", config) == OWN_PROCESS and where("train_rm", config) == OWN_PROCESS
+    assert where("train_ppo_verl", config) == HERE and where("gather", config) == WORKER
+
+
+class Named(dict):
+    """Snakemake's named lists (input, output, params) as far as `run_job` reads them."""
+
+    __getattr__ = dict.__getitem__
+
+
+class FakeJob:
+    """What Snakemake's `script:` gives workflow_scripts/step.py, for one `gather` job."""
+
+    def __init__(self, tmp_path: Path, shards: list[str]) -> None:
+        self.input = Named(shards=shards, prompt_files=[str(tmp_path / "prompts.jsonl")])
+        self.output = Named(out=str(tmp_path / "samples.jsonl"))
+        self.params = Named(step="gather")
+        self.log = [str(tmp_path / "gather.log")]
+        self.config = load_config(DEFAULT)
+        self.threads = 1
+
+
+def test_a_job_runs_here_with_its_output_and_traceback_in_its_log(tmp_path: Path, monkeypatch, capfd) -> None:
+    from rmood.runner import run_job
+
+    monkeypatch.delenv("RMOOD_WORKER_SOCKET", raising=False)  # no worker: the job runs in this process
+    write_jsonl(tmp_path / "prompts.jsonl", [{"id": "b"}, {"id": "a"}])
+    write_jsonl(tmp_path / "s0.jsonl", [{"prompt_id": "a", "sample": 0, "response": "x", "finished": True}])
+    run_job(FakeJob(tmp_path, [str(tmp_path / "s0.jsonl")]))
+    assert [r["prompt_id"] for r in read_jsonl(tmp_path / "samples.jsonl")] == ["a"]
+    assert "rmood: gather computed in" in (tmp_path / "gather.log").read_text()
+    print("after the job")  # this process's output is restored
+    assert "after the job" in capfd.readouterr().out
+    with pytest.raises(Exception, match="missing.jsonl"):
+        run_job(FakeJob(tmp_path, [str(tmp_path / "missing.jsonl")]))
+    assert "missing.jsonl" in (tmp_path / "gather.log").read_text()  # the traceback, in the job's log
+    print("after the failed job")
+    assert "after the failed job" in capfd.readouterr().out
+
+
 def test_a_step_runs_in_its_own_process_from_a_request_file(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "prompts.jsonl", [{"id": "b"}, {"id": "a"}])
     write_jsonl(tmp_path / "s0.jsonl", [{"prompt_id": "a", "sample": 0, "response": "x", "finished": True}])
@@ -191,7 +307,7 @@ def test_every_step_help_exits_zero() -> None:
 def test_importing_the_cli_is_cheap() -> None:
     code = (
         "import sys\n"
-        "import rmood.steps, rmood.cli, rmood.config, rmood.io, rmood.generation\n"
+        "import rmood.steps, rmood.cli, rmood.runner, rmood.job, rmood.config, rmood.io, rmood.generation\n"
         "heavy = sorted(m for m in ('torch', 'transformers', 'trl', 'datasets') if m in sys.modules)\n"
         "assert not heavy, heavy\n"
     )

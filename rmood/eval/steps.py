@@ -1,0 +1,47 @@
+"""The evaluation stage: Best-of-N, PPO curves and the study report (rules/eval.smk; `ppo_curve` runs in rules/rl.smk).
+
+The declarations of this stage's steps (see rmood/declaration.py); the functions are imported only when a step
+runs, so this module stays cheap to import."""
+
+from __future__ import annotations
+
+from rmood.declaration import FileArg, Step
+
+STEPS: dict[str, Step] = {
+    "bon_report": Step(
+        "rmood.eval.bon:bon_report",
+        "expected gold and proxy of best-of-n against KL_BoN, per reward model",
+        inputs=(FileArg("scores", "bon/scores/<rm>.jsonl files", many=True), FileArg("gold", "gold labels JSONL")),
+        outputs=(FileArg("out", "bon/report.json"), FileArg("per_prompt", "bon/per_prompt.npz")),
+        config={"n": "bon.n"},
+    ),
+    "ppo_curve": Step(
+        "rmood.eval.ppo_curve:ppo_curve",
+        "KL, gold and proxy of every checkpoint of one PPO run",
+        inputs=(
+            FileArg("kl_files", "kl.jsonl per step", many=True),
+            FileArg("gold_files", "gold.jsonl per step", many=True),
+            FileArg("proxy_files", "proxy.jsonl per step", many=True),
+        ),
+        outputs=(FileArg("out", "curve.json"), FileArg("per_prompt", "per_prompt.npz")),
+        config={},
+        options={"rm": str},
+    ),
+    "report": Step(
+        "rmood.eval.report:make_report",
+        "the summary table and curves with their intervals, the Markdown report and the plots of the study",
+        inputs=(
+            FileArg("checks", "rep<seed>/rm/<rm>/check.json files", many=True),
+            FileArg("bon", "rep<seed>/bon/per_prompt.npz files", many=True),
+            FileArg("ppo", "rep<seed>/ppo/<rm>/per_prompt.npz files", many=True),
+            FileArg("figures", "distribution figures to link from the Markdown", many=True),
+        ),
+        outputs=(
+            FileArg("summary", "reports/summary.csv"),
+            FileArg("curves", "reports/curves.csv"),
+            FileArg("markdown", "reports/mrm_eval.md"),
+            FileArg("plots", "reports/plots/*.png", many=True),
+        ),
+        config={"reward_models": "reward_models", "report": "report", "seed": "seed"},
+    ),
+}

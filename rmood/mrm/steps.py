@@ -1,0 +1,59 @@
+"""The MRM stage: representations, GDA, the exported MRM and its checks (rules/mrm.smk).
+
+The declarations of this stage's steps (see rmood/declaration.py); the functions are imported only when a step
+runs, so this module stays cheap to import."""
+
+from __future__ import annotations
+
+from rmood.declaration import FileArg, Step
+
+STEPS: dict[str, Step] = {
+    "representations": Step(
+        "rmood.mrm.representations:pair_representations",
+        "final-layer last-token representations of chosen, rejected and prompt-only inputs",
+        inputs=(FileArg("model", "reward model directory"), FileArg("pairs", "explicit pairs JSONL")),
+        outputs=(FileArg("out", "chosen.npy, rejected.npy and message.npy", many=True),),
+        config={"scoring": "scoring", "dtype": "model.dtype"},
+    ),
+    "gda": Step(
+        "rmood.mrm.gda:fit_gda",
+        "Gaussian discriminant analysis (streaming, Ledoit-Wolf) -> gda_parameters.npz",
+        inputs=(FileArg("chosen", "chosen representations (.npy)"), FileArg("rejected", "rejected representations (.npy)")),
+        outputs=(FileArg("out", "gda_parameters.npz"),),
+        config={"chunk_size": "mrm.chunk_size"},
+    ),
+    "convert_to_mrm": Step(
+        "rmood.mrm.convert:convert_to_mrm",
+        "fold the GDA head into the rm's score layer (mrm) and build the penalised rmood MRM (mrm_pen)",
+        inputs=(FileArg("rm", "Bradley-Terry reward model directory"), FileArg("gda", "gda_parameters.npz")),
+        outputs=(FileArg("model", "exported MRM directory"), FileArg("pen_model", "penalised MRM directory")),
+        config={"penalty": "mrm.penalty"},
+    ),
+    "compare_weights": Step(
+        "rmood.mrm.check:compare_weights",
+        "GDA weight vs the rm's score weight, reward correlation, checks of the converted models",
+        inputs=(
+            FileArg("rm", "Bradley-Terry reward model directory"),
+            FileArg("mrm", "exported MRM directory"),
+            FileArg("pen_model", "penalised MRM directory"),
+            FileArg("gda", "gda_parameters.npz"),
+            FileArg("pairs", "explicit test pairs"),
+            FileArg("train_pairs", "explicit train pairs"),
+            FileArg("representations", "chosen.npy and rejected.npy of the train pairs", many=True),
+        ),
+        outputs=(FileArg("out", "compare_weights.json"),),
+        config={"scoring": "scoring", "dtype": "model.dtype"},
+    ),
+    "mrm_ood": Step(
+        "rmood.mrm.check:ood_auroc",
+        "AUROC of the Mahalanobis distance: in-distribution test responses vs ood responses",
+        inputs=(
+            FileArg("model", "exported MRM directory"),
+            FileArg("gda", "gda_parameters.npz"),
+            FileArg("test", "explicit test pairs"),
+            FileArg("ood", "explicit ood pairs"),
+        ),
+        outputs=(FileArg("out", "ood.json"),),
+        config={"scoring": "scoring", "dtype": "model.dtype"},
+    ),
+}

@@ -1,0 +1,69 @@
+"""The RL stage: PPO (TRL or verl) and the evaluation of its checkpoints (rules/rl.smk).
+
+The declarations of this stage's steps (see rmood/declaration.py); the functions are imported only when a step
+runs, so this module stays cheap to import."""
+
+from __future__ import annotations
+
+from rmood.declaration import LOG_DIR, FileArg, Step
+
+STEPS: dict[str, Step] = {
+    "train_ppo": Step(
+        "rmood.rl.ppo:train_ppo",
+        "PPO (TRL) of the SFT policy against a reward model, saving the policy every rl.save_every updates",
+        inputs=(
+            FileArg("policy", "SFT model directory"),
+            FileArg("reward_model", "reward model directory"),
+            FileArg("prompts", "prompt JSONL for the rollouts"),
+        ),
+        outputs=(FileArg("out", "ppo/<rm>/step_<k>/model directories", many=True),),
+        work=(FileArg("work_dir", "scratch folder"), LOG_DIR),
+        config={"seed": "seed", "rl": "rl", "sampling": "sampling", "dtype": "model.dtype"},
+        logs=True,
+    ),
+    "train_ppo_verl": Step(
+        "rmood.rl.verl:train_ppo_verl",
+        "PPO (verl: Ray, FSDP, vLLM rollouts) of the SFT policy against a reward model, saving the policy every "
+        "rl.save_every updates",
+        inputs=(
+            FileArg("policy", "SFT model directory"),
+            FileArg("reward_model", "reward model directory (rm, rrm, golden, warm or mrm)"),
+            FileArg("prompts", "prompt JSONL for the rollouts"),
+        ),
+        outputs=(FileArg("out", "ppo/<rm>/step_<k>/model directories", many=True),),
+        work=(FileArg("work_dir", "verl's checkpoints (resume), config.yaml, prompts.parquet"),),
+        config={"seed": "seed", "rl": "rl", "sampling": "sampling"},
+        env="verl",
+    ),
+    "ppo_eval": Step(
+        "rmood.rl.evaluate:evaluate_run",
+        "every checkpoint of one PPO run: its samples, their gold and proxy rewards and KL from the reference",
+        inputs=(
+            FileArg("policies", "ppo/<rm>/step_<k>/model directories", many=True),
+            FileArg("reference", "reference (SFT) directory"),
+            FileArg("reward_model", "reward model directory"),
+            FileArg("step0_samples", "the SFT policy's samples (step 0)"),
+            FileArg("prompt_files", "the eval prompts JSONL", many=True),
+        ),
+        outputs=(
+            FileArg("samples", "step_<k>/samples.jsonl per checkpoint", many=True),
+            FileArg("gold_labels", "step_<k>/gold.jsonl per checkpoint", many=True),
+            FileArg("proxy", "step_0/proxy.jsonl, then step_<k>/proxy.jsonl per checkpoint", many=True),
+            FileArg("kl", "step_<k>/kl.jsonl per checkpoint", many=True),
+        ),
+        config={"seed": "seed", "sampling": "sampling", "gold": "gold", "judge": "judge", "scoring": "scoring",
+                "dtype": "model.dtype"},
+    ),
+    "rl_kl": Step(
+        "rmood.rl.kl:sequence_kl",
+        "KL(policy || reference) of each of the policy's samples, on its sampled tokens at the sampling temperature",
+        inputs=(
+            FileArg("policy", "policy directory"),
+            FileArg("reference", "reference (SFT) directory"),
+            FileArg("samples", "the policy's samples JSONL (with their sampled `tokens`)"),
+            FileArg("prompts", "prompt JSONL"),
+        ),
+        outputs=(FileArg("out", "kl.jsonl: {prompt_id, sample, kl, tokens} per sample"),),
+        config={"scoring": "scoring", "sampling": "sampling", "dtype": "model.dtype"},
+    ),
+}
