@@ -8,6 +8,7 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/shared.smk"
 include: "rules/data.smk"
 include: "rules/sft.smk"
 include: "rules/labeling.smk"

@@ -1,26 +1,3 @@
-rule bon_sampling:
-    """Best-of-N: N responses per eval prompt from the SFT policy (one job per shard, resumable)."""
-    input:
-        model=result("sft/model"),
-        prompt_files=data_files(("eval",)),
-    output:
-        out=replicate("bon/shards/{shard}.jsonl"),
-    log:
-        log_file("rep{rep}/bon_sampling/{shard}"),
-    benchmark:
-        benchmark_file("rep{rep}/bon_sampling/{shard}")
-    conda:
-        SAMPLE_ENV
-    threads: config["resources"]["sample"]["cpus"]
-    resources:
-        **job_resources("sample"),
-    params:
-        **step_params(SAMPLE_STEP, sampling=BON_SAMPLING, seed=replicate_seed),
-        shard=lambda wildcards: int(wildcards.shard),
-    script:
-        "../workflow_scripts/step.py"
-
-
 use rule gather_samples as gather_bon with:
     input:
         shards=expand(
@@ -69,29 +46,6 @@ use rule gather_samples as gather_bon_gold with:
         benchmark_file("rep{rep}/gather_bon_gold")
     params:
         **step_params("gather"),
-
-
-rule bon_score:
-    """The proxy reward of every Best-of-N sample under one reward model."""
-    input:
-        model=lambda wildcards: rm_model(wildcards.name, wildcards.rep),
-        samples=replicate("bon/samples.jsonl"),
-        prompt_files=data_files(("eval",)),
-    output:
-        out=replicate("bon/scores/{name}.jsonl"),
-    log:
-        log_file("rep{rep}/bon_score/{name}"),
-    benchmark:
-        benchmark_file("rep{rep}/bon_score/{name}")
-    conda:
-        MAIN_ENV
-    threads: config["resources"]["score"]["cpus"]
-    resources:
-        **job_resources("score"),
-    params:
-        **step_params("score"),
-    script:
-        "../workflow_scripts/step.py"
 
 
 rule bon_report:

@@ -1,25 +1,3 @@
-rule gold_labeling:
-    """The gold score of every response of one sampling shard (programmatic, or a gold reward model)."""
-    input:
-        samples=result("sft/shards/{shard}.jsonl"),
-        prompt_files=data_files(PROMPT_SPLITS),
-    output:
-        out=result("labels/shards/{shard}.jsonl"),
-    log:
-        log_file("gold_labeling/{shard}"),
-    benchmark:
-        benchmark_file("gold_labeling/{shard}")
-    conda:
-        MAIN_ENV
-    threads: config["resources"]["score"]["cpus"]
-    resources:
-        **job_resources("score"),
-    params:
-        **step_params("gold"),
-    script:
-        "../workflow_scripts/step.py"
-
-
 use rule gather_samples as gather_labels with:
     input:
         shards=expand(result("labels/shards/{shard}.jsonl"), shard=SHARDS),

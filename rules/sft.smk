@@ -62,25 +62,3 @@ rule sft_sampling:
         shard=lambda wildcards: int(wildcards.shard),
     script:
         "../workflow_scripts/step.py"
-
-
-rule gather_samples:
-    """All shards in prompt order."""
-    input:
-        shards=expand(result("sft/shards/{shard}.jsonl"), shard=SHARDS),
-        prompt_files=data_files(PROMPT_SPLITS),
-    output:
-        out=result("sft/samples.jsonl"),
-    log:
-        log_file("gather_samples"),
-    benchmark:
-        benchmark_file("gather_samples")
-    conda:
-        MAIN_ENV
-    threads: config["resources"]["light"]["cpus"]
-    resources:
-        **job_resources("light"),
-    params:
-        **step_params("gather"),
-    script:
-        "../workflow_scripts/step.py"

@@ -1,0 +1,92 @@
+# The rules other files derive from with `use rule … as … with:` (sampling, gathering shards, gold labels,
+# proxy scores): here, so that reading a derived rule never depends on the order of the includes.
+
+
+rule gather_samples:
+    """All shards in prompt order."""
+    input:
+        shards=expand(result("sft/shards/{shard}.jsonl"), shard=SHARDS),
+        prompt_files=data_files(PROMPT_SPLITS),
+    output:
+        out=result("sft/samples.jsonl"),
+    log:
+        log_file("gather_samples"),
+    benchmark:
+        benchmark_file("gather_samples")
+    conda:
+        MAIN_ENV
+    threads: config["resources"]["light"]["cpus"]
+    resources:
+        **job_resources("light"),
+    params:
+        **step_params("gather"),
+    script:
+        "../workflow_scripts/step.py"
+
+
+rule gold_labeling:
+    """The gold score of every response of one sampling shard (programmatic, or a gold reward model)."""
+    input:
+        samples=result("sft/shards/{shard}.jsonl"),
+        prompt_files=data_files(PROMPT_SPLITS),
+    output:
+        out=result("labels/shards/{shard}.jsonl"),
+    log:
+        log_file("gold_labeling/{shard}"),
+    benchmark:
+        benchmark_file("gold_labeling/{shard}")
+    conda:
+        MAIN_ENV
+    threads: config["resources"]["score"]["cpus"]
+    resources:
+        **job_resources("score"),
+    params:
+        **step_params("gold"),
+    script:
+        "../workflow_scripts/step.py"
+
+
+rule bon_sampling:
+    """Best-of-N: N responses per eval prompt from the SFT policy (one job per shard, resumable)."""
+    input:
+        model=result("sft/model"),
+        prompt_files=data_files(("eval",)),
+    output:
+        out=replicate("bon/shards/{shard}.jsonl"),
+    log:
+        log_file("rep{rep}/bon_sampling/{shard}"),
+    benchmark:
+        benchmark_file("rep{rep}/bon_sampling/{shard}")
+    conda:
+        SAMPLE_ENV
+    threads: config["resources"]["sample"]["cpus"]
+    resources:
+        **job_resources("sample"),
+    params:
+        **step_params(SAMPLE_STEP, sampling=BON_SAMPLING, seed=replicate_seed),
+        shard=lambda wildcards: int(wildcards.shard),
+    script:
+        "../workflow_scripts/step.py"
+
+
+rule bon_score:
+    """The proxy reward of every Best-of-N sample under one reward model."""
+    input:
+        model=lambda wildcards: rm_model(wildcards.name, wildcards.rep),
+        samples=replicate("bon/samples.jsonl"),
+        prompt_files=data_files(("eval",)),
+    output:
+        out=replicate("bon/scores/{name}.jsonl"),
+    log:
+        log_file("rep{rep}/bon_score/{name}"),
+    benchmark:
+        benchmark_file("rep{rep}/bon_score/{name}")
+    conda:
+        MAIN_ENV
+    threads: config["resources"]["score"]["cpus"]
+    resources:
+        **job_resources("score"),
+    params:
+        **step_params("score"),
+    script:
+        "../workflow_scripts/step.py"
