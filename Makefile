@@ -14,7 +14,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup envs profile study test test-vllm lint dag clean
+.PHONY: setup envs profile study test test-vllm gpu-check lint dag clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,13 @@ test: $(STAMP) .venv-verl/.installed
 # vLLM's own objects built from our requests, in .venv-vllm (about 9 GB of CUDA wheels, ~10 min to build)
 test-vllm: $(STAMP) .venv-vllm/.installed
 	python -m pytest tests/test_vllm.py $(PYTEST_ARGS)
+
+# On a GPU node, in minutes: vLLM sampling killed and resumed, 2 verl PPO updates, DeepSpeed ZeRO-2 RM training
+# under accelerate launch, bf16 RM training; one PASS/FAIL/SKIP line per item, exit 1 if any FAILs.
+# e.g. make gpu-check GPU_CHECK_ARGS="--items bf16 --keep"   (python -m rmood.gpu_check --help)
+GPU_CHECK_ARGS ?=
+gpu-check: $(STAMP)
+	python -m rmood.gpu_check $(GPU_CHECK_ARGS)
 
 lint: $(STAMP)
 	snakemake --lint

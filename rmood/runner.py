@@ -66,13 +66,18 @@ def where(name: str, config: dict[str, Any]) -> str:
     return HERE if STEPS[name].env else WORKER
 
 
+def own_process_env(threads: int) -> dict[str, str]:
+    """The environment of a step's own process: this checkout importable first, `threads` threads per library."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
+            **{name: str(threads) for name in THREAD_VARIABLES}}
+
+
 def run_own_process(command: list[str], request: dict[str, Any], log: str, threads: int) -> int:
     """Run `command` with the request as a JSON file argument, output to `log`; returns its exit code."""
     import subprocess
     import tempfile
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
-           **{name: str(threads) for name in THREAD_VARIABLES}}
+    env = own_process_env(threads)
     with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8") as file, \
             open(log, "w", encoding="utf-8") as out:
         json.dump(request, file)
