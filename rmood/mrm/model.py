@@ -24,9 +24,8 @@ from transformers import (
     Qwen3PreTrainedModel,
 )
 from transformers.modeling_outputs import SequenceClassifierOutputWithPast
-from transformers.utils import can_return_tuple
 
-from rmood.rm.pooling import pooled_backbone
+from rmood.rm.pooling import PooledRewardModel
 
 MODEL_TYPE = "rmood_mrm"
 BUFFERS = ("mu_pos", "mu_neg", "precision", "weight", "bias")
@@ -90,7 +89,7 @@ class GDAHead(nn.Module):
         return reward[..., None]
 
 
-class MRMForSequenceClassification(Qwen3PreTrainedModel):
+class MRMForSequenceClassification(PooledRewardModel, Qwen3PreTrainedModel):
     """A Qwen3 backbone (`model`) with the GDA head (`score`) on the last non-pad token; logits [batch, 1]."""
 
     config: MRMConfig
@@ -114,25 +113,7 @@ class MRMForSequenceClassification(Qwen3PreTrainedModel):
     def use_gda_reward(self, value: bool) -> None:
         self.config.use_gda_reward = value
 
-    @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        use_cache: bool | None = None,
-        **kwargs: Any,
-    ) -> SequenceClassifierOutputWithPast:
-        pooled, outputs = pooled_backbone(
-            self,
-            input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
-            **kwargs,
-        )
+    def head_output(self, pooled: torch.Tensor, outputs: Any) -> SequenceClassifierOutputWithPast:
         return SequenceClassifierOutputWithPast(
             logits=self.score(pooled),
             hidden_states=outputs.hidden_states,

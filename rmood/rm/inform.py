@@ -23,9 +23,9 @@ from transformers import (
     Qwen3Model,
     Qwen3PreTrainedModel,
 )
-from transformers.utils import ModelOutput, can_return_tuple
+from transformers.utils import ModelOutput
 
-from rmood.rm.pooling import pooled_backbone
+from rmood.rm.pooling import PooledRewardModel
 
 
 MODEL_TYPE = "rmood_inform"
@@ -72,7 +72,7 @@ class InfoRMHead(nn.Module):
         return self.reward(*self.encode(hidden))
 
 
-class InfoRMForSequenceClassification(Qwen3PreTrainedModel):
+class InfoRMForSequenceClassification(PooledRewardModel, Qwen3PreTrainedModel):
     """A Qwen3 backbone (`model`) with the InfoRM head (`score`) on the last non-pad token."""
 
     config: InfoRMConfig
@@ -85,25 +85,7 @@ class InfoRMForSequenceClassification(Qwen3PreTrainedModel):
         self.score = InfoRMHead(config)
         self.post_init()
 
-    @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        use_cache: bool | None = None,
-        **kwargs: Any,
-    ) -> InfoRMOutput:
-        pooled, outputs = pooled_backbone(
-            self,
-            input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
-            **kwargs,
-        )
+    def head_output(self, pooled: torch.Tensor, outputs: Any) -> InfoRMOutput:
         mu, logvar = self.score.encode(pooled)
         return InfoRMOutput(
             logits=self.score.reward(mu, logvar),

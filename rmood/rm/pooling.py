@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from transformers.utils import can_return_tuple
 
 
 def last_non_pad(input_ids: torch.Tensor, pad_token_id: int) -> torch.Tensor:
@@ -28,3 +29,29 @@ def pooled_backbone(model, input_ids: torch.Tensor | None, **backbone_kwargs: An
             f"{type(model).__name__} pools the last non-pad token: a batch needs input_ids and config.pad_token_id"
         )
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last], outputs
+
+
+class PooledRewardModel:
+    """Mixin of rmood's reward-model classes (before `Qwen3PreTrainedModel` in the bases): `forward` pools the
+    backbone `self.model` at each row's last non-pad token and returns `self.head_output(pooled, outputs)`."""
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs: Any,
+    ):
+        pooled, outputs = pooled_backbone(
+            self,
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        return self.head_output(pooled, outputs)
