@@ -36,7 +36,7 @@ def use_worker(config: dict[str, Any], local: bool, deployment: Collection[Any] 
     (`workflow.local_exec`), no software deployment method (`workflow.deployment_settings.deployment_method`:
     with conda, apptainer or env modules each rule runs in its own environment, which a worker forked from
     Snakemake's Python is not), and `RMOOD_WORKER` not "0"."""
-    return bool(config.get("worker", True) and local and not deployment
+    return bool(config["worker"] and local and not deployment
                 and os.environ.get("RMOOD_WORKER", "1") != "0")
 
 
