@@ -1,11 +1,13 @@
-"""PPO against one reward model with verl (Ray, FSDP, vLLM rollouts): the cluster engine, `rl.engine: verl`.
+"""PPO against one reward model with verl (Ray, FSDP or Megatron, vLLM rollouts): the cluster engine, `rl.engine: verl`.
 
 This module runs inside verl's own environment (`envs/verl.txt`, `envs/verl.yml`): it imports verl's stack
 (hydra, omegaconf, torch, transformers, pyarrow) and only light rmood modules. `train_ppo_verl` writes the
-prompts as a parquet in verl's schema, composes verl's own `ppo_trainer` config from ours with hydra
-overrides, checks it, launches `python -m verl.trainer.main_ppo` (which resumes from its last checkpoint),
-then merges the FSDP actor checkpoint of every saved update into a plain Hugging Face causal LM at
-`ppo/<rm>/step_<k>/model` with verl's model merger.
+prompts as a parquet in verl's schema, composes verl's own `ppo_trainer` config (`rl.verl.strategy: fsdp`) or
+`ppo_megatron_trainer` config (`megatron`, with `rl.verl.megatron`'s tensor and pipeline parallel sizes) from
+ours with hydra overrides, checks it, launches `python -m verl.trainer.main_ppo` with that config name (it
+resumes from its last checkpoint), then turns the actor checkpoint of every saved update into a plain Hugging
+Face causal LM at `ppo/<rm>/step_<k>/model` (`merge_checkpoint`: verl's model merger, backend by what the
+checkpoint folder holds).
 
 verl 0.9 serves the reward model with vLLM's classify endpoint and takes the raw logit at the last token of
 prompt + response rendered with the RM's own chat template. So the RM must be a transformers
@@ -29,6 +31,9 @@ from rmood.training import fingerprint, prepare_checkpoints
 
 KL_MODES = ("reward", "loss")
 ROOT_CONFIG = "ppo_trainer"
+CONFIG_NAMES = {"fsdp": ROOT_CONFIG, "megatron": "ppo_megatron_trainer"}  # rl.verl.strategy -> verl's root config
+MEGATRON_SIZES = {"tensor_parallel": "tensor_model_parallel_size", "pipeline_parallel": "pipeline_model_parallel_size"}
+MEGATRON_MANIFEST = "ckpt_contents.json"  # written last by verl's Megatron checkpoint manager: the save is complete
 PARQUET = "prompts.parquet"
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
@@ -87,6 +92,9 @@ def overrides(
 ) -> list[str]:
     """Hydra overrides that turn verl's own `ppo_trainer` config into our PPO run (`rl`, `rl.verl`, `sampling`).
 
+    `rl.verl.strategy` fsdp overrides verl's `ppo_trainer`; megatron overrides `ppo_megatron_trainer` (compose
+    with `CONFIG_NAMES[strategy]`), with `rl.verl.megatron`'s tensor/pipeline parallel sizes and the seed set for
+    actor and critic (the reference follows the actor in verl's config).
     Actor, reference and critic start from the SFT `policy`; the reward is `reward_model` served by vLLM;
     KL to the reference goes into the reward (`rl.verl.kl: reward`, as TRL does) or into the actor loss
     (`loss`), weighted by `rl.kl_coef`. Checkpoints go to `work_dir/global_step_<k>` every `rl.save_every`
@@ -95,6 +103,9 @@ def overrides(
     verl = rl["verl"]
     if verl["kl"] not in KL_MODES:
         raise ValueError(f"rl.verl.kl is {verl['kl']!r}; it must be one of {', '.join(KL_MODES)}")
+    strategy = verl["strategy"]
+    if strategy not in CONFIG_NAMES:
+        raise ValueError(f"rl.verl.strategy is {strategy!r}; it must be one of {', '.join(CONFIG_NAMES)}")
     if rl["batch_size"] % rl["mini_batches"]:
         raise ValueError(f"rl.batch_size ({rl['batch_size']}) must be a multiple of "
                          f"rl.mini_batches ({rl['mini_batches']})")
@@ -160,7 +171,31 @@ def overrides(
         "trainer.project_name": "rmood",
         "trainer.experiment_name": quote(name),
     }
+    if strategy == "megatron":
+        settings = megatron_settings(settings, verl["megatron"], seed, verl["n_gpus_per_node"] * verl["nnodes"])
     return [f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in settings.items()]
+
+
+def megatron_settings(settings: dict[str, Any], megatron: dict[str, int], seed: int, gpus: int) -> dict[str, Any]:
+    """The FSDP `settings` for verl's Megatron workers: the seed and the parallel sizes of actor and critic.
+
+    The FSDP seed key does not exist there (hydra would refuse it); the reference takes the actor's sizes and
+    seed through verl's own interpolations (`check_config` makes sure it does).
+    """
+    parallel = megatron["tensor_parallel"] * megatron["pipeline_parallel"]
+    if gpus % parallel:
+        raise ValueError(f"rl.verl.megatron: tensor_parallel × pipeline_parallel ({parallel}) must divide the GPUs "
+                         f"verl uses (rl.verl.n_gpus_per_node × nnodes = {gpus})")
+    out = {}
+    for key, value in settings.items():
+        if key == "actor_rollout_ref.actor.fsdp_config.seed":
+            for role in ("actor_rollout_ref.actor", "critic"):
+                out[f"{role}.megatron.seed"] = seed
+                for ours, theirs in MEGATRON_SIZES.items():
+                    out[f"{role}.megatron.{theirs}"] = megatron[ours]
+        else:
+            out[key] = value
+    return out
 
 
 def config_dir() -> Path:
@@ -170,8 +205,9 @@ def config_dir() -> Path:
     return Path(verl.__file__).resolve().parent / "trainer" / "config"
 
 
-def compose(override_list: list[str]):
-    """verl's `ppo_trainer` config with the overrides, composed by hydra as `main_ppo` would."""
+def compose(override_list: list[str], config_name: str = ROOT_CONFIG):
+    """verl's `config_name` config (`ppo_trainer`, `ppo_megatron_trainer`) with the overrides, composed by hydra as
+    `main_ppo --config-name <config_name>` would."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -179,7 +215,7 @@ def compose(override_list: list[str]):
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-            return hydra_compose(ROOT_CONFIG, overrides=list(override_list))
+            return hydra_compose(config_name, overrides=list(override_list))
     finally:
         GlobalHydra.instance().clear()
 
@@ -213,7 +249,10 @@ def check_config(cfg, reward_model: str | Path, policy: str | Path) -> None:
     against no reward model. The RM must be enabled at `reward.reward_model.*` and served by vLLM, no custom
     reward function may replace its score, the RM needs the raw chat (`data.return_raw_chat`), actor,
     reference and critic must all start from the SFT policy, a KL coefficient must be used, and checkpoints
-    must be saved and resumed.
+    must be saved and resumed. With Megatron (`actor_rollout_ref.actor.strategy: megatron`) actor, reference and
+    critic all use Megatron with the same tensor/pipeline parallel sizes, and these fit the policy: the tensor
+    parallel size divides its attention and key-value heads, the pipeline parallel size its layers (Megatron-core
+    refuses otherwise only once the model is built on the GPUs).
     """
     problems = []
     for section in LEGACY_SECTIONS:
@@ -246,8 +285,39 @@ def check_config(cfg, reward_model: str | Path, policy: str | Path) -> None:
                         "no KL to the reference")
     if (_get(cfg, "trainer.save_freq") or 0) < 1 or _get(cfg, "trainer.resume_mode") != "auto":
         problems.append("trainer.save_freq must be positive and trainer.resume_mode auto (checkpoints, resume)")
+    if _get(cfg, "actor_rollout_ref.actor.strategy") == "megatron":
+        problems += megatron_problems(cfg, policy)
     if problems:
         raise ValueError("verl config refused:\n- " + "\n- ".join(problems))
+
+
+def megatron_problems(cfg, policy: str | Path) -> list[str]:
+    """What in a composed Megatron config would not train `policy` (see `check_config`)."""
+    problems = []
+    roles = ("actor_rollout_ref.actor", "actor_rollout_ref.ref", "critic")
+    for role in roles[1:]:
+        if _get(cfg, f"{role}.strategy") != "megatron":
+            problems.append(f"{role}.strategy is {_get(cfg, f'{role}.strategy')!r}, not megatron like the actor's")
+    sizes = {}
+    for theirs in MEGATRON_SIZES.values():
+        values = {role: _get(cfg, f"{role}.megatron.{theirs}") for role in roles}
+        if len(set(values.values())) != 1:
+            problems.append(f"megatron.{theirs} differs between actor, reference and critic: {values}")
+        sizes[theirs] = values[roles[0]]
+    model = read_json(Path(policy) / "config.json")
+    model = model.get("text_config", model)  # a multimodal config keeps the language model's shape there
+    tp, pp = sizes["tensor_model_parallel_size"], sizes["pipeline_model_parallel_size"]
+    heads = model.get("num_attention_heads")
+    kv_heads = model.get("num_key_value_heads") or heads
+    layers = model.get("num_hidden_layers")
+    for what, count in (("attention heads", heads), ("key-value heads", kv_heads)):
+        if isinstance(count, int) and isinstance(tp, int) and count % tp:
+            problems.append(f"megatron tensor_model_parallel_size {tp} does not divide the policy's {count} {what} "
+                            f"({policy}); lower rl.verl.megatron.tensor_parallel")
+    if isinstance(layers, int) and isinstance(pp, int) and layers % pp:
+        problems.append(f"megatron pipeline_model_parallel_size {pp} does not divide the policy's {layers} layers "
+                        f"({policy}); change rl.verl.megatron.pipeline_parallel")
+    return problems
 
 
 def validate(cfg) -> None:
@@ -338,14 +408,56 @@ def check_causal_lm(model_dir: Path, policy: str | Path) -> None:
         raise ValueError(f"{model_dir}: chat template differs from the policy's ({policy})")
 
 
+def checkpoint_backend(actor_dir: Path) -> str:
+    """How verl saved the actor checkpoint in `actor_dir`: `fsdp`, `megatron` (Megatron shards, merged by verl's
+    model merger) or `megatron-hf` (Megatron run whose model was saved as Hugging Face weights through the bridge,
+    verl's default: nothing to merge). Refuses an incomplete or unknown folder."""
+    if (actor_dir / "fsdp_config.json").is_file():
+        return "fsdp"
+    manifest = actor_dir / MEGATRON_MANIFEST
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{actor_dir}: no complete verl checkpoint (neither FSDP's fsdp_config.json nor "
+                                f"Megatron's {MEGATRON_MANIFEST}, which verl writes last)")
+    model = (read_json(manifest).get("contents") or {}).get("model") or {}
+    formats = {"megatron_dist_checkpoint": "megatron", "huggingface": "megatron-hf"}
+    if model.get("format") not in formats:
+        raise ValueError(f"{manifest}: the actor's model was saved as {model.get('format')!r}, not one of "
+                         f"{', '.join(formats)} (was 'model' left out of checkpoint.save_contents?)")
+    return formats[model["format"]]
+
+
+def merge_command(actor_dir: Path, target: Path, backend: str, policy: str | Path) -> list[str]:
+    """verl's model merger on `actor_dir` for `backend` (fsdp, megatron), writing to `target`."""
+    command = [sys.executable, "-m", "verl.model_merger", "merge", "--backend", backend,
+               "--local_dir", str(actor_dir), "--target_dir", str(target)]
+    if backend == "megatron" and read_json(Path(policy) / "config.json").get("tie_word_embeddings"):
+        command.append("--tie-word-embedding")
+    return command
+
+
 def merge_checkpoint(actor_dir: str | Path, target: str | Path, policy: str | Path) -> None:
-    """Merge verl's FSDP actor checkpoint into a Hugging Face causal LM at `target` (bf16), atomically."""
+    """Turn verl's actor checkpoint into a Hugging Face causal LM at `target`, atomically.
+
+    The backend is read from the folder (`checkpoint_backend`): FSDP shards and Megatron shards
+    (`model/dist_ckpt`) go through `python -m verl.model_merger merge --backend fsdp|megatron` (bf16); the
+    Hugging Face weights of a Megatron checkpoint saved through the bridge (`model/huggingface`) are copied.
+    The merged folder gets the policy's tokenizer and chat template.
+    """
     actor_dir = Path(actor_dir)
-    if not (actor_dir / "fsdp_config.json").is_file():
-        raise FileNotFoundError(f"{actor_dir}: no complete verl FSDP checkpoint (fsdp_config.json is missing)")
+    backend = checkpoint_backend(actor_dir)
+    hf_dir = actor_dir / "model" / "huggingface"
+    if backend == "megatron" and not (hf_dir / "config.json").is_file():
+        # the merger reads the model's shape from model/huggingface, which verl fills only when it saves HF weights
+        hf_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(Path(policy) / "config.json", hf_dir / "config.json")
+        use_policy_tokenizer(hf_dir, policy)
     with atomic_dir(target) as tmp:
-        run([sys.executable, "-m", "verl.model_merger", "merge", "--backend", "fsdp",
-             "--local_dir", str(actor_dir), "--target_dir", str(tmp)], f"verl's model merger on {actor_dir}")
+        if backend == "megatron-hf":
+            for path in hf_dir.iterdir():
+                if path.is_file():
+                    shutil.copy2(path, tmp / path.name)
+        else:
+            run(merge_command(actor_dir, tmp, backend, policy), f"verl's model merger on {actor_dir}")
         use_policy_tokenizer(tmp, policy)
         for path in tmp.iterdir():
             path.chmod(0o666 & ~UMASK)  # the merger writes its weights 0600
@@ -401,21 +513,28 @@ def train_ppo_verl(
     if count < rl["batch_size"]:
         raise DataError(f"{prompts}: {count} prompts, fewer than one PPO batch ({rl['batch_size']})")
     check_prompt_lengths(policy, prompts, rl["verl"]["max_prompt_length"])
-    cfg = compose(override_list)
+    config_name = CONFIG_NAMES[rl["verl"]["strategy"]]
+    cfg = compose(override_list, config_name)
     check_config(cfg, reward_model, policy)
     validate(cfg)
     write_config(cfg, work / "config.yaml")
     if latest_step(work) < rl["steps"]:
         hydra = [f"hydra.run.dir={quote(work / 'hydra')}", "hydra.output_subdir=null", "hydra.job.chdir=false"]
-        run([sys.executable, "-m", "verl.trainer.main_ppo", *override_list, *hydra], "verl's PPO trainer", cwd=work)
+        run(launch_command(config_name, override_list, hydra), "verl's PPO trainer", cwd=work)
     for step, target in targets.items():
         if not (target / "config.json").is_file():
             merge_checkpoint(work / f"global_step_{step}" / "actor", target, policy)
     drop_checkpoints(work)
 
 
+def launch_command(config_name: str, override_list: list[str], hydra: list[str]) -> list[str]:
+    """`python -m verl.trainer.main_ppo` on verl's `config_name` (its default, ppo_trainer, needs no flag)."""
+    name = [] if config_name == ROOT_CONFIG else ["--config-name", config_name]
+    return [sys.executable, "-m", "verl.trainer.main_ppo", *name, *override_list, *hydra]
+
+
 def drop_checkpoints(work_dir: Path) -> None:
-    """Delete verl's checkpoints once every policy is merged (FSDP shards with optimizer states: large).
+    """Delete verl's checkpoints once every policy is merged (FSDP or Megatron shards with optimizer states: large).
 
     `config.yaml`, the prompts parquet and the fingerprint stay.
     """
