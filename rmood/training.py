@@ -170,7 +170,7 @@ def training_logs(logging: dict[str, Any] | None, log_dir: str | Path | None, re
             shutil.rmtree(log_dir, ignore_errors=True)
         log_dir.mkdir(parents=True, exist_ok=True)
     environment = {"TENSORBOARD_LOGGING_DIR": str(log_dir)}
-    saved = {name: os.environ.get(name) for name in environment}
+    saved = {key: os.environ.get(key) for key in environment}
     os.environ.update(environment)
     run = None
     try:
@@ -189,11 +189,28 @@ def training_logs(logging: dict[str, Any] | None, log_dir: str | Path | None, re
 
             run.finish()
             wandb.teardown()  # stops W&B's service process, which would otherwise live as long as a warm worker
-        for name, value in saved.items():
+        for key, value in saved.items():
             if value is None:
-                os.environ.pop(name, None)
+                os.environ.pop(key, None)
             else:
-                os.environ[name] = value
+                os.environ[key] = value
+
+
+def length_grouped(trainer_class, lengths):
+    """`trainer_class` (a transformers Trainer) batching examples of similar length when its
+    `train_sampling_strategy` is `group_by_length`: `lengths(dataset)` gives each example's length, and
+    `length_grouped_sampler` batches them."""
+
+    class LengthGrouped(trainer_class):
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = self.train_dataset if train_dataset is None else train_dataset
+            if self.args.train_sampling_strategy != "group_by_length":
+                return super()._get_train_sampler(dataset)
+            return length_grouped_sampler(lengths(dataset),
+                                          self.args.train_batch_size * self.args.gradient_accumulation_steps)
+
+    LengthGrouped.__name__ = LengthGrouped.__qualname__ = f"LengthGrouped{trainer_class.__name__}"
+    return LengthGrouped
 
 
 def length_grouped_sampler(lengths: list[int], batch_size: int, mega_batches: int = 50):

@@ -6,25 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from rmood.io import Record, read_jsonl
-from rmood.training import (fingerprint, length_grouped_sampler, prepare_checkpoints, save_trained, trainer_kwargs,
+from rmood.training import (fingerprint, length_grouped, prepare_checkpoints, save_trained, trainer_kwargs,
                             training_logs)
 
 
 def reward_trainer_class():
     """TRL's RewardTrainer, batching pairs of similar length when `train_sampling_strategy` is `group_by_length`
-    (`rmood.training.length_grouped_sampler`; a pair's length is that of its longer conversation), so a batch is
+    (`rmood.training.length_grouped`; a pair's length is that of its longer conversation), so a batch is
     padded to about its own length: random batches of 16 embedded pairs carry ~1.5 times their tokens."""
     from trl import RewardTrainer
 
-    class LengthGroupedRewardTrainer(RewardTrainer):
-        def _get_train_sampler(self, train_dataset=None):
-            dataset = self.train_dataset if train_dataset is None else train_dataset
-            if self.args.train_sampling_strategy != "group_by_length":
-                return super()._get_train_sampler(dataset)
-            lengths = [max(len(c), len(r)) for c, r in zip(dataset["chosen_ids"], dataset["rejected_ids"])]
-            return length_grouped_sampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps)
-
-    return LengthGroupedRewardTrainer
+    return length_grouped(RewardTrainer, lambda dataset: [max(len(c), len(r)) for c, r in
+                                                          zip(dataset["chosen_ids"], dataset["rejected_ids"])])
 
 
 def tokenize_pairs(tokenizer, records: list[Record]) -> list[Record]:

@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from rmood.io import iter_jsonl
-from rmood.training import (fingerprint, length_grouped_sampler, prepare_checkpoints, save_trained, trainer_kwargs,
-                            training_logs)
+from rmood.training import fingerprint, length_grouped, prepare_checkpoints, save_trained, trainer_kwargs, training_logs
 
 
 def conversations(path: str | Path) -> list[dict[str, Any]]:
@@ -20,18 +19,10 @@ def conversations(path: str | Path) -> list[dict[str, Any]]:
 
 def sft_trainer_class():
     """TRL's SFTTrainer, batching conversations of similar length when `train_sampling_strategy` is
-    `group_by_length` (`rmood.training.length_grouped_sampler`, which also shuffles the batches' order)."""
+    `group_by_length` (`rmood.training.length_grouped`, whose sampler also shuffles the batches' order)."""
     from trl import SFTTrainer
 
-    class LengthGroupedSFTTrainer(SFTTrainer):
-        def _get_train_sampler(self, train_dataset=None):
-            dataset = self.train_dataset if train_dataset is None else train_dataset
-            if self.args.train_sampling_strategy != "group_by_length":
-                return super()._get_train_sampler(dataset)
-            lengths = [len(ids) for ids in dataset["input_ids"]]
-            return length_grouped_sampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps)
-
-    return LengthGroupedSFTTrainer
+    return length_grouped(SFTTrainer, lambda dataset: [len(ids) for ids in dataset["input_ids"]])
 
 
 def train_sft(base: str, train: str, model: str, work_dir: str, seed: int, sft: dict[str, Any], dtype: str,
