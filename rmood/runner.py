@@ -58,10 +58,15 @@ def own_process(name: str, config: dict[str, Any]) -> list[str] | None:
 
 
 def where(name: str, config: dict[str, Any]) -> str:
-    """OWN_PROCESS (see `own_process`), WORKER (the run's warm worker if one listens, else HERE) or HERE. A step
-    with a software stack of its own (`env`) never goes to the worker: without `environments.<env>` it runs with
-    the rule's interpreter (its conda env with --sdm conda), which the worker's is not."""
-    if own_process(name, config) is not None:
+    """OWN_PROCESS (see `own_process`), WORKER (the run's warm worker if one listens, else HERE) or HERE."""
+    return place(name, own_process(name, config))
+
+
+def place(name: str, command: list[str] | None) -> str:
+    """Where step `name` runs given its `own_process` command. A step with a software stack of its own (`env`)
+    never goes to the worker: without `environments.<env>` it runs with the rule's interpreter (its conda env with
+    --sdm conda), which the worker's is not."""
+    if command is not None:
         return OWN_PROCESS
     return HERE if STEPS[name].env else WORKER
 
@@ -108,13 +113,16 @@ def run_job(snakemake: Any) -> None:
 
     request = job_request(snakemake)
     name, log = request["step"], request["log"]
-    place = where(name, snakemake.config)
-    command = own_process(name, snakemake.config) if place == OWN_PROCESS else None
-    try:
-        code = run_own_process(command, request, log, snakemake.threads) if command else \
-            submit(request) if place == WORKER else None
-    except WorkerDied as error:
-        sys.exit(f"{name} failed: {error}; see {log}")
+    command = own_process(name, snakemake.config)
+    destination = place(name, command)
+    code = None  # run here
+    if destination == OWN_PROCESS:
+        code = run_own_process(command, request, log, snakemake.threads)
+    elif destination == WORKER:
+        try:
+            code = submit(request)  # None: no worker listens
+        except WorkerDied as error:
+            sys.exit(f"{name} failed: {error}; see {log}")
     if code is None:
         job.run(request)
     elif code != 0:
