@@ -167,7 +167,7 @@ class Check:
 
             folder = self.workdir / "assets"
             data = {split: folder / "data" / f"{split}.jsonl" for split in SPLITS}
-            sets = [arg for assignment in self.assignments() for arg in ("--set", assignment)]
+            sets = set_args(self.assignments())
             steps = {
                 "data": ["--out", *map(str, data.values())],
                 "base": ["--data-files", str(data["sft"]), str(data["preference"]), "--out", str(folder / "base")],
@@ -197,6 +197,11 @@ class Check:
 
 # --- helpers ----------------------------------------------------------------------------------------
 
+def set_args(assignments: list[str]) -> list[str]:
+    """`--set KEY=VALUE` for each assignment, as `python -m rmood <step>` takes them."""
+    return [arg for assignment in assignments for arg in ("--set", assignment)]
+
+
 def has_modules(python: str, modules: tuple[str, ...]) -> bool:
     """Whether `python` can import every module (found, not imported: fast)."""
     code = "import importlib.util as u, sys; sys.exit(0 if all(u.find_spec(m) for m in sys.argv[1:]) else 1)"
@@ -224,10 +229,9 @@ def start_logged(command: list[str], log: Path, cwd: Path = ROOT) -> subprocess.
 
 def kill_group(process: subprocess.Popen) -> None:
     """SIGKILL the process and every child it started (its process group), then reap it."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    from rmood.worker import kill
+
+    kill(process.pid)
     process.wait()
 
 
@@ -486,7 +490,7 @@ def check_bf16(check: Check) -> str:
     assets = check.assets()
     folder = check.workdir / "bf16"
     out = folder / "rm"
-    sets = [arg for assignment in check.assignments("bf16") for arg in ("--set", assignment)]
+    sets = set_args(check.assignments("bf16"))
     command = [sys.executable, "-m", "rmood", "train_rm", "--policy", str(assets["base"]), "--pairs",
                str(assets["pairs"]), "--model", str(out), "--work-dir", str(folder / "work"), "--config", check.config,
                *sets]

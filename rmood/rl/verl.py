@@ -186,15 +186,10 @@ def megatron_settings(settings: dict[str, Any], megatron: dict[str, int], seed: 
     if gpus % parallel:
         raise ValueError(f"rl.verl.megatron: tensor_parallel × pipeline_parallel ({parallel}) must divide the GPUs "
                          f"verl uses (rl.verl.n_gpus_per_node × nnodes = {gpus})")
-    out = {}
-    for key, value in settings.items():
-        if key == "actor_rollout_ref.actor.fsdp_config.seed":
-            for role in ("actor_rollout_ref.actor", "critic"):
-                out[f"{role}.megatron.seed"] = seed
-                for ours, theirs in MEGATRON_SIZES.items():
-                    out[f"{role}.megatron.{theirs}"] = megatron[ours]
-        else:
-            out[key] = value
+    out = {key: value for key, value in settings.items() if key != "actor_rollout_ref.actor.fsdp_config.seed"}
+    for role in ("actor_rollout_ref.actor", "critic"):
+        out[f"{role}.megatron.seed"] = seed
+        out |= {f"{role}.megatron.{theirs}": megatron[ours] for ours, theirs in MEGATRON_SIZES.items()}
     return out
 
 
