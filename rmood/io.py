@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import re
@@ -138,13 +139,35 @@ def dumps(record: Record) -> str:
     return json.dumps(record, ensure_ascii=False, sort_keys=True)
 
 
+def temporary(path: Path) -> tuple[str, str]:
+    """The `tempfile` prefix and suffix of the temporaries that `atomic_path` and `atomic_dir` write beside `path`."""
+    return f".{path.name}.", ".tmp"
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries a killed writer of `path` left beside it (files or folders named as `atomic_path`
+    and `atomic_dir` name them); returns what was removed. Only the job that owns `path` may call this."""
+    path = Path(path)
+    prefix, suffix = temporary(path)
+    pattern = re.compile(re.escape(prefix) + r"[a-z0-9_]{8}" + re.escape(suffix))  # tempfile's random names
+    stale = [item for item in sorted(path.parent.glob(glob.escape(prefix) + "*" + suffix))
+             if pattern.fullmatch(item.name)]
+    for item in stale:
+        if item.is_dir() and not item.is_symlink():
+            shutil.rmtree(item)
+        else:
+            item.unlink(missing_ok=True)
+    return stale
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; it is renamed to `path` only if the block succeeds."""
     path = Path(path)
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        prefix, suffix = temporary(path)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
         os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -164,7 +187,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        prefix, suffix = temporary(path)
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=path.parent))
     try:
         with writing(path):
             tmp.chmod(0o777 & ~UMASK)

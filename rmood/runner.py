@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rmood.config import ROOT, ConfigError, accelerate_config
+from rmood.io import remove_stale_temporaries
 from rmood.job import THREAD_VARIABLES
 from rmood.steps import STEPS, logging_settings
 
@@ -113,6 +114,8 @@ def run_job(snakemake: Any) -> None:
 
     request = job_request(snakemake)
     name, log = request["step"], request["log"]
+    for output in snakemake.output:  # a killed earlier try of this job may have left its half-written outputs
+        remove_stale_temporaries(output)
     command = own_process(name, snakemake.config)
     destination = place(name, command)
     code = None  # run here

@@ -25,6 +25,7 @@ from rmood.io import (
     iter_jsonl,
     read_json,
     read_jsonl,
+    remove_stale_temporaries,
     write_json,
     write_jsonl,
 )
@@ -316,6 +317,32 @@ def test_invalid_utf8_names_the_file(tmp_path: Path) -> None:
     path.write_bytes(b'{"a": 1}\n{"a": "\xff"}\n')
     with pytest.raises(DataError, match=re.escape(str(path))):
         read_jsonl(path)
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from rmood.io import atomic_dir, atomic_path
+folder = sys.argv[1]
+with atomic_path(f"{folder}/center.png") as tmp:
+    tmp.write_bytes(b"half")
+    with atomic_dir(f"{folder}/model") as model:
+        (model / "weights").write_bytes(b"half")
+        os.kill(os.getpid(), signal.SIGKILL)  # no finally block runs
+"""
+
+
+def test_the_temporaries_of_a_killed_writer_are_removed_by_the_next_writer_of_that_output(tmp_path: Path) -> None:
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(tmp_path)])
+    assert killed.returncode == -9
+    left = leftovers(tmp_path, set())
+    assert [name.split(".")[1] for name in left] == ["center", "model"] and all(n.endswith(".tmp") for n in left)
+    others = [".center.png.other.tmp", ".center.png.x.abcdefgh.tmp", ".other.png.abcdefgh.tmp", "center.png.tmp"]
+    for name in others:  # not a temporary of center.png: another output's, or not made by atomic_path
+        (tmp_path / name).touch()
+    assert [p.name for p in remove_stale_temporaries(tmp_path / "center.png")] == [left[0]]
+    assert [p.name for p in remove_stale_temporaries(tmp_path / "model")] == [left[1]]
+    assert leftovers(tmp_path, set()) == sorted(others)
+    assert remove_stale_temporaries(tmp_path / "missing" / "out.json") == []
 
 
 def test_atomic_outputs_get_the_usual_permissions(tmp_path: Path) -> None:

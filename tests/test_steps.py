@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -217,10 +218,16 @@ def test_where_a_step_runs_with_its_own_interpreter(tmp_path: Path) -> None:
     assert where("train_ppo_verl", config) == HERE and where("gather", config) == WORKER
 
 
-class Named(dict):
-    """Snakemake's named lists (input, output, params) as far as `run_job` reads them."""
+class Named(list):
+    """Snakemake's named lists (input, output, params) as far as `run_job` reads them: a list of the values, each
+    also an attribute, and `items()`."""
 
-    __getattr__ = dict.__getitem__
+    def __init__(self, **items: Any) -> None:
+        super().__init__(items.values())
+        self.__dict__.update(items)
+
+    def items(self):
+        return self.__dict__.items()
 
 
 class FakeJob:
@@ -251,6 +258,19 @@ def test_a_job_runs_here_with_its_output_and_traceback_in_its_log(tmp_path: Path
     assert "missing.jsonl" in (tmp_path / "gather.log").read_text()  # the traceback, in the job's log
     print("after the failed job")
     assert "after the failed job" in capfd.readouterr().out
+
+
+def test_a_job_removes_what_a_killed_try_left_beside_its_output(tmp_path: Path, monkeypatch) -> None:
+    from rmood.runner import run_job
+
+    monkeypatch.delenv("RMOOD_WORKER_SOCKET", raising=False)
+    write_jsonl(tmp_path / "prompts.jsonl", [{"id": "a"}])
+    write_jsonl(tmp_path / "s0.jsonl", [{"prompt_id": "a", "sample": 0, "response": "x", "finished": True}])
+    stale, kept = tmp_path / ".samples.jsonl.k1ll3d_x.tmp", tmp_path / ".prompts.jsonl.k1ll3d_x.tmp"
+    stale.write_text("half")
+    kept.write_text("another output's")
+    run_job(FakeJob(tmp_path, [str(tmp_path / "s0.jsonl")]))
+    assert not stale.exists() and kept.exists()
 
 
 def test_a_step_runs_in_its_own_process_from_a_request_file(tmp_path: Path) -> None:
