@@ -119,7 +119,7 @@ def make_report(
     curve_table = pd.DataFrame(points, columns=CURVE_COLUMNS)
     for frame, path in ((table, summary), (curve_table, curves)):
         with atomic_open(path) as f:
-            frame.to_csv(f, index=False, float_format="%.6g")
+            frame.to_csv(f, index=False)  # full precision: the README block rendered from it matches mrm_eval.md
     draw_plots(plot_paths, table[table["replicate"] == POOLED], curve_table[curve_table["replicate"] == POOLED],
                settings)
     run = {"replicates": [rep.seed for rep in replicates], "prompts": len(replicates[0].bon["prompts"]),
