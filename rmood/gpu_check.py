@@ -395,13 +395,13 @@ def check_vllm(check: Check) -> str:
 def check_verl(check: Check) -> str:
     from transformers import AutoModelForCausalLM
 
+    from rmood.rl.ppo import checkpoint_steps
     from rmood.rl.verl import overrides
 
     config = check.item_config("verl")
     rl = config["rl"]
     folder = check.workdir / "verl"
-    out = [str(folder / "ppo" / "rm" / f"step_{k}" / "model") for k in range(rl["save_every"], rl["steps"] + 1,
-                                                                          rl["save_every"])]
+    out = [str(folder / "ppo" / "rm" / f"step_{k}" / "model") for k in checkpoint_steps(rl["steps"], rl["save_every"])]
     try:  # verl's settings from ours (pure): refuses what verl cannot do
         overrides("policy", "rm", folder / "prompts.parquet", folder / "work", SEED, rl, config["sampling"])
     except ValueError as error:

@@ -24,10 +24,15 @@ from rmood.steps import STEPS
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+def thread_environment(threads: int) -> dict[str, str]:
+    """The environment variables that give the libraries a process loads `threads` threads each."""
+    return {name: str(threads) for name in THREAD_VARIABLES}
+
+
 def limit_threads(threads: int) -> None:
     """Compute with as many threads as the job has (a cluster node may have many more cores): torch and the
     BLAS libraries, through the environment for those not loaded yet and directly for those already loaded."""
-    os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
+    os.environ.update(thread_environment(threads))
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
     if "numpy" in sys.modules:
