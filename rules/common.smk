@@ -236,13 +236,18 @@ def uploads():
     return [result(f"upload/{name}.json") for name in config["upload"]["models"]]
 
 
-def member_models():
-    """The Bradley-Terry RMs that WARM averages and the ensembles combine (of the job's replicate); member 0 is the
-    replicate's `rm` itself, not trained twice."""
+def member_names():
+    """The Bradley-Terry RMs that WARM averages and the ensembles combine; member 0 is the replicate's `rm` itself,
+    not trained twice."""
     return [
-        rm_model("rm" if member == 0 else f"rm_seed{member}")
+        "rm" if member == 0 else f"rm_seed{member}"
         for member in config["warm"]["seeds"]
     ]
+
+
+def member_models():
+    """The model folders of `member_names()` (of the job's replicate)."""
+    return [rm_model(name) for name in member_names()]
 
 
 def every_replicate(path):

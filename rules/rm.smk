@@ -139,6 +139,7 @@ rule rm_check:
         ood=replicate("pairs/ood.explicit.jsonl"),
     output:
         out=replicate("rm/{name}/check.json"),
+        rewards=replicate("rm/{name}/check_rewards.npz"),
     log:
         log_file("rep{rep}/rm_check/{name}"),
     benchmark:
@@ -152,6 +153,32 @@ rule rm_check:
         **step_params("rm_check"),
     script:
         "../workflow_scripts/step.py"
+
+
+rule rm_check_ensemble:
+    """An ensemble's check, reduced from its members' rewards of the same pairs (each member's rm_check scores
+    them once) instead of running every member again."""
+    input:
+        model=rm_model("ens_{reduction}"),
+        rewards=[replicate(f"rm/{name}/check_rewards.npz") for name in member_names()],
+    output:
+        out=replicate("rm/ens_{reduction}/check.json"),
+    log:
+        log_file("rep{rep}/rm_check_ensemble/{reduction}"),
+    benchmark:
+        benchmark_file("rep{rep}/rm_check_ensemble/{reduction}")
+    conda:
+        MAIN_ENV
+    threads: config["resources"]["light"]["cpus"]
+    resources:
+        **job_resources("light"),
+    params:
+        **step_params("rm_check_ensemble"),
+    script:
+        "../workflow_scripts/step.py"
+
+
+ruleorder: rm_check_ensemble > rm_check
 
 
 rule rm_table:

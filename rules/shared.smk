@@ -90,3 +90,29 @@ rule bon_score:
         **step_params("score"),
     script:
         "../workflow_scripts/step.py"
+
+
+rule bon_ensemble_score:
+    """An ensemble's proxy reward of every Best-of-N sample, reduced from its members' (each scores them once, in
+    its own bon_score job), instead of running every member again."""
+    input:
+        model=rm_model("ens_{reduction}"),
+        scores=[replicate(f"bon/scores/{name}.jsonl") for name in member_names()],
+    output:
+        out=replicate("bon/scores/ens_{reduction}.jsonl"),
+    log:
+        log_file("rep{rep}/bon_ensemble_score/{reduction}"),
+    benchmark:
+        benchmark_file("rep{rep}/bon_ensemble_score/{reduction}")
+    conda:
+        MAIN_ENV
+    threads: config["resources"]["light"]["cpus"]
+    resources:
+        **job_resources("light"),
+    params:
+        **step_params("ensemble_score"),
+    script:
+        "../workflow_scripts/step.py"
+
+
+ruleorder: bon_ensemble_score > bon_score

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from rmood.io import read_json, read_jsonl, write_json
+from rmood.io import DataError, read_json, read_jsonl, write_json
 from test_models import conversations, save_reward_model
 
 torch = pytest.importorskip("torch")
@@ -75,6 +75,56 @@ def test_ensemble_rewards(members, prompt_data, tmp_path, reduction):
     np.testing.assert_allclose(combined, expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.fixture
+def member_scores(members, prompt_data, tmp_path):
+    """Samples of the preference prompts (several per prompt) and each member's `score` of them."""
+    from rmood.io import write_jsonl
+    from rmood.rm.score import score_samples
+
+    records = read_jsonl(prompt_data["preference"])[:6]
+    samples = tmp_path / "samples.jsonl"
+    write_jsonl(samples, ({"prompt_id": r["id"], "sample": k, "response": r["reference"] * (1 + k), "finished": True}
+                          for r in records for k in range(3)))
+    scores = [tmp_path / f"scores_{i}.jsonl" for i in range(len(members))]
+    for member, out in zip(members, scores):
+        score_samples(str(member), str(samples), [str(prompt_data["preference"])], str(out), {"batch_size": 4}, "float32")
+    return samples, scores
+
+
+@pytest.mark.parametrize("reduction", ["mean", "wco", "uwo"])
+def test_an_ensembles_score_reduced_from_its_members_scores_is_its_own_score_bit_for_bit(
+    members, member_scores, prompt_data, tmp_path, reduction
+):
+    from rmood.rm.ensemble import combine_scores, make_ensemble
+    from rmood.rm.score import score_samples
+
+    samples, scores = member_scores
+    make_ensemble([str(p) for p in members], str(tmp_path / "ens"), reduction, 2.0)
+    score_samples(str(tmp_path / "ens"), str(samples), [str(prompt_data["preference"])], str(tmp_path / "own.jsonl"),
+                  {"batch_size": 4}, "float32")
+    combine_scores(str(tmp_path / "ens"), [str(p) for p in scores], str(tmp_path / "combined.jsonl"))
+    own = (tmp_path / "own.jsonl").read_bytes()
+    assert (tmp_path / "combined.jsonl").read_bytes() == own
+    assert len(set(r["reward"] for r in read_jsonl(tmp_path / "own.jsonl"))) > 3  # the members do tell samples apart
+
+
+def test_an_ensembles_score_refuses_files_that_are_not_its_members_scores_of_the_same_samples(
+    members, member_scores, tmp_path
+):
+    from rmood.io import write_jsonl
+    from rmood.rm.ensemble import combine_scores, make_ensemble
+
+    _, scores = member_scores
+    make_ensemble([str(p) for p in members], str(tmp_path / "ens"), "mean", 1.0)
+    with pytest.raises(ValueError, match="3 members, but 2 reward files"):
+        combine_scores(str(tmp_path / "ens"), [str(p) for p in scores[:2]], str(tmp_path / "out.jsonl"))
+    shuffled = tmp_path / "shuffled.jsonl"
+    write_jsonl(shuffled, reversed(read_jsonl(scores[2])))
+    with pytest.raises(DataError, match="shuffled.jsonl: not the samples of .*scores_0.jsonl, in the same order"):
+        combine_scores(str(tmp_path / "ens"), [str(scores[0]), str(scores[1]), str(shuffled)], str(tmp_path / "out.jsonl"))
+    assert not (tmp_path / "out.jsonl").exists()
+
+
 def test_ensemble_rejects_bad_settings(members, tmp_path):
     from rmood.rm.ensemble import make_ensemble
 
@@ -103,30 +153,65 @@ def test_rm_table(tmp_path):
 
 def test_check_leaves_out_tie_pairs(members, prompt_data, tmp_path):
     from rmood.io import write_jsonl
-    from rmood.rm.check import margins
+    from rmood.rm.check import pair_rewards
     from rmood.rm.score import load_reward_model
 
     prompt = read_jsonl(prompt_data["preference"])[0]["messages"]
     pairs = [{"prompt": prompt, "chosen": "a", "rejected": "b", "label": label} for label in (1.0, 0.5, 1.0)]
     write_jsonl(tmp_path / "pairs.jsonl", pairs)
     model = load_reward_model(members[0])
-    diff, total = margins(*model, str(tmp_path / "pairs.jsonl"), 2)
-    assert diff.shape == (2,) and total == 2
+    chosen, rejected, total = pair_rewards(*model, str(tmp_path / "pairs.jsonl"), 2)
+    assert chosen.shape == rejected.shape == (2,) and total == 2
 
 
 def test_check_scores_at_most_limit_pairs_evenly_spaced(members, prompt_data, tmp_path):
     from rmood.io import write_jsonl
-    from rmood.rm.check import margins
+    from rmood.rm.check import pair_rewards
     from rmood.rm.score import load_reward_model
 
     prompt = read_jsonl(prompt_data["preference"])[0]["messages"]
     pairs = [{"prompt": prompt, "chosen": "a" * (i + 1), "rejected": "b"} for i in range(10)]
     write_jsonl(tmp_path / "pairs.jsonl", pairs)
     model = load_reward_model(members[0])
-    every, total = margins(*model, str(tmp_path / "pairs.jsonl"), 4)
-    some, same_total = margins(*model, str(tmp_path / "pairs.jsonl"), 4, limit=4)
+    every, _, total = pair_rewards(*model, str(tmp_path / "pairs.jsonl"), 4)
+    some, _, same_total = pair_rewards(*model, str(tmp_path / "pairs.jsonl"), 4, limit=4)
     assert total == same_total == 10 and some.shape == (4,)
     assert some == pytest.approx(every[[0, 3, 6, 9]], abs=1e-5)  # the first, the last and evenly between
+
+
+@pytest.mark.parametrize("reduction", ["mean", "wco", "uwo"])
+def test_an_ensembles_check_reduced_from_its_members_rewards_is_its_own_check_bit_for_bit(
+    members, prompt_data, tmp_path, reduction
+):
+    from rmood.io import write_jsonl
+    from rmood.rm.check import check_ensemble, check_rm
+    from rmood.rm.ensemble import make_ensemble
+
+    records = read_jsonl(prompt_data["preference"])
+    pairs = {split: tmp_path / f"{split}.jsonl" for split in ("train", "test", "ood")}
+    for i, path in enumerate(pairs.values()):
+        write_jsonl(path, ({"prompt": r["messages"], "chosen": r["reference"] * (1 + i), "rejected": r["reference"][::-1]}
+                           for r in records[4 * i : 4 * i + 6]))
+    scoring = {"batch_size": 4, "train_pairs": 5}
+
+    def check(model, name):
+        check_rm(str(model), *map(str, pairs.values()), str(tmp_path / f"{name}.json"), str(tmp_path / f"{name}.npz"),
+                 scoring, "float32")
+
+    for i, member in enumerate(members):
+        check(member, f"member{i}")
+    make_ensemble([str(p) for p in members], str(tmp_path / "ens"), reduction, 2.0)
+    check(tmp_path / "ens", "own")
+    check_ensemble(str(tmp_path / "ens"), [str(tmp_path / f"member{i}.npz") for i in range(3)],
+                   str(tmp_path / "reduced.json"))
+    assert (tmp_path / "reduced.json").read_bytes() == (tmp_path / "own.json").read_bytes()
+    assert read_json(tmp_path / "own.json")["train"]["n"] == 5
+
+    write_jsonl(pairs["test"], read_jsonl(pairs["test"])[:3])
+    check(members[0], "fewer")
+    with pytest.raises(DataError, match="fewer.npz: not the rewards of the pairs of"):
+        check_ensemble(str(tmp_path / "ens"), [str(tmp_path / f"member{i}.npz") for i in (0, 1)] +
+                       [str(tmp_path / "fewer.npz")], str(tmp_path / "bad.json"))
 
 
 def test_reward_command(members):

@@ -1,21 +1,24 @@
-"""The `rm_check` step: how well a reward model ranks its training pairs, gold test pairs and ood pairs."""
+"""The `rm_check` step: how well a reward model ranks its training pairs, gold test pairs and ood pairs; and
+`check_ensemble`, the same check of an ensemble reduced from its members' rewards of those pairs."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rmood.io import read_jsonl, write_json
+from rmood.io import DataError, read_json, read_jsonl, read_npz, write_json, write_npz
 from rmood.data.prompts import conversation
 from rmood.rm.score import load_reward_model, score_conversations
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
+SPLITS = ("train", "test", "ood")
 
 
-def margins(model, tokenizer, path: str, batch_size: int, limit: int | None = None) -> tuple[np.ndarray, int]:
-    """r(chosen) − r(rejected) of the explicit-format pairs in `path` (tie pairs, label 0.5, left out), at most
-    `limit` of them (evenly spaced through the file), and how many pairs there are."""
+def pair_rewards(model, tokenizer, path: str, batch_size: int, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """The rewards of the chosen and of the rejected responses of the explicit-format pairs in `path` (tie pairs,
+    label 0.5, left out), at most `limit` of them (evenly spaced through the file), and how many pairs there are."""
     pairs = [p for p in read_jsonl(path, required=PAIR_FIELDS) if p.get("label", 1.0) != 0.5]
     total = len(pairs)
     if limit is not None and total > limit:
@@ -24,7 +27,7 @@ def margins(model, tokenizer, path: str, batch_size: int, limit: int | None = No
     chosen = [conversation(q, p["chosen"]) for q, p in zip(prompts, pairs)]
     rejected = [conversation(q, p["rejected"]) for q, p in zip(prompts, pairs)]
     rewards = score_conversations(model, tokenizer, chosen + rejected, batch_size)
-    return rewards[: len(pairs)] - rewards[len(pairs) :], total
+    return rewards[: len(pairs)], rewards[len(pairs) :], total
 
 
 def summary(diff: np.ndarray, pairs: int) -> dict[str, float | None]:
@@ -45,13 +48,47 @@ def summary(diff: np.ndarray, pairs: int) -> dict[str, float | None]:
     }
 
 
-def check_rm(model: str, train: str, test: str, ood: str, out: str, scoring: dict[str, Any], dtype: str) -> None:
+def check_rm(model: str, train: str, test: str, ood: str, out: str, rewards: str, scoring: dict[str, Any],
+             dtype: str) -> None:
     """Write check.json: `train` (accuracy on the training labels, over at most `scoring.train_pairs` of them),
-    `test` (agreement with gold), `ood` (the same on held-out task families)."""
+    `test` (agreement with gold), `ood` (the same on held-out task families); and `rewards` (.npz), each split's
+    rewards of the chosen and rejected responses scored (`<split>_chosen`, `<split>_rejected`) and the pairs in
+    its file (`<split>_pairs`), from which `check_ensemble` reduces an ensemble's check."""
     rm, tokenizer = load_reward_model(model, dtype)
     limits = {"train": scoring["train_pairs"], "test": None, "ood": None}
-    report = {name: summary(*margins(rm, tokenizer, path, scoring["batch_size"], limits[name])) for name, path in
-              (("train", train), ("test", test), ("ood", ood))}
+    scored = {split: pair_rewards(rm, tokenizer, path, scoring["batch_size"], limits[split])
+              for split, path in zip(SPLITS, (train, test, ood))}
+    write_npz(rewards, {f"{split}_{key}": value for split, values in scored.items()
+                        for key, value in zip(("chosen", "rejected", "pairs"), values)})
+    write_report(out, {split: summary(chosen - rejected, total) for split, (chosen, rejected, total) in scored.items()})
+
+
+def check_ensemble(model: str, rewards: list[str], out: str) -> None:
+    """Write the check.json of the ensemble `model` from `rewards`, its members' rm_check rewards of the same pairs
+    (one file per member, in the order of the ensemble's members), reduced as the ensemble reduces its members' logits (float32,
+    `rmood.rm.ensemble.reduce_rewards`): the check the ensemble's own rm_check writes, bit for bit."""
+    import torch
+
+    from rmood.rm.ensemble import MANIFEST, check_member_files, reduce_rewards
+
+    manifest = read_json(Path(model) / MANIFEST)
+    check_member_files(model, manifest, len(rewards))
+    keys = [f"{split}_{key}" for split in SPLITS for key in ("chosen", "rejected", "pairs")]
+    members = [read_npz(path, keys, "rm_check rewards") for path in rewards]
+    for path, arrays in zip(rewards[1:], members[1:]):
+        if any(arrays[key].shape != members[0][key].shape or (key.endswith("_pairs") and arrays[key] != members[0][key])
+               for key in keys):
+            raise DataError(f"{path}: not the rewards of the pairs of {rewards[0]}")
+
+    def reduced(key: str) -> np.ndarray:
+        stacked = torch.tensor(np.stack([arrays[key] for arrays in members]), dtype=torch.float32)
+        return reduce_rewards(stacked, manifest["reduction"], manifest["uwo_lambda"]).double().numpy()
+
+    write_report(out, {split: summary(reduced(f"{split}_chosen") - reduced(f"{split}_rejected"),
+                                      int(members[0][f"{split}_pairs"])) for split in SPLITS})
+
+
+def write_report(out: str, report: dict[str, dict[str, float | None]]) -> None:
     write_json(out, report)
     for name, stats in report.items():
         print(f"{name}: {stats}")

@@ -3,7 +3,8 @@
 
 An ensemble is a folder with `ensemble.json` (members as paths relative to it, the reduction and λ);
 `rmood.rm.score.load_reward_model` loads it like any RM (`load_ensemble`), and scoring runs every member once per
-batch.
+batch. Where the members have scored the same samples already (Best-of-N: every member scores them in its own job),
+`combine_scores` reduces their rewards instead, to the same numbers bit for bit, without running a member again.
 Engines that need one Hugging Face model (PPO with verl or vLLM) cannot serve it.
 """
 
@@ -15,7 +16,7 @@ from types import SimpleNamespace
 
 import torch
 
-from rmood.io import write_json
+from rmood.io import DataError, read_json, read_jsonl, write_json, write_jsonl
 
 MANIFEST = "ensemble.json"
 REDUCTIONS = ("mean", "wco", "uwo")
@@ -35,6 +36,48 @@ def is_ensemble(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
+def reduce_rewards(rewards: torch.Tensor, reduction: str, uwo_lambda: float) -> torch.Tensor:
+    """The ensemble's reward of each column of `rewards` (members × items)."""
+    if reduction == "mean":
+        return rewards.mean(0)
+    if reduction == "wco":
+        return rewards.min(0).values
+    return rewards.mean(0) - uwo_lambda * rewards.var(0, unbiased=False)
+
+
+def check_member_files(model: str, manifest: dict, files: int) -> None:
+    """Refuse reward files that cannot be the ensemble's members' logits: not one per member, or members with a
+    `config.reward_bias` (whose rewards are logit + bias)."""
+    if files != len(manifest["members"]):
+        raise ValueError(f"{model}: an ensemble of {len(manifest['members'])} members, but {files} reward files")
+    for member in manifest["members"]:
+        bias = read_json(Path(model) / member / "config.json").get("reward_bias", 0.0)
+        if bias:
+            raise ValueError(f"{Path(model) / member}: a member with a reward_bias ({bias}); its rewards are not its "
+                             "logits, which the ensemble reduces")
+
+
+def combine_scores(model: str, scores: list[str], out: str) -> None:
+    """Write `{prompt_id, sample, reward}` per sample: the ensemble `model`'s reward, reduced from `scores`, its
+    members' rewards of the same samples (`rmood.rm.score.score_samples` outputs, one per member, in the order of
+    the ensemble's members: floats do not add associatively).
+
+    The reduction runs in float32 on the members' logits, as `EnsembleRewardModel` does, so the rewards equal
+    those of scoring with the ensemble itself; members with a `config.reward_bias` (whose files hold logit + bias)
+    are refused.
+    """
+    manifest = read_json(Path(model) / MANIFEST)
+    check_member_files(model, manifest, len(scores))
+    files = [read_jsonl(path, required=("prompt_id", "sample", "reward")) for path in scores]
+    keys = [(r["prompt_id"], r["sample"]) for r in files[0]]
+    for path, records in zip(scores[1:], files[1:]):
+        if [(r["prompt_id"], r["sample"]) for r in records] != keys:
+            raise DataError(f"{path}: not the samples of {scores[0]}, in the same order")
+    rewards = torch.tensor([[r["reward"] for r in records] for records in files], dtype=torch.float32)
+    reward = reduce_rewards(rewards, manifest["reduction"], manifest["uwo_lambda"]).double().tolist()
+    write_jsonl(out, ({"prompt_id": p, "sample": k, "reward": x} for (p, k), x in zip(keys, reward)))
+
+
 class EnsembleRewardModel(torch.nn.Module):
     """Members' rewards reduced to one; `config.pad_token_id` is the members' shared pad id."""
 
@@ -48,10 +91,4 @@ class EnsembleRewardModel(torch.nn.Module):
         rewards = torch.stack(
             [m(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0] for m in self.members]
         )
-        if self.reduction == "mean":
-            reward = rewards.mean(0)
-        elif self.reduction == "wco":
-            reward = rewards.min(0).values
-        else:
-            reward = rewards.mean(0) - self.uwo_lambda * rewards.var(0, unbiased=False)
-        return SimpleNamespace(logits=reward[:, None])
+        return SimpleNamespace(logits=reduce_rewards(rewards, self.reduction, self.uwo_lambda)[:, None])

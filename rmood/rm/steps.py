@@ -54,6 +54,16 @@ STEPS: dict[str, Step] = {
         config={"uwo_lambda": "ensemble.uwo_lambda"},
         options={"reduction": str},
     ),
+    "ensemble_score": Step(
+        "rmood.rm.ensemble:combine_scores",
+        "an ensemble's reward of every sample, reduced from its members' rewards of the same samples",
+        inputs=(
+            FileArg("model", "ensemble folder"),
+            FileArg("scores", "the members' rewards JSONL of the same samples (score outputs)", many=True),
+        ),
+        outputs=(FileArg("out", "rewards JSONL"),),
+        config={},
+    ),
     "rm_check": Step(
         "rmood.rm.check:check_rm",
         "train / test (vs gold) / ood accuracy of a reward model",
@@ -63,8 +73,21 @@ STEPS: dict[str, Step] = {
             FileArg("test", "explicit test pairs"),
             FileArg("ood", "explicit ood pairs"),
         ),
-        outputs=(FileArg("out", "check.json"),),
+        outputs=(
+            FileArg("out", "check.json"),
+            FileArg("rewards", "check_rewards.npz: the rewards of each split's chosen and rejected responses"),
+        ),
         config={"scoring": "scoring", "dtype": "model.dtype"},
+    ),
+    "rm_check_ensemble": Step(
+        "rmood.rm.check:check_ensemble",
+        "an ensemble's rm_check, reduced from its members' rewards of the same pairs",
+        inputs=(
+            FileArg("model", "ensemble folder"),
+            FileArg("rewards", "the members' check_rewards.npz", many=True),
+        ),
+        outputs=(FileArg("out", "check.json"),),
+        config={},
     ),
     "score": Step(
         "rmood.rm.score:score_samples",
