@@ -8,7 +8,7 @@ from snakemake.utils import min_version
 sys.path.insert(0, workflow.basedir)  # rmood from this checkout, installed or not
 
 from rmood.config import ConfigError, member_seed, validate_config
-from rmood.eval.report import PLOTS
+from rmood.eval import PLOTS
 from rmood.data import SPLITS
 from rmood.labeling.pairs import FORMATS as PAIR_FORMATS, PAIR_SETS
 from rmood.rl.ppo import checkpoint_steps

@@ -13,12 +13,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from rmood.eval import PLOTS
 from rmood.eval.bon import BON_ARRAYS
 from rmood.eval.estimates import CURVE_COLUMNS, POOLED, SUMMARY_COLUMNS, Replicate, Settings, estimate_study
 from rmood.eval.ppo_curve import PPO_ARRAYS
 from rmood.io import DataError, atomic_open, read_json, read_npz
 
-PLOTS = ("bon_gold", "bon_proxy", "ppo_gold", "ppo_proxy", "rm_accuracy", "forest")
 REPLICATE_DIR = re.compile(r"rep(\d+)")
 
 
