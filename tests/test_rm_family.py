@@ -87,7 +87,8 @@ def member_scores(members, prompt_data, tmp_path):
                           for r in records for k in range(3)))
     scores = [tmp_path / f"scores_{i}.jsonl" for i in range(len(members))]
     for member, out in zip(members, scores):
-        score_samples(str(member), str(samples), [str(prompt_data["preference"])], str(out), {"batch_size": 4}, "float32")
+        score_samples(str(member), str(samples), [str(prompt_data["preference"])], str(out), {"batch_size": 4},
+                      "float32")
     return samples, scores
 
 
@@ -121,7 +122,8 @@ def test_an_ensembles_score_refuses_files_that_are_not_its_members_scores_of_the
     shuffled = tmp_path / "shuffled.jsonl"
     write_jsonl(shuffled, reversed(read_jsonl(scores[2])))
     with pytest.raises(DataError, match="shuffled.jsonl: not the samples of .*scores_0.jsonl, in the same order"):
-        combine_scores(str(tmp_path / "ens"), [str(scores[0]), str(scores[1]), str(shuffled)], str(tmp_path / "out.jsonl"))
+        combine_scores(str(tmp_path / "ens"), [str(scores[0]), str(scores[1]), str(shuffled)],
+                       str(tmp_path / "out.jsonl"))
     assert not (tmp_path / "out.jsonl").exists()
 
 
@@ -190,8 +192,8 @@ def test_an_ensembles_check_reduced_from_its_members_rewards_is_its_own_check_bi
     records = read_jsonl(prompt_data["preference"])
     pairs = {split: tmp_path / f"{split}.jsonl" for split in ("train", "test", "ood")}
     for i, path in enumerate(pairs.values()):
-        write_jsonl(path, ({"prompt": r["messages"], "chosen": r["reference"] * (1 + i), "rejected": r["reference"][::-1]}
-                           for r in records[4 * i : 4 * i + 6]))
+        write_jsonl(path, ({"prompt": r["messages"], "chosen": r["reference"] * (1 + i),
+                            "rejected": r["reference"][::-1]} for r in records[4 * i : 4 * i + 6]))
     scoring = {"batch_size": 4, "train_pairs": 5}
 
     def check(model, name):

@@ -190,9 +190,9 @@ def test_a_second_replicate_shares_data_base_and_sft(study):
 
     target = f"results/{EXPERIMENT}/rep1/bon/report.json"  # one replicate's artifact, built on its own
     assert set(scheduled(snakemake(study, "-n", target))) == {"bon_sampling", "bon_gold", "gather_bon",
-                                                               "gather_bon_gold", "bon_score", "bon_report",
-                                                               *RM_TRAINING, "rrm_augment", "rrm_label",
-                                                               "rrm_filter", "representations", "gda",
+                                                               "gather_bon_gold", "bon_score", "bon_ensemble_score",
+                                                               "bon_report", *RM_TRAINING, "rrm_augment",
+                                                               "rrm_label", "rrm_filter", "representations", "gda",
                                                                "convert_to_mrm", "preference_pairs"}
     results = study / "results" / EXPERIMENT
     rep0 = digests(results / "rep0")

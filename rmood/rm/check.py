@@ -16,7 +16,8 @@ PAIR_FIELDS = ("prompt", "chosen", "rejected")
 SPLITS = ("train", "test", "ood")
 
 
-def pair_rewards(model, tokenizer, path: str, batch_size: int, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+def pair_rewards(model, tokenizer, path: str, batch_size: int,
+                 limit: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """The rewards of the chosen and of the rejected responses of the explicit-format pairs in `path` (tie pairs,
     label 0.5, left out), at most `limit` of them (evenly spaced through the file), and how many pairs there are."""
     pairs = [p for p in read_jsonl(path, required=PAIR_FIELDS) if p.get("label", 1.0) != 0.5]
@@ -65,8 +66,9 @@ def check_rm(model: str, train: str, test: str, ood: str, out: str, rewards: str
 
 def check_ensemble(model: str, rewards: list[str], out: str) -> None:
     """Write the check.json of the ensemble `model` from `rewards`, its members' rm_check rewards of the same pairs
-    (one file per member, in the order of the ensemble's members), reduced as the ensemble reduces its members' logits (float32,
-    `rmood.rm.ensemble.reduce_rewards`): the check the ensemble's own rm_check writes, bit for bit."""
+    (one file per member, in the order of the ensemble's members), reduced as the ensemble reduces its members'
+    logits (float32, `rmood.rm.ensemble.reduce_rewards`): the check the ensemble's own rm_check writes, bit for
+    bit."""
     import torch
 
     from rmood.rm.ensemble import MANIFEST, check_member_files, reduce_rewards
