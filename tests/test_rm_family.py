@@ -127,6 +127,19 @@ def test_an_ensembles_score_refuses_files_that_are_not_its_members_scores_of_the
     assert not (tmp_path / "out.jsonl").exists()
 
 
+def test_an_ensembles_score_refuses_members_whose_rewards_are_not_their_logits(members, member_scores, tmp_path):
+    import shutil
+
+    from rmood.rm.ensemble import combine_scores, make_ensemble
+
+    _, scores = member_scores
+    biased = shutil.copytree(members[1], tmp_path / "biased")
+    write_json(biased / "config.json", {**read_json(biased / "config.json"), "reward_bias": 0.5})
+    make_ensemble([str(members[0]), str(biased), str(members[2])], str(tmp_path / "ens"), "mean", 1.0)
+    with pytest.raises(ValueError, match="biased: a member with a reward_bias"):
+        combine_scores(str(tmp_path / "ens"), [str(p) for p in scores], str(tmp_path / "out.jsonl"))
+
+
 def test_ensemble_rejects_bad_settings(members, tmp_path):
     from rmood.rm.ensemble import make_ensemble
 

@@ -3,8 +3,9 @@
 
 An ensemble is a folder with `ensemble.json` (members as paths relative to it, the reduction and λ);
 `rmood.rm.score.load_reward_model` loads it like any RM (`load_ensemble`), and scoring runs every member once per
-batch. Where the members have scored the same samples already (Best-of-N: every member scores them in its own job),
-`combine_scores` reduces their rewards instead, to the same numbers bit for bit, without running a member again.
+batch. Where the members have scored the same samples already (Best-of-N, and the check pairs: every member scores
+them in its own job), `combine_scores` (and `rmood.rm.check.check_ensemble`) reduce their rewards instead, to the
+same numbers bit for bit, without running a member again.
 Engines that need one Hugging Face model (PPO with verl or vLLM) cannot serve it.
 """
 
