@@ -29,6 +29,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from rmood.config import member_names  # noqa: E402
+
+ENSEMBLES = [f"ens_{reduction}" for reduction in ("mean", "wco", "uwo")]
 
 RUN = r"""
 import json, sys, time
@@ -46,23 +50,22 @@ print("SECONDS", time.perf_counter() - start)
 """
 
 
-def plans(rep: Path, data: Path, members: list[str], out: Path) -> dict[str, list]:
-    """The two ways as lists of (step, keyword arguments), writing under `out/<way>/`."""
-    scoring = {"batch_size": 64, "train_pairs": 1000}
+def plans(rep: Path, data: Path, config: dict, out: Path) -> dict[str, list]:
+    """The two ways as lists of (step, keyword arguments), writing under `out/<way>/`, with `config`'s scoring."""
+    scoring, dtype, members = config["scoring"], config["model"]["dtype"], member_names(config["warm"]["seeds"])
     pairs = {"train": str(rep / "pairs/train.explicit.jsonl"), "test": str(rep / "pairs/test.explicit.jsonl"),
              "ood": str(rep / "pairs/ood.explicit.jsonl")}
 
     def score(model: str, target: Path) -> tuple:
         return ("score", {"model": model, "samples": str(rep / "bon/samples.jsonl"),
                           "prompt_files": [str(data / "eval.jsonl")], "out": str(target),
-                          "scoring": scoring, "dtype": "float32"})
+                          "scoring": scoring, "dtype": dtype})
 
     def check(model: str, target: Path, rewards: Path) -> tuple:
         return ("check", {"model": model, **pairs, "out": str(target), "rewards": str(rewards), "scoring": scoring,
-                          "dtype": "float32"})
+                          "dtype": dtype})
 
-    ensembles = [f"ens_{reduction}" for reduction in ("mean", "wco", "uwo")]
-    again = [call for name in ensembles for call in (
+    again = [call for name in ENSEMBLES for call in (
         score(str(rep / f"rm/{name}/model"), out / "again" / f"{name}.jsonl"),
         check(str(rep / f"rm/{name}/model"), out / "again" / f"{name}.check.json", out / "again" / f"{name}.npz"))]
     reduced = [call for name in members[1:] for call in (
@@ -73,7 +76,7 @@ def plans(rep: Path, data: Path, members: list[str], out: Path) -> dict[str, lis
               **{name: out / "reduced" / f"{name}.jsonl" for name in members[1:]}}
     rewards = {members[0]: rep / f"rm/{members[0]}/check_rewards.npz",
                **{name: out / "reduced" / f"{name}.npz" for name in members[1:]}}
-    for name in ensembles:
+    for name in ENSEMBLES:
         model = str(rep / f"rm/{name}/model")
         reduced.append(("combine", {"model": model, "scores": [str(scores[m]) for m in members],
                                     "out": str(out / "reduced" / f"{name}.jsonl")}))
@@ -101,17 +104,15 @@ def main() -> None:
 
     results = args.directory / "results" / args.experiment
     rep = results / f"rep{args.replicate}"
-    seeds = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["warm"]["seeds"]
-    members = ["rm" if seed == 0 else f"rm_seed{seed}" for seed in seeds]
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     with tempfile.TemporaryDirectory() as scratch:
-        ways = plans(rep, results / "data", members, Path(scratch))
+        ways = plans(rep, results / "data", config, Path(scratch))
         times: dict[str, list[float]] = {way: [] for way in ways}
         for _ in range(args.repeat):
             for way, calls in ways.items():
                 times[way].append(measure(calls))
-        same = all((Path(scratch) / "again" / name).read_bytes() == (Path(scratch) / "reduced" / name).read_bytes()
-                   for reduction in ("mean", "wco", "uwo") for name in (f"ens_{reduction}.jsonl",
-                                                                        f"ens_{reduction}.check.json"))
+        same = all((Path(scratch) / "again" / file).read_bytes() == (Path(scratch) / "reduced" / file).read_bytes()
+                   for name in ENSEMBLES for file in (f"{name}.jsonl", f"{name}.check.json"))
     again, reduced = (statistics.median(times[way]) for way in ways)
     print(f"{rep}: the three ensembles' Best-of-N scores and checks, median of {args.repeat}, one thread")
     for way, seconds in times.items():

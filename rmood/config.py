@@ -46,6 +46,12 @@ def member_seed(replicate: int, member: int) -> int:
     return int.from_bytes(digest[:4], "little") >> 1
 
 
+def member_names(seeds: list[int]) -> list[str]:
+    """The Bradley-Terry RMs of `warm.seeds` that WARM averages and the ensembles combine: member 0 is the
+    replicate's `rm` itself (not trained twice), member k is `rm_seed<k>`."""
+    return ["rm" if member == 0 else f"rm_seed{member}" for member in seeds]
+
+
 def override(config: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
     """Apply `a.b=value` assignments (values parsed as YAML) to a copy of `config`."""
     config = copy.deepcopy(config)

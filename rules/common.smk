@@ -7,7 +7,7 @@ from snakemake.utils import min_version
 
 sys.path.insert(0, workflow.basedir)  # rmood from this checkout, installed or not
 
-from rmood.config import ConfigError, member_seed, validate_config
+from rmood.config import ConfigError, member_names, member_seed, validate_config
 from rmood.eval import PLOTS
 from rmood.data import SPLITS
 from rmood.labeling.pairs import FORMATS as PAIR_FORMATS, PAIR_SETS
@@ -236,18 +236,9 @@ def uploads():
     return [result(f"upload/{name}.json") for name in config["upload"]["models"]]
 
 
-def member_names():
-    """The Bradley-Terry RMs that WARM averages and the ensembles combine; member 0 is the replicate's `rm` itself,
-    not trained twice."""
-    return [
-        "rm" if member == 0 else f"rm_seed{member}"
-        for member in config["warm"]["seeds"]
-    ]
-
-
 def member_models():
-    """The model folders of `member_names()` (of the job's replicate)."""
-    return [rm_model(name) for name in member_names()]
+    """The model folders of the WARM/ensemble members (of the job's replicate)."""
+    return [rm_model(name) for name in member_names(config["warm"]["seeds"])]
 
 
 def every_replicate(path):

@@ -160,7 +160,10 @@ rule rm_check_ensemble:
     them once) instead of running every member again."""
     input:
         model=rm_model("ens_{reduction}"),
-        rewards=[replicate(f"rm/{name}/check_rewards.npz") for name in member_names()],
+        rewards=[
+            replicate(f"rm/{name}/check_rewards.npz")
+            for name in member_names(config["warm"]["seeds"])
+        ],
     output:
         out=replicate("rm/ens_{reduction}/check.json"),
     log:

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rmood.io import DataError, read_json, read_jsonl, read_npz, write_json, write_npz
+from rmood.io import DataError, read_jsonl, read_npz, write_json, write_npz
 from rmood.data.prompts import conversation
 from rmood.rm.score import load_reward_model, score_conversations
 
@@ -67,14 +66,10 @@ def check_rm(model: str, train: str, test: str, ood: str, out: str, rewards: str
 def check_ensemble(model: str, rewards: list[str], out: str) -> None:
     """Write the check.json of the ensemble `model` from `rewards`, its members' rm_check rewards of the same pairs
     (one file per member, in the order of the ensemble's members), reduced as the ensemble reduces its members'
-    logits (float32, `rmood.rm.ensemble.reduce_rewards`): the check the ensemble's own rm_check writes, bit for
-    bit."""
-    import torch
+    logits (`rmood.rm.ensemble.member_reduction`): the check the ensemble's own rm_check writes, bit for bit."""
+    from rmood.rm.ensemble import member_reduction
 
-    from rmood.rm.ensemble import MANIFEST, check_member_files, reduce_rewards
-
-    manifest = read_json(Path(model) / MANIFEST)
-    check_member_files(model, manifest, len(rewards))
+    reduce = member_reduction(model, len(rewards))
     keys = [f"{split}_{key}" for split in SPLITS for key in ("chosen", "rejected", "pairs")]
     members = [read_npz(path, keys, "rm_check rewards") for path in rewards]
     for path, arrays in zip(rewards[1:], members[1:]):
@@ -83,8 +78,7 @@ def check_ensemble(model: str, rewards: list[str], out: str) -> None:
             raise DataError(f"{path}: not the rewards of the pairs of {rewards[0]}")
 
     def reduced(key: str) -> np.ndarray:
-        stacked = torch.tensor(np.stack([arrays[key] for arrays in members]), dtype=torch.float32)
-        return reduce_rewards(stacked, manifest["reduction"], manifest["uwo_lambda"]).double().numpy()
+        return reduce([arrays[key] for arrays in members])
 
     write_report(out, {split: summary(reduced(f"{split}_chosen") - reduced(f"{split}_rejected"),
                                       int(members[0][f"{split}_pairs"])) for split in SPLITS})

@@ -12,9 +12,11 @@ Engines that need one Hugging Face model (PPO with verl or vLLM) cannot serve it
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 
 from rmood.io import DataError, read_json, read_jsonl, write_json, write_jsonl
@@ -46,9 +48,14 @@ def reduce_rewards(rewards: torch.Tensor, reduction: str, uwo_lambda: float) -> 
     return rewards.mean(0) - uwo_lambda * rewards.var(0, unbiased=False)
 
 
-def check_member_files(model: str, manifest: dict, files: int) -> None:
-    """Refuse reward files that cannot be the ensemble's members' logits: not one per member, or members with a
-    `config.reward_bias` (whose rewards are logit + bias)."""
+def member_reduction(model: str, files: int) -> Callable[[list[Sequence[float]]], np.ndarray]:
+    """The reduction of the ensemble `model` applied to its members' rewards read from `files` reward files (one row
+    per member, in the order of the ensemble's members: floats do not add associatively), in float32 on the
+    logits as `EnsembleRewardModel` does, so that it gives the ensemble's own rewards bit for bit (float64).
+
+    Refuses files that cannot be the members' logits: not one per member, or members with a `config.reward_bias`
+    (whose rewards are logit + bias)."""
+    manifest = read_json(Path(model) / MANIFEST)
     if files != len(manifest["members"]):
         raise ValueError(f"{model}: an ensemble of {len(manifest['members'])} members, but {files} reward files")
     for member in manifest["members"]:
@@ -57,25 +64,24 @@ def check_member_files(model: str, manifest: dict, files: int) -> None:
             raise ValueError(f"{Path(model) / member}: a member with a reward_bias ({bias}); its rewards are not its "
                              "logits, which the ensemble reduces")
 
+    def reduce(rewards: list[Sequence[float]]) -> np.ndarray:
+        stacked = torch.tensor(np.asarray(rewards, dtype=np.float64), dtype=torch.float32)
+        return reduce_rewards(stacked, manifest["reduction"], manifest["uwo_lambda"]).double().numpy()
+
+    return reduce
+
 
 def combine_scores(model: str, scores: list[str], out: str) -> None:
-    """Write `{prompt_id, sample, reward}` per sample: the ensemble `model`'s reward, reduced from `scores`, its
-    members' rewards of the same samples (`rmood.rm.score.score_samples` outputs, one per member, in the order of
-    the ensemble's members: floats do not add associatively).
-
-    The reduction runs in float32 on the members' logits, as `EnsembleRewardModel` does, so the rewards equal
-    those of scoring with the ensemble itself; members with a `config.reward_bias` (whose files hold logit + bias)
-    are refused.
-    """
-    manifest = read_json(Path(model) / MANIFEST)
-    check_member_files(model, manifest, len(scores))
+    """Write `{prompt_id, sample, reward}` per sample: the ensemble `model`'s reward, reduced (`member_reduction`)
+    from `scores`, its members' rewards of the same samples (`rmood.rm.score.score_samples` outputs, one per
+    member, in the order of the ensemble's members): the rewards of scoring with the ensemble itself."""
+    reduce = member_reduction(model, len(scores))
     files = [read_jsonl(path, required=("prompt_id", "sample", "reward")) for path in scores]
     keys = [(r["prompt_id"], r["sample"]) for r in files[0]]
     for path, records in zip(scores[1:], files[1:]):
         if [(r["prompt_id"], r["sample"]) for r in records] != keys:
             raise DataError(f"{path}: not the samples of {scores[0]}, in the same order")
-    rewards = torch.tensor([[r["reward"] for r in records] for records in files], dtype=torch.float32)
-    reward = reduce_rewards(rewards, manifest["reduction"], manifest["uwo_lambda"]).double().tolist()
+    reward = reduce([[r["reward"] for r in records] for records in files]).tolist()
     write_jsonl(out, ({"prompt_id": p, "sample": k, "reward": x} for (p, k), x in zip(keys, reward)))
 
 
