@@ -5,6 +5,7 @@
     .venv/bin/python bench/study.py --against head               # per rule side by side with results of `head`
     .venv/bin/python bench/study.py --run bench/head.yaml        # build HEAD's config and the default from scratch,
                                                                  # one after the other, then compare them
+    .venv/bin/python bench/study.py --run bench/head.yaml --replicates 0    # the same, one replicate of each
 
 **Job time** is the `s` column of Snakemake's benchmark file of each job (`benchmarks/<experiment>/**/*.tsv`, written
 by the `benchmark:` directive; a rule's benchmark name is the first path component, e.g. `rl_proxy/rm/10.tsv` is a
@@ -42,6 +43,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from datetime import datetime
@@ -212,14 +214,16 @@ def experiment_of(config: Path | None) -> str:
     return (yaml.safe_load(config.read_text()) or {}).get("experiment", default)
 
 
-def build(directory: Path, config: Path | None, target: str, cores: str) -> None:
-    """Build `target` from scratch: drop the experiment's results, logs and benchmarks, then run Snakemake."""
+def build(directory: Path, config: Path | None, target: str, cores: str, overlay: Path | None = None) -> None:
+    """Build `target` from scratch: drop the experiment's results, logs and benchmarks, then run Snakemake with
+    `config` and then `overlay` (e.g. the replicates of --replicates) merged over the default."""
     experiment = experiment_of(config)
     for part in ("results", "logs", "benchmarks"):
         shutil.rmtree(directory / part / experiment, ignore_errors=True)
     command = [str(Path(sys.executable).parent / "snakemake"), "--profile", "profiles/default", "--cores", cores, target]
-    if config is not None:
-        command += ["--configfile", str(config.resolve())]
+    configs = [path for path in (config, overlay) if path is not None]
+    if configs:
+        command += ["--configfile", *(str(path.resolve()) for path in configs)]
     print(f"building {target} of experiment {experiment} from scratch: {' '.join(command)}", flush=True)
     start = time.perf_counter()
     subprocess.run(command, cwd=directory, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -234,6 +238,8 @@ def main() -> None:
                         help="first build the baseline CONFIG (merged over the default) and the default from scratch")
     parser.add_argument("--target", default="mrm_eval", help="what --run builds (default mrm_eval)")
     parser.add_argument("--cores", default="all", help="Snakemake --cores for --run (default all)")
+    parser.add_argument("--replicates", type=int, nargs="+", default=None, metavar="SEED",
+                        help="--run builds these replicates of both configs (default: each config's own)")
     parser.add_argument("--directory", default=str(ROOT), help="the study's working directory (default: the project)")
     parser.add_argument("--top", type=int, default=12, help="rules shown (default 12)")
     args = parser.parse_args()
@@ -245,8 +251,13 @@ def main() -> None:
         against = experiment_of(args.run)
         if against == experiment:
             parser.error(f"{args.run} writes to experiment {experiment!r}, like the default: give it its own")
-        build(directory, args.run, args.target, args.cores)
-        build(directory, None, args.target, args.cores)
+        with tempfile.TemporaryDirectory() as scratch:
+            overlay = None
+            if args.replicates is not None:
+                overlay = Path(scratch) / "replicates.yaml"
+                overlay.write_text(yaml.safe_dump({"replicates": args.replicates}))
+            build(directory, args.run, args.target, args.cores, overlay)
+            build(directory, None, args.target, args.cores, overlay)
     study = Study(directory, experiment)
     table(study, args.top)
     print()
