@@ -31,6 +31,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from rmood.config import member_names  # noqa: E402
+from rmood.job import thread_environment  # noqa: E402
 
 ENSEMBLES = [f"ens_{reduction}" for reduction in ("mean", "wco", "uwo")]
 
@@ -87,8 +88,7 @@ def plans(rep: Path, data: Path, config: dict, out: Path) -> dict[str, list]:
 
 def measure(calls: list) -> float:
     result = subprocess.run([sys.executable, "-c", RUN, json.dumps(calls)], cwd=ROOT, capture_output=True, text=True,
-                            env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-                                 "PATH": "/usr/bin:/bin"})
+                            env={**thread_environment(1), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     if result.returncode:
         sys.exit(result.stderr[-3000:])
     return float(result.stdout.split("SECONDS")[-1])

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rmood.job import thread_environment
+
 MIB = 2**20
 
 
@@ -86,7 +88,7 @@ def measure(method: str, folder: Path, chunk_size: int, threads: int) -> dict[st
     command = [sys.executable, __file__, "--worker", method, "--dir", str(folder), "--chunk-size", str(chunk_size)]
     env = dict(os.environ)
     if threads:
-        env.update({name: str(threads) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
+        env.update(thread_environment(threads))
     result = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     return json.loads(result.stdout.strip().splitlines()[-1])
 

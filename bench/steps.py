@@ -30,6 +30,8 @@ from pathlib import Path
 import yaml
 from tabulate import tabulate
 
+from rmood.job import thread_environment
+
 ROOT = Path(__file__).resolve().parents[1]
 
 RUN = r"""
@@ -93,7 +95,7 @@ def outputs(step: str, args: dict, folder: Path) -> dict:
 
 def measure(code: Path, step: str, args: dict) -> float:
     env = {**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "OMP_NUM_THREADS": "1"}
+           **thread_environment(1)}
     done = subprocess.run([sys.executable, "-c", RUN, str(code), step, json.dumps(args)], capture_output=True,
                           text=True, env=env)
     seconds = [float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("SECONDS")]
