@@ -241,6 +241,14 @@ def member_models():
     return [rm_model(name) for name in member_names(config["warm"]["seeds"])]
 
 
+def member_files(path):
+    """`path` (a per-replicate artifact of an RM `{name}`) of each WARM/ensemble member, in the members' order."""
+    return [
+        replicate(path.format(name=name))
+        for name in member_names(config["warm"]["seeds"])
+    ]
+
+
 def every_replicate(path):
     """`path` (a per-replicate artifact) of every replicate."""
     return [replicate(path, rep) for rep in REPLICATES]

@@ -160,10 +160,7 @@ rule rm_check_ensemble:
     them once) instead of running every member again."""
     input:
         model=rm_model("ens_{reduction}"),
-        rewards=[
-            replicate(f"rm/{name}/check_rewards.npz")
-            for name in member_names(config["warm"]["seeds"])
-        ],
+        rewards=member_files("rm/{name}/check_rewards.npz"),
     output:
         out=replicate("rm/ens_{reduction}/check.json"),
     log:

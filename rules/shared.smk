@@ -97,10 +97,7 @@ rule bon_ensemble_score:
     its own bon_score job), instead of running every member again."""
     input:
         model=rm_model("ens_{reduction}"),
-        scores=[
-            replicate(f"bon/scores/{name}.jsonl")
-            for name in member_names(config["warm"]["seeds"])
-        ],
+        scores=member_files("bon/scores/{name}.jsonl"),
     output:
         out=replicate("bon/scores/ens_{reduction}.jsonl"),
     log:
