@@ -13,6 +13,7 @@ from rmood.rm.score import load_reward_model, score_conversations
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
 SPLITS = ("train", "test", "ood")
+REWARD_ARRAYS = ("chosen", "rejected", "pairs")  # check_rewards.npz holds <split>_<array> of each
 
 
 def pair_rewards(model, tokenizer, path: str, batch_size: int,
@@ -59,7 +60,7 @@ def check_rm(model: str, train: str, test: str, ood: str, out: str, rewards: str
     scored = {split: pair_rewards(rm, tokenizer, path, scoring["batch_size"], limits[split])
               for split, path in zip(SPLITS, (train, test, ood))}
     write_npz(rewards, {f"{split}_{key}": value for split, values in scored.items()
-                        for key, value in zip(("chosen", "rejected", "pairs"), values)})
+                        for key, value in zip(REWARD_ARRAYS, values)})
     write_report(out, {split: summary(chosen - rejected, total) for split, (chosen, rejected, total) in scored.items()})
 
 
@@ -70,7 +71,7 @@ def check_ensemble(model: str, rewards: list[str], out: str) -> None:
     from rmood.rm.ensemble import member_reduction
 
     reduce = member_reduction(model, len(rewards))
-    keys = [f"{split}_{key}" for split in SPLITS for key in ("chosen", "rejected", "pairs")]
+    keys = [f"{split}_{key}" for split in SPLITS for key in REWARD_ARRAYS]
     members = [read_npz(path, keys, "rm_check rewards") for path in rewards]
     for path, arrays in zip(rewards[1:], members[1:]):
         if any(arrays[key].shape != members[0][key].shape or (key.endswith("_pairs") and arrays[key] != members[0][key])
