@@ -42,7 +42,10 @@ rule mrm_eval:
     input:
         rules.reward_models.input,
         rules.report.output,
-        expand(result("distribution/gold/{prompt}.jsonl"), prompt=DIST_PROMPTS),
+        [
+            policy_file(f"distribution/gold/{prompt}.jsonl", FIRST_REPLICATE)
+            for prompt in DIST_PROMPTS
+        ],
         uploads(),
 
 

@@ -50,6 +50,10 @@ onerror:
 
 SHARDS = range(config["sampling"]["shards"])
 REPLICATES = config["replicates"]
+# A replicate re-draws the policy side too (base model, SFT, its samples and their gold labels), or shares it.
+FULL_SCOPE = config["replicate_scope"] == "full"
+# A pretrained base model (model.source: a directory) carries no randomness: one copy serves every replicate.
+PRETRAINED = config["model"]["source"] != "tiny"
 # The replicate whose reward models the distribution analysis looks at and `upload` pushes.
 FIRST_REPLICATE = REPLICATES[0]
 PROMPT_SPLITS = ("preference", "ood")  # sampled by the SFT policy: pairs and ood pairs
@@ -121,6 +125,23 @@ def replicate_seed(wildcards):
     return int(wildcards.rep)
 
 
+def policy_file(path, rep="{rep}", shared=False):
+    """An artifact of the policy side (base model, SFT policy, its samples and their gold labels, the distribution
+    analysis' samples): one per replicate when `replicate_scope` is full, shared by every replicate when after_sft
+    (or when `shared`: a pretrained base model)."""
+    return replicate(path, rep) if FULL_SCOPE and not shared else result(path)
+
+
+def policy_job(name, shared=False):
+    """The log and benchmark name of a policy-side job: rep{rep}/<name> when it is one replicate's, else <name>."""
+    return f"rep{{rep}}/{name}" if FULL_SCOPE and not shared else name
+
+
+def policy_seed(wildcards):
+    """The seed of a policy-side job: its replicate's when it is one replicate's, else `seed`."""
+    return int(wildcards.rep) if "rep" in wildcards.keys() else config["seed"]
+
+
 def job_resources(kind):
     """What one job of `kind` asks the scheduler for (config `resources`; its CPUs are the rule's threads, which
     Slurm's cpus_per_task follows); GPUs only when it needs any."""
@@ -185,7 +206,7 @@ def rm_training_pairs(name, rep):
 def ppo_policy(name, step, rep):
     """The policy after `step` PPO updates against `name` (step 0: the SFT policy)."""
     if int(step) == 0:
-        return result("sft/model")
+        return policy_file("sft/model", rep)
     return replicate(f"ppo/{name}/step_{step}/model", rep)
 
 
@@ -225,8 +246,12 @@ def mrm_reports(rep):
 
 
 def upload_source(name):
-    """The model directory pushed as `name`: the SFT policy, or a reward model of the first replicate."""
-    return result("sft/model") if name == "sft" else rm_model(name, FIRST_REPLICATE)
+    """The model directory pushed as `name`: the SFT policy or a reward model, of the first replicate."""
+    return (
+        policy_file("sft/model", FIRST_REPLICATE)
+        if name == "sft"
+        else rm_model(name, FIRST_REPLICATE)
+    )
 
 
 def uploads():

@@ -21,23 +21,23 @@ rule dist_prompts:
 
 use rule bon_sampling as dist_sampling with:
     input:
-        model=result("sft/model"),
+        model=policy_file("sft/model"),
         prompt_files=[result("distribution/prompts/{prompt}.jsonl")],
     output:
-        out=result("distribution/samples/{prompt}.jsonl"),
+        out=policy_file("distribution/samples/{prompt}.jsonl"),
     log:
-        log_file("dist_sampling/{prompt}"),
+        log_file(policy_job("dist_sampling/{prompt}")),
     benchmark:
-        benchmark_file("dist_sampling/{prompt}")
+        benchmark_file(policy_job("dist_sampling/{prompt}"))
     params:
-        **step_params(SAMPLE_STEP, sampling=DIST_SAMPLING),
+        **step_params(SAMPLE_STEP, sampling=DIST_SAMPLING, seed=policy_seed),
         shard=0,
 
 
 use rule bon_score as dist_label with:
     input:
         model=lambda wildcards: rm_model(wildcards.name, wildcards.rep),
-        samples=result("distribution/samples/{prompt}.jsonl"),
+        samples=policy_file("distribution/samples/{prompt}.jsonl"),
         prompt_files=[result("distribution/prompts/{prompt}.jsonl")],
     output:
         out=replicate("distribution/{name}/rewards_{prompt}.jsonl"),
@@ -51,14 +51,14 @@ use rule bon_score as dist_label with:
 
 use rule gold_labeling as dist_gold with:
     input:
-        samples=result("distribution/samples/{prompt}.jsonl"),
+        samples=policy_file("distribution/samples/{prompt}.jsonl"),
         prompt_files=[result("distribution/prompts/{prompt}.jsonl")],
     output:
-        out=result("distribution/gold/{prompt}.jsonl"),
+        out=policy_file("distribution/gold/{prompt}.jsonl"),
     log:
-        log_file("dist_gold/{prompt}"),
+        log_file(policy_job("dist_gold/{prompt}")),
     benchmark:
-        benchmark_file("dist_gold/{prompt}")
+        benchmark_file(policy_job("dist_gold/{prompt}"))
     params:
         **step_params("gold"),
 
@@ -67,7 +67,7 @@ rule dist_representations:
     """The RM's representation of every sampled response (the input of its reward head)."""
     input:
         model=lambda wildcards: rm_model(wildcards.name, wildcards.rep),
-        samples=result("distribution/samples/{prompt}.jsonl"),
+        samples=policy_file("distribution/samples/{prompt}.jsonl"),
         prompt_files=[result("distribution/prompts/{prompt}.jsonl")],
     output:
         out=replicate("distribution/{name}/representation_{prompt}.npy"),

@@ -1,13 +1,17 @@
 use rule gather_samples as gather_labels with:
     input:
-        shards=expand(result("labels/shards/{shard}.jsonl"), shard=SHARDS),
+        shards=expand(
+            policy_file("labels/shards/{shard}.jsonl"),
+            shard=SHARDS,
+            allow_missing=True,
+        ),
         prompt_files=data_files(PROMPT_SPLITS),
     output:
-        out=result("labels/gold.jsonl"),
+        out=policy_file("labels/gold.jsonl"),
     log:
-        log_file("gather_labels"),
+        log_file(policy_job("gather_labels")),
     benchmark:
-        benchmark_file("gather_labels")
+        benchmark_file(policy_job("gather_labels"))
     params:
         **step_params("gather"),
 
@@ -16,8 +20,8 @@ rule preference_pairs:
     """Train/test/ood/golden pairs of one replicate; train labels from the simulated annotator (seeded by the
     replicate), the others from gold."""
     input:
-        samples=result("sft/samples.jsonl"),
-        gold_labels=result("labels/gold.jsonl"),
+        samples=policy_file("sft/samples.jsonl"),
+        gold_labels=policy_file("labels/gold.jsonl"),
         preference=result("data/preference.jsonl"),
         ood=result("data/ood.jsonl"),
     output:

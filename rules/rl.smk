@@ -1,7 +1,7 @@
 rule ppo:
     """PPO (TRL, or verl on GPUs) of the SFT policy against one reward model; the policy is saved every `rl.save_every` updates."""
     input:
-        policy=result("sft/model"),
+        policy=policy_file("sft/model"),
         reward_model=lambda wildcards: rm_model(wildcards.name, wildcards.rep),
         prompts=result("data/unlabeled.jsonl"),
     output:
@@ -48,7 +48,7 @@ if PPO_EVAL_PER_RUN:
         """Every checkpoint of one PPO run in one job: its samples, their gold and proxy rewards, KL from the SFT policy."""
         input:
             policies=[replicate(f"ppo/{{name}}/step_{k}/model") for k in PPO_STEPS],
-            reference=result("sft/model"),
+            reference=policy_file("sft/model"),
             reward_model=lambda wildcards: rm_model(wildcards.name, wildcards.rep),
             step0_samples=replicate("ppo/sft/step_0/samples.jsonl"),
             prompt_files=data_files(("eval",)),
@@ -114,7 +114,7 @@ rule rl_kl:
         policy=lambda wildcards: ppo_policy(
             wildcards.name, wildcards.step, wildcards.rep
         ),
-        reference=result("sft/model"),
+        reference=policy_file("sft/model"),
         samples=replicate("ppo/{name}/step_{step}/samples.jsonl"),
         prompts=result("data/eval.jsonl"),
     output:

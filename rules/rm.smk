@@ -1,7 +1,7 @@
 rule train_rm:
     """Bradley–Terry reward model (TRL RewardTrainer) initialised from the SFT policy."""
     input:
-        policy=result("sft/model"),
+        policy=policy_file("sft/model"),
         pairs=replicate("pairs/train.implicit.jsonl"),
     output:
         model=directory(rm_model("rm")),
@@ -24,7 +24,7 @@ rule train_rm:
 
 use rule train_rm as train_golden with:
     input:
-        policy=result("sft/model"),
+        policy=policy_file("sft/model"),
         pairs=replicate("pairs/golden.implicit.jsonl"),
     output:
         model=directory(rm_model("golden")),
@@ -59,7 +59,7 @@ use rule train_rm as train_rm_seed with:
 
 use rule train_rm as train_rrm with:
     input:
-        policy=result("sft/model"),
+        policy=policy_file("sft/model"),
         pairs=replicate("rrm/filtered.jsonl"),
     output:
         model=directory(rm_model("rrm")),

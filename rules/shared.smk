@@ -5,14 +5,16 @@
 rule gather_samples:
     """All shards in prompt order."""
     input:
-        shards=expand(result("sft/shards/{shard}.jsonl"), shard=SHARDS),
+        shards=expand(
+            policy_file("sft/shards/{shard}.jsonl"), shard=SHARDS, allow_missing=True
+        ),
         prompt_files=data_files(PROMPT_SPLITS),
     output:
-        out=result("sft/samples.jsonl"),
+        out=policy_file("sft/samples.jsonl"),
     log:
-        log_file("gather_samples"),
+        log_file(policy_job("gather_samples")),
     benchmark:
-        benchmark_file("gather_samples")
+        benchmark_file(policy_job("gather_samples"))
     conda:
         MAIN_ENV
     threads: config["resources"]["light"]["cpus"]
@@ -27,14 +29,14 @@ rule gather_samples:
 rule gold_labeling:
     """The gold score of every response of one sampling shard (programmatic, or a gold reward model)."""
     input:
-        samples=result("sft/shards/{shard}.jsonl"),
+        samples=policy_file("sft/shards/{shard}.jsonl"),
         prompt_files=data_files(PROMPT_SPLITS),
     output:
-        out=result("labels/shards/{shard}.jsonl"),
+        out=policy_file("labels/shards/{shard}.jsonl"),
     log:
-        log_file("gold_labeling/{shard}"),
+        log_file(policy_job("gold_labeling/{shard}")),
     benchmark:
-        benchmark_file("gold_labeling/{shard}")
+        benchmark_file(policy_job("gold_labeling/{shard}"))
     conda:
         MAIN_ENV
     threads: config["resources"]["score"]["cpus"]
@@ -49,7 +51,7 @@ rule gold_labeling:
 rule bon_sampling:
     """Best-of-N: N responses per eval prompt from the SFT policy (one job per shard, resumable)."""
     input:
-        model=result("sft/model"),
+        model=policy_file("sft/model"),
         prompt_files=data_files(("eval",)),
     output:
         out=replicate("bon/shards/{shard}.jsonl"),

@@ -62,7 +62,8 @@ def test_the_cluster_dry_run_lists_every_job_with_its_gpus(cluster_dry_run):
     config = yaml.safe_load(CLUSTER.read_text())
     replicates = len(config.get("replicates") or yaml.safe_load(DEFAULT.read_text())["replicates"])
     counts = Counter({rule: len(resources) for rule, resources in listed.items()})
-    assert counts["sft_sampling"] == config["sampling"]["shards"]  # shared by the replicates
+    assert counts["sft_sampling"] == config["sampling"]["shards"] * replicates  # replicates re-draw the policy
+    assert counts["sft"] == replicates and counts["base"] == 1  # a pretrained base model is shared
     assert counts["bon_sampling"] == config["bon"]["shards"] * replicates
     assert counts["ppo"] == len(config["rl"]["reward_models"]) * replicates
     gpus = {kind: config["resources"][kind]["gpus"] for kind in ("sample", "train", "ppo", "score")}

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.e2e
 # Files that must exist among the compared ones (a renamed artifact must not shrink the check silently).
 KEY_FILES = [
     "data/preference.jsonl",
-    "sft/samples.jsonl",
-    "labels/gold.jsonl",
+    "rep0/sft/samples.jsonl",
+    "rep0/labels/gold.jsonl",
     "rep0/pairs/train.explicit.jsonl",
     "rep0/pairs/test.implicit.jsonl",
     "rep0/pairs/ood.explicit.jsonl",

@@ -268,7 +268,7 @@ SECRET_STEPS = [  # every step that reads a secret (test_every_secret_is_read_wh
     SecretStep("HF_TOKEN", "rmood/upload.py", "snakemake",
                "--configfile {folder}/upload.yaml --allowed-rules upload --skip-script-cleanup "
                "-- results/embedded/upload/sft.json",
-               {"results/embedded/sft/model/config.json": "{}", "upload.yaml": "upload: {enabled: true, namespace: x}"},
+               {"results/embedded/rep0/sft/model/config.json": "{}", "upload.yaml": "upload: {enabled: true, namespace: x}"},
                r"to x/rmood-embedded-sft failed"),
     SecretStep("RMOOD_JUDGE_KEY", "rmood/labeling/judge.py", "rmood",
                "gold --samples s.jsonl --prompt-files p.jsonl --out gold.jsonl --set gold.source=judge "

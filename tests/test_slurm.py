@@ -21,7 +21,7 @@ from conftest import ROOT
 pytestmark = pytest.mark.slurm
 SCRIPT = ROOT / "scripts" / "local-slurm.sh"
 EXPERIMENT = "test"
-TARGET = f"results/{EXPERIMENT}/labels/gold.jsonl"
+TARGET = f"results/{EXPERIMENT}/rep0/labels/gold.jsonl"  # replicate 0's policy side (replicate_scope: full)
 # data -> base -> sft -> sft_sampling -> gold_labeling (2 shards each, side by side) -> gather_labels
 JOBS = {"data": 1, "base": 1, "sft": 1, "sft_sampling": 2, "gold_labeling": 2, "gather_labels": 1}
 GPU_RULE = "gold_labeling"
@@ -121,5 +121,5 @@ def test_artifacts_equal_a_local_run(runs):
     assert len(records) >= 10  # data splits, sampling shards, samples, gold labels
     for name in records:
         assert (slurm_results / name).read_bytes() == (local_results / name).read_bytes(), name
-    for model in ("base", "sft/model"):
+    for model in ("rep0/base", "rep0/sft/model"):
         assert same_tensors(slurm_results / model / "model.safetensors", local_results / model / "model.safetensors")

@@ -29,11 +29,11 @@ def test_artifacts(study):
     for split, size in sizes.items():
         assert len(read_jsonl(shared / "data" / f"{split}.jsonl")) == size
 
-    samples = read_jsonl(shared / "sft" / "samples.jsonl")
+    samples = read_jsonl(results / "sft" / "samples.jsonl")  # the policy side is replicate 0's own (scope full)
     assert len(samples) == 3 * (sizes["preference"] + sizes["ood"])
     prompt_ids = [r["id"] for split in ("preference", "ood") for r in read_jsonl(shared / "data" / f"{split}.jsonl")]
     assert [(s["prompt_id"], s["sample"]) for s in samples] == [(p, k) for p in prompt_ids for k in range(3)]
-    gold = read_jsonl(shared / "labels" / "gold.jsonl")
+    gold = read_jsonl(results / "labels" / "gold.jsonl")
     assert len(gold) == len(samples) and all(0.0 <= g["gold"] <= 1.0 for g in gold)
 
     pairs = {name: read_jsonl(results / "pairs" / f"{name}.explicit.jsonl") for name in ("train", "test", "ood")}
@@ -64,11 +64,12 @@ def test_artifacts(study):
 
     config = json.loads((results / "rm" / "rm" / "model" / "config.json").read_text())
     assert config["architectures"] == ["Qwen3ForSequenceClassification"] and len(config["id2label"]) == 1
-    for rule in ("data", "base", "sft", "gather_samples", "gold_labeling/0", "gather_labels", "rep0/preference_pairs",
-                 "rep0/train_rm"):
+    for rule in ("data", "rep0/base", "rep0/sft", "rep0/gather_samples", "rep0/gold_labeling/0", "rep0/gather_labels",
+                 "rep0/preference_pairs", "rep0/train_rm"):
         assert (study / "logs" / EXPERIMENT / f"{rule}.log").is_file()
         assert (study / "benchmarks" / EXPERIMENT / f"{rule}.tsv").is_file()
-    assert not (shared / "sft" / "checkpoints").exists() and not (results / "rm" / "rm" / "checkpoints").exists()
+    assert not (results / "sft" / "checkpoints").exists() and not (results / "rm" / "rm" / "checkpoints").exists()
+    assert not (shared / "sft").exists() and not (shared / "base").exists()
 
 
 def test_rerun_is_a_no_op(study):
@@ -151,8 +152,8 @@ def test_report(study):
 def test_distribution_analysis(study):
     import numpy as np
 
-    shared = study / "results" / EXPERIMENT / "distribution"
     results = study / "results" / EXPERIMENT / "rep0" / "distribution"
+    shared = results  # replicate 0's policy samples the prompts (replicate_scope full)
     for prompt in ("eval-000000", "eval-000001"):
         assert len(read_jsonl(shared / "samples" / f"{prompt}.jsonl")) == 8
         assert all(0 <= g["gold"] <= 1 for g in read_jsonl(shared / "gold" / f"{prompt}.jsonl"))
@@ -185,29 +186,31 @@ def test_dag_renders_as_mermaid(study):
     assert "flowchart" in result.stdout and "train_rm" in result.stdout
 
 
-def test_a_second_replicate_shares_data_base_and_sft(study):
+def test_a_second_replicate_redraws_the_policy(study):
     from conftest import digests
 
     target = f"results/{EXPERIMENT}/rep1/bon/report.json"  # one replicate's artifact, built on its own
-    assert set(scheduled(snakemake(study, "-n", target))) == {"bon_sampling", "bon_gold", "gather_bon",
-                                                               "gather_bon_gold", "bon_score", "bon_ensemble_score",
-                                                               "bon_report", *RM_TRAINING, "rrm_augment",
-                                                               "rrm_label", "rrm_filter", "representations", "gda",
-                                                               "convert_to_mrm", "preference_pairs"}
+    assert set(scheduled(snakemake(study, "-n", target))) == {
+        *(UPSTREAM - {"data"}), "gold_labeling", "gather_labels", "bon_sampling", "bon_gold", "gather_bon",
+        "gather_bon_gold", "bon_score", "bon_ensemble_score", "bon_report", *RM_TRAINING, "rrm_augment", "rrm_label",
+        "rrm_filter", "representations", "gda", "convert_to_mrm", "preference_pairs"}
+    narrow = scheduled(snakemake(study, "-n", "mrm_eval", overrides="replicates: [0, 1]\nreplicate_scope: after_sft"))
+    assert narrow["sft"] == narrow["base"] == 1 and narrow["train_rm"] == 2  # the narrower design shares the policy
     results = study / "results" / EXPERIMENT
     rep0 = digests(results / "rep0")
     output = snakemake(study, "mrm_eval", overrides="replicates: [0, 1]")
     ran = set(re.findall(r"^(?:local)?rule (\w+):", output.stdout + output.stderr, re.M))
-    assert {"train_rm", "bon_sampling", "ppo", "report"} <= ran
-    assert not ran & (UPSTREAM | {"gold_labeling", "gather_labels", "dist_sampling", "dist_gold"})
+    assert {"base", "sft", "sft_sampling", "gold_labeling", "train_rm", "bon_sampling", "ppo", "report"} <= ran
+    assert "data" not in ran and "dist_sampling" not in ran  # the prompts are shared; the analysis is replicate 0's
     assert digests(results / "rep0") == rep0  # the first replicate is untouched
     summary = (results / "reports" / "summary.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in summary[1:]] == ["pooled"] * 10 + ["0"] * 10 + ["1"] * 10
     assert "## Every replicate" in (results / "reports" / "mrm_eval.md").read_text()
-    pairs = [read_jsonl(results / f"rep{r}" / "pairs" / "test.explicit.jsonl") for r in (0, 1)]
-    assert pairs[0] == pairs[1]  # the same held-out pairs; the annotator's training labels differ
-    model = [(results / f"rep{r}" / "rm" / "rm" / "model" / "model.safetensors").read_bytes() for r in (0, 1)]
-    assert model[0] != model[1]
+    policies = [(results / f"rep{r}" / "sft" / "model" / "model.safetensors").read_bytes() for r in (0, 1)]
+    assert policies[0] != policies[1]  # another SFT policy
+    test_prompts = [{p["id"] for p in read_jsonl(results / f"rep{r}" / "pairs" / "test.explicit.jsonl")} for r in (0, 1)]
+    train_prompts = {p["id"] for p in read_jsonl(results / "rep1" / "pairs" / "train.explicit.jsonl")}
+    assert test_prompts[0] & test_prompts[1] and not test_prompts[0] & train_prompts  # one split of the prompts
 
 
 def test_new_representations_rebuild_only_the_mrm(study):  # last: it changes the study
