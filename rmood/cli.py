@@ -38,6 +38,23 @@ def parser() -> argparse.ArgumentParser:
     results.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     results.add_argument("--readme", help="replace the block between <!-- results:begin --> and "
                                           "<!-- results:end --> of this file instead of printing")
+    power = commands.add_parser(
+        "power", help="how many replicates (and prompts) would detect a difference, from a finished study",
+        description="From the variance components of a finished study (results/<experiment>/reports/variance.csv): "
+                    "for every comparison with the baseline RM, the power of the study's test to find a true "
+                    "difference of --difference, and the replicates needed at the study's prompts, twice and four "
+                    "times as many.")
+    power.add_argument("--difference", type=float, required=True, help="the true difference to detect, e.g. 0.02")
+    power.add_argument("--power", type=float, default=0.8, help="the chance of detecting it (default 0.8)")
+    power.add_argument("--config", default=str(DEFAULT), help=f"experiment config (default {DEFAULT})")
+    power.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    calibration = commands.add_parser(
+        "calibration", help="coverage, false positives and power of the report's statistics on simulated studies",
+        description="Simulated studies with a known truth (rmood/eval/simulate.py): the coverage of the intervals, "
+                    "the false-positive rate of every verdict and predicted against simulated power, as Markdown.")
+    calibration.add_argument("--datasets", type=int, default=2000, help="simulated data sets per cell (default 2000)")
+    calibration.add_argument("--readme", help="replace the block between <!-- calibration:begin --> and "
+                                              "<!-- calibration:end --> of this file instead of printing")
     commands.add_parser("unlock", help="unlock this folder if a killed run left Snakemake's lock (never a live run's)",
                         description="Remove the lock a killed Snakemake run left in this folder; refuse, changing "
                                     "nothing, while a run is alive here. `make study` runs it first.")
@@ -81,6 +98,25 @@ def print_results(config: str, set: list[str], readme: str | None) -> None:
         update_readme(readme, block)
 
 
+def print_power(difference: float, power: float, config: str, set: list[str]) -> None:
+    from rmood.eval.power import power_table
+
+    settings = load_config(config, set)
+    variance = Path("results") / settings["experiment"] / "reports" / "variance.csv"
+    print(power_table(variance, difference, settings["report"]["level"], power))
+
+
+def print_calibration(datasets: int, readme: str | None) -> None:
+    from rmood.eval.markdown import update_readme
+    from rmood.eval.simulate import calibration
+
+    block = calibration(datasets, progress=lambda what: print(f"rmood calibration: {what}", file=sys.stderr))
+    if readme is None:
+        print(block)
+    else:
+        update_readme(readme, block, "calibration")
+
+
 def print_reward(model: str, prompt: str, response: str, dtype: str) -> None:
     from rmood.rm.score import load_reward_model, score_conversations
 
@@ -103,11 +139,12 @@ def main(argv: list[str] | None = None) -> None:
     from rmood.generation import BackendError
     from rmood.io import DataError, WriteError
 
-    if name == "results":
+    reports = {"results": print_results, "power": print_power, "calibration": print_calibration}
+    if name in reports:
         try:
-            print_results(**args)
+            reports[name](**args)
         except (ConfigError, DataError, WriteError) as error:
-            sys.exit(f"rmood results: {error}")
+            sys.exit(f"rmood {name}: {error}")
         return
     from rmood.steps import settings as config_settings
 

@@ -76,12 +76,18 @@ rule bon_report:
 
 
 rule report:
-    """The study's summary table and curves with their intervals, the Markdown report and its plots."""
+    """The study's summary table, curves and variance components with their intervals, the Markdown report and its
+    plots."""
     input:
-        checks=expand(
-            replicate("rm/{name}/check.json"),
+        rewards=expand(
+            replicate("rm/{name}/check_rewards.npz"),
             rep=REPLICATES,
             name=config["reward_models"],
+        ),
+        pairs=expand(
+            replicate("pairs/{split}.explicit.jsonl"),
+            rep=REPLICATES,
+            split=("test", "ood"),
         ),
         bon=expand(replicate("bon/per_prompt.npz"), rep=REPLICATES),
         ppo=expand(
@@ -99,6 +105,7 @@ rule report:
             caption="../report/curves.rst",
             category="Summary",
         ),
+        variance=result("reports/variance.csv"),
         markdown=result("reports/mrm_eval.md"),
         plots=[
             report(

@@ -163,6 +163,7 @@ rule rm_check_ensemble:
         rewards=member_files("rm/{name}/check_rewards.npz"),
     output:
         out=replicate("rm/ens_{reduction}/check.json"),
+        reduced=replicate("rm/ens_{reduction}/check_rewards.npz"),
     log:
         log_file("rep{rep}/rm_check_ensemble/{reduction}"),
     benchmark:

@@ -400,7 +400,8 @@ def test_a_judge_needs_only_the_template_of_its_task() -> None:
     (["replicates=[]"], r"config key 'replicates': \[\] should be non-empty"),
     (["replicates=[0, 0]"], r"config key 'replicates': .* has non-unique elements"),
     (["replicates=[-1]"], r"config key 'replicates.0': -1 is less than the minimum of 0"),
-    (["report.bootstrap=10"], r"config key 'report.bootstrap': 10 is less than the minimum of 100"),
+    (["report.gold_gap=0"], r"config key 'report.gold_gap': 0 is less than or equal to the minimum of 0"),
+    (["replicate_scope=all"], r"config key 'replicate_scope': 'all' is not one of \['full', 'after_sft'\]"),
     (["report.level=1"], r"config key 'report.level': 1 is greater than or equal to the maximum of 1"),
     (["report.baseline=golden", "reward_models=[rm, mrm]"], r"config key 'report.baseline': 'golden' is not in reward_models"),
 ])

@@ -33,6 +33,7 @@ KEY_FILES = [
     "rep0/ppo/rm/per_prompt.npz",
     "reports/summary.csv",
     "reports/curves.csv",
+    "reports/variance.csv",
     "reports/mrm_eval.md",
     "reports/plots/bon_gold.png",
     "reports/plots/forest.png",

@@ -11,12 +11,11 @@ import pandas as pd
 import pytest
 
 from rmood.eval.bon import BON_ARRAYS, bon_curves, bon_expectation, bon_report, kl_bon, n_values
-from rmood.eval.estimates import CURVE_COLUMNS, SUMMARY_COLUMNS
+from rmood.eval.estimates import CURVE_COLUMNS, SUMMARY_COLUMNS, VARIANCE_COLUMNS
 from rmood.eval.fit import fit_bon, fit_rl
 from rmood.eval.markdown import update_readme
 from rmood.eval.ppo_curve import PPO_ARRAYS, ppo_curve
 from rmood.eval.report import PLOTS, make_report
-from rmood.eval.stats import wilson
 from rmood.io import DataError, read_json, read_npz, write_json, write_jsonl, write_npz
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -232,6 +231,7 @@ RMS = ["rm", "mrm", "ens_mean", "golden"]
 PROMPTS = 150
 STEPS = np.array([0, 10, 20, 30, 40])
 PPO_KL = np.array([0.0, 1.0, 2.0, 4.0, 6.0])
+ACCURACY = {"rm": 0.6, "mrm": 0.75, "ens_mean": 0.6, "golden": 0.7}  # chance that an RM ranks a clear pair as gold
 
 
 def bon_means() -> dict[str, np.ndarray]:
@@ -241,34 +241,55 @@ def bon_means() -> dict[str, np.ndarray]:
     return {"rm": rm, "mrm": 0.3 + 0.05 * d, "ens_mean": rm, "golden": np.full_like(d, 0.3)}
 
 
-def write_report_inputs(folder: Path, replicates: tuple[int, ...] = (0, 1)) -> dict:
-    """Per replicate: check.json of every RM, a best-of-n table and PPO tables for rm, mrm and golden, with prompt
-    difficulty shared across RMs and per-sample noise (PPO: rm over-optimised, mrm rising, golden flat)."""
+def write_pairs(rng: np.random.Generator, root: Path, name: str, prompts: list[str]) -> np.ndarray:
+    """pairs/<name>.explicit.jsonl: 1-3 pairs per prompt, a fifth of them near-ties; returns each pair's gold gap."""
+    records = []
+    for prompt in prompts:
+        for _ in range(rng.integers(1, 4)):
+            gap = 0.05 if rng.random() < 0.2 else 0.5
+            records.append({"id": prompt, "prompt": [{"role": "user", "content": prompt}], "chosen": "a",
+                            "rejected": "b", "chosen_gold": 0.5 + gap, "rejected_gold": 0.5, "labels": "gold"})
+    write_jsonl(root / "pairs" / f"{name}.explicit.jsonl", records)
+    return np.array([r["chosen_gold"] - r["rejected_gold"] for r in records])
+
+
+def write_report_inputs(folder: Path, replicates: tuple[int, ...] = (0, 1, 2)) -> dict:
+    """Per replicate: held-out pairs and every RM's rewards of them (near-ties a coin flip), a best-of-n table and
+    PPO tables for rm, mrm and golden. Prompt difficulty is shared by every replicate and RM (the eval prompts are
+    the same), replicates differ a little (PPO: rm over-optimised, mrm rising, golden flat)."""
     rng = np.random.default_rng(0)
     ns = n_values(16)
-    inputs: dict = {"checks": [], "bon": [], "ppo": [], "figures": [str(folder / "rep0/distribution/visual/center.png")]}
+    prompts = np.array([f"eval-{i}" for i in range(PROMPTS)])
+    difficulty = rng.normal(0.0, 0.1, size=(PROMPTS, 1))
+    inputs: dict = {"rewards": [], "pairs": [], "bon": [], "ppo": [],
+                    "figures": [str(folder / "rep0/distribution/visual/center.png")]}
     for rep in replicates:
         root = folder / f"rep{rep}"
-        difficulty = rng.normal(0.0, 0.1, size=(PROMPTS, 1))
-        gold = np.stack([m + difficulty + rng.normal(0, 0.05, (PROMPTS, len(ns))) for m in bon_means().values()])
+        gaps = {split: write_pairs(rng, root, split, [f"{split}-{i}" for i in range(count)])
+                for split, count in (("test", 100), ("ood", 40))}
+        inputs["pairs"] += [str(root / "pairs" / f"{split}.explicit.jsonl") for split in gaps]
+        for rm in RMS:
+            arrays = {"train_chosen": np.ones(3), "train_rejected": np.zeros(3), "train_pairs": np.array(3)}
+            for split, gap in gaps.items():
+                right = rng.random(len(gap)) < np.where(gap < 0.1, 0.5, ACCURACY[rm])
+                arrays |= {f"{split}_chosen": np.where(right, 1.0, -1.0), f"{split}_rejected": np.zeros(len(gap)),
+                           f"{split}_pairs": np.array(len(gap))}
+            write_npz(root / "rm" / rm / "check_rewards.npz", arrays)
+            inputs["rewards"].append(str(root / "rm" / rm / "check_rewards.npz"))
+        shift = rng.normal(0.0, 0.005)  # the replicate's own level
+        gold = np.stack([m + shift + difficulty + rng.normal(0, 0.05, (PROMPTS, len(ns))) for m in bon_means().values()])
         proxy = np.stack([np.sqrt(np.arange(len(ns))) + rng.normal(0, 0.1, (PROMPTS, len(ns))) for _ in RMS])
-        prompts = np.array([f"eval-{i}" for i in range(PROMPTS)])
         write_npz(root / "bon" / "per_prompt.npz", {"rms": np.array(RMS[::-1]), "prompts": prompts, "n": np.array(ns),
                                                    "kl": np.array([kl_bon(n) for n in ns]), "gold": gold[::-1],
                                                    "proxy": proxy[::-1]})  # RM order must not matter
         inputs["bon"].append(str(root / "bon" / "per_prompt.npz"))
-        for i, rm in enumerate(RMS):
-            write_json(root / "rm" / rm / "check.json", {"train": {"n": 80, "accuracy": 0.7},
-                                                        "test": {"n": 200, "accuracy": 0.6 + 0.05 * i + 0.01 * rep},
-                                                        "ood": {"n": 40, "accuracy": 0.5}})
-            inputs["checks"].append(str(root / "rm" / rm / "check.json"))
         for rm, beta in (("rm", 0.25), ("mrm", 0.0), ("golden", None)):
             kl = PPO_KL[:, None] * np.exp(rng.normal(0, 0.2, (1, PROMPTS)))
             d = np.sqrt(kl)
             mean = 0.3 + 0 * d if beta is None else 0.3 + 0.1 * d - beta * d_log_d(d)
             write_npz(root / "ppo" / rm / "per_prompt.npz", {
                 "rm": np.array(rm), "steps": STEPS, "prompts": prompts, "kl": kl,
-                "gold": mean + difficulty.T + rng.normal(0, 0.05, kl.shape), "proxy": 0.3 + d})
+                "gold": mean + shift + difficulty.T + rng.normal(0, 0.05, kl.shape), "proxy": 0.3 + d})
             inputs["ppo"].append(str(root / "ppo" / rm / "per_prompt.npz"))
     return inputs
 
@@ -277,12 +298,14 @@ def report_outputs(folder: Path) -> dict:
     return {
         "summary": str(folder / "reports" / "summary.csv"),
         "curves": str(folder / "reports" / "curves.csv"),
+        "variance": str(folder / "reports" / "variance.csv"),
         "markdown": str(folder / "reports" / "mrm_eval.md"),
         "plots": [str(folder / "reports" / "plots" / f"{stem}.png") for stem in PLOTS[::-1]],
     }
 
 
-SETTINGS = {"reward_models": RMS, "report": {"bootstrap": 500, "level": 0.95, "baseline": "rm"}, "seed": 0}
+SETTINGS = {"reward_models": RMS, "report": {"level": 0.95, "baseline": "rm", "gold_gap": 0.1},
+            "replicate_scope": "full"}
 
 
 def test_make_report(tmp_path: Path) -> None:
@@ -290,52 +313,76 @@ def test_make_report(tmp_path: Path) -> None:
     first, second = report_outputs(tmp_path / "one"), report_outputs(tmp_path / "two")
     make_report(**inputs, **first, **SETTINGS)
     make_report(**{k: v[::-1] for k, v in inputs.items()}, **second, **SETTINGS)  # order of the files: irrelevant
-    for name in ("summary", "curves", "markdown"):
+    for name in ("summary", "curves", "variance", "markdown"):
         assert Path(first[name]).read_bytes() == Path(second[name]).read_bytes(), name
 
     table = pd.read_csv(first["summary"], keep_default_na=False, na_values=[""])
     assert list(table.columns) == SUMMARY_COLUMNS
-    assert table["replicate"].astype(str).tolist() == ["pooled"] * 4 + ["0"] * 4 + ["1"] * 4
-    assert table["rm"].tolist() == RMS * 3
+    assert table["replicate"].astype(str).tolist() == ["pooled"] * 4 + ["0"] * 4 + ["1"] * 4 + ["2"] * 4
+    assert table["rm"].tolist() == RMS * 4
     row = table[table["replicate"] == "pooled"].set_index("rm")
-    assert row.loc["mrm", "id_accuracy"] == pytest.approx(0.655) and row.loc["mrm", "id_pairs"] == 200
-    for name in ("id_accuracy", "bon_gold_at_N", "bon_peak_gold", "ppo_final_gold", "bon_delta_at_N"):
+    single = table[table["replicate"] != "pooled"]
+    for rm in RMS:  # the pooled estimate is the mean of the replicates' own
+        assert row.loc[rm, "id_accuracy"] == pytest.approx(single[single["rm"] == rm]["id_accuracy"].mean())
+    for name in ("id_accuracy", "id_accuracy_close", "bon_gold_at_N", "bon_peak_gold", "ppo_final_gold",
+                 "bon_delta_at_N", "id_delta", "ppo_delta_matched"):
         values = table[[f"{name}_lo", name, f"{name}_hi"]].dropna().to_numpy()
-        assert (values[:, 0] <= values[:, 1]).all() and (values[:, 1] <= values[:, 2]).all(), name
-    single = table[table["replicate"] == "0"].set_index("rm")
-    assert (single.loc["rm", "id_accuracy_lo"], single.loc["rm", "id_accuracy_hi"]) == pytest.approx(
-        wilson(120, 200), abs=1e-6)  # one replicate: the Wilson interval
-    assert row.loc["rm", "bon_peak_n"] == 4 and row.loc["rm", "bon_drop_lo"] > 0  # the planted drop
-    assert row.loc["mrm", "bon_peak_n"] == 16 and row.loc["mrm", "bon_drop"] == 0
-    assert row.loc["golden", "bon_drop_lo"] == 0  # a flat curve: no significant drop
-    assert row.loc["mrm", "bon_delta_at_N_lo"] > 0 and row.loc["rm", ["bon_delta_at_N"]].isna().all()
+        assert len(values) and (values[:, 0] <= values[:, 1]).all() and (values[:, 1] <= values[:, 2]).all(), name
+    assert table[["id_accuracy_lo", "id_accuracy_close_lo"]].min().min() >= 0
+    assert table[["id_accuracy_hi", "id_accuracy_close_hi"]].max().max() <= 1
+    mrm = row.loc["mrm"]
+    assert mrm["id_accuracy_clear"] > mrm["id_accuracy"] and mrm["id_accuracy_close_lo"] < 0.5 < mrm[
+        "id_accuracy_close_hi"]  # near-ties are a coin flip
+    assert 0.1 < mrm["id_close_share"] < 0.3 and mrm["id_delta_lo"] > 0 and mrm["id_delta_mdd"] > 0
+    assert row.loc["rm", "bon_verdict"] == "over-optimised" and row.loc["rm", "bon_peak_n"] == 4
+    assert row.loc["rm", "bon_rise_lo"] > 0 and row.loc["rm", "bon_fall_lo"] > 0
+    assert mrm["bon_verdict"] == "rises" and mrm["bon_peak_n"] == 16 and np.isnan(mrm["bon_fall"])
+    assert row.loc["golden", "bon_verdict"] == "no significant change"
+    assert row.loc["golden", "bon_peak_n_lo"] == 1 and row.loc["golden", "bon_peak_n_hi"] == 16  # any n may be best
+    assert mrm["bon_delta_at_N_lo"] > 0 and row.loc["rm", ["bon_delta_at_N", "bon_delta_at_N_mdd"]].isna().all()
     ens = row.loc["ens_mean"]
     assert ens["bon_delta_at_N_lo"] < 0 < ens["bon_delta_at_N_hi"]  # the same curve as rm: no difference
     assert ens["bon_delta_at_N_hi"] - ens["bon_delta_at_N_lo"] < ens["bon_gold_at_N_hi"] - ens["bon_gold_at_N_lo"]
     assert row.loc["rm", "bon_alpha"] == pytest.approx(0.2, abs=0.02) and row.loc["rm", "bon_r2"] > 0.95
-    assert row.loc["rm", "ppo_peak_step"] < 40 and row.loc["rm", "ppo_drop_lo"] > 0
-    assert row.loc["mrm", "ppo_peak_step"] == 40 and row.loc["mrm", "ppo_kl_spearman"] == pytest.approx(1.0)
-    assert row.loc["mrm", "ppo_delta_final_lo"] > 0 and row.loc["mrm", "ppo_delta_matched_lo"] > 0
+    assert row.loc["rm", "ppo_verdict"] == "over-optimised" and row.loc["rm", "ppo_peak_step"] < 40
+    assert mrm["ppo_verdict"] == "rises" and mrm["ppo_peak_step"] == 40 and mrm["ppo_kl_spearman"] == pytest.approx(1)
+    assert row.loc["golden", "ppo_verdict"] == "no significant change"
+    assert mrm["ppo_delta_final_lo"] > 0 and mrm["ppo_delta_matched_lo"] > 0
+    kl_last = [table[(table["replicate"] == str(r)) & (table["rm"] == rm)]["ppo_final_kl"].iloc[0]
+               for r in range(3) for rm in ("rm", "mrm")]
+    assert mrm["ppo_matched_kl"] == pytest.approx(min(kl_last), rel=0.05)  # every replicate of both reached it
     assert row.loc["rm", "rl_beta"] == pytest.approx(0.25, abs=0.05)
     ppo_columns = [c for c in SUMMARY_COLUMNS if c.startswith(("ppo_", "rl_"))]
     assert row.loc["ens_mean", ppo_columns].isna().all()  # no PPO run
 
+    variance = pd.read_csv(first["variance"])
+    assert list(variance.columns) == VARIANCE_COLUMNS
+    pooled = variance[variance["replicate"] == "pooled"]
+    assert sorted(set(pooled["comparison"])) == ["bon_delta_at_N", "id_delta", "ood_delta", "ppo_delta_final",
+                                                 "ppo_delta_matched"]
+    assert (pooled["replicates"] == 3).all() and pooled["crossed"].all()
+    assert (pooled[["var_replicate", "var_prompt", "var_residual"]] >= 0).all().all()
+    mdd = pooled.set_index(["rm", "comparison"]).loc[("mrm", "bon_delta_at_N"), "mdd"]
+    assert mdd == pytest.approx(mrm["bon_delta_at_N_mdd"])
+
     curves = pd.read_csv(first["curves"], keep_default_na=False, na_values=[""])
     assert list(curves.columns) == CURVE_COLUMNS
-    assert len(curves) == 3 * (4 * 5 + 3 * 5)  # (pooled + 2 replicates) x (4 RMs x 5 n + 3 runs x 5 updates)
+    assert len(curves) == 4 * (4 * 5 + 3 * 5)  # (pooled + 3 replicates) x (4 RMs x 5 n + 3 runs x 5 updates)
     ppo = curves[(curves["replicate"] == "pooled") & (curves["method"] == "ppo") & (curves["rm"] == "mrm")]
     assert ppo["point"].tolist() == STEPS.tolist() and (np.diff(ppo["gold"]) > 0).all()
 
     text = Path(first["markdown"]).read_text(encoding="utf-8")
     lines = {rm: next(line for line in text.splitlines() if line.startswith(f"- `{rm}`: best-of-n")) for rm in RMS}
-    assert "best-of-n (peak n = 4, largest n = 16) over-optimised: drop" in lines["rm"]
-    assert "PPO (peak at update" in lines["rm"] and lines["rm"].count("over-optimised") == 2
-    assert "no significant drop" in lines["mrm"] and "over-optimised" not in lines["mrm"]
-    assert "no significant drop" in lines["golden"]
-    compared = {rm: next(line for line in text.splitlines() if line.startswith(f"- `{rm}`: best-of-16")) for rm in RMS[1:]}
-    assert "best-of-16: better than `rm`" in compared["mrm"] and "PPO at matched KL" in compared["mrm"]
-    assert "best-of-16: no significant difference from `rm`" in compared["ens_mean"]
-    assert "## Every replicate" in text and "## Representations" in text
+    assert lines["rm"].startswith("- `rm`: best-of-n over-optimised: rises by") and "to n = 4" in lines["rm"]
+    assert "then falls by" in lines["rm"] and "PPO over-optimised" in lines["rm"]
+    assert "best-of-n rises" in lines["mrm"] and "over-optimised" not in lines["mrm"]
+    assert "best-of-n no significant change" in lines["golden"]
+    compared = {rm: next(line for line in text.splitlines() if line.startswith(f"- `{rm}`: ID accuracy"))
+                for rm in RMS[1:]}
+    assert "best-of-16 gold: better than `rm`" in compared["mrm"] and "PPO gold at matched KL" in compared["mrm"]
+    assert "best-of-16 gold: no significant difference from `rm`" in compared["ens_mean"]
+    assert "detectable: ±" in compared["ens_mean"]
+    assert "`replicate_scope: full`" in text and "## Every replicate" in text and "## Representations" in text
     assert "](../../rep0/distribution/visual/center.png)" in text
     assert all(f"](plots/{stem}.png)" in text for stem in PLOTS)
     for path in first["plots"]:
@@ -348,13 +395,17 @@ def test_make_report(tmp_path: Path) -> None:
 def test_make_report_of_one_replicate_without_ppo(tmp_path: Path) -> None:
     inputs = write_report_inputs(tmp_path, replicates=(3,))
     outputs = report_outputs(tmp_path)
-    make_report(**{**inputs, "ppo": []}, **outputs, **SETTINGS)
+    make_report(**{**inputs, "ppo": []}, **outputs, **{**SETTINGS, "replicate_scope": "after_sft"})
     table = pd.read_csv(outputs["summary"], keep_default_na=False, na_values=[""])
     assert table["replicate"].tolist() == ["pooled"] * 4
+    assert (table["id_accuracy_lo"] < table["id_accuracy"]).all()  # one replicate: intervals over its prompts
     assert table[[c for c in SUMMARY_COLUMNS if c.startswith(("ppo_", "rl_"))]].isna().all().all()
     assert all(Path(p).read_bytes().startswith(PNG_SIGNATURE) for p in outputs["plots"])
     text = Path(outputs["markdown"]).read_text(encoding="utf-8")
     assert "**PPO**: none." in text and "No PPO runs." in text and "## Every replicate" not in text
+    assert "`replicate_scope: after_sft`" in text and "about this SFT policy" in text
+    variance = pd.read_csv(outputs["variance"])
+    assert variance["var_replicate"].isna().all()  # one replicate cannot tell its variance from the prompts'
 
 
 def test_make_report_refuses_bad_inputs(tmp_path: Path) -> None:
@@ -364,9 +415,10 @@ def test_make_report_refuses_bad_inputs(tmp_path: Path) -> None:
         "unexpected or duplicate plot": {"plots": [*outputs["plots"], str(tmp_path / "extra.png")]},
         "plots missing from the outputs: bon_gold": {"plots": outputs["plots"][:-1]},
         "two best-of-n tables for replicate 0": {"bon": [inputs["bon"][0]] * 2},
-        "replicate 1: no check.json of golden": {"checks": inputs["checks"][:-1]},
+        "replicate 2: no check_rewards.npz of golden": {"rewards": inputs["rewards"][:-1]},
+        "replicate 2: no ood pairs": {"pairs": inputs["pairs"][:-1]},
         "exactly one rep<seed> folder": {"bon": [str(tmp_path / "per_prompt.npz")]},
-        r"replicate 1: PPO runs of \['mrm', 'rm'\]": {"ppo": inputs["ppo"][:-1]},
+        r"replicate 2: PPO runs of \['mrm', 'rm'\]": {"ppo": inputs["ppo"][:-1]},
     }
     for message, change in cases.items():
         with pytest.raises(DataError, match=message):
@@ -374,6 +426,14 @@ def test_make_report_refuses_bad_inputs(tmp_path: Path) -> None:
                 **outputs, **{k: v for k, v in change.items() if k in outputs}}, **SETTINGS)
     with pytest.raises(DataError, match="an unknown RM"):
         make_report(**inputs, **outputs, **{**SETTINGS, "reward_models": ["rm", "mrm"]})
+    rewards = Path(inputs["rewards"][0])
+    write_npz(rewards, {**read_npz(rewards, ["ood_chosen", "ood_rejected"]), "test_chosen": np.zeros(3),
+                        "test_rejected": np.zeros(3)})
+    with pytest.raises(DataError, match=f"{rewards}: 3 test pairs scored, the pairs file has"):
+        make_report(**inputs, **outputs, **SETTINGS)
+    write_jsonl(inputs["pairs"][0], [{"id": "p", "chosen_gold": 0.2, "rejected_gold": 0.3}])
+    with pytest.raises(DataError, match="chosen response is not the gold-better one"):
+        make_report(**inputs, **outputs, **SETTINGS)
     assert not (tmp_path / "reports").exists()
 
 
@@ -390,9 +450,9 @@ def test_results_block_in_a_readme(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     main(["results", "--readme", str(readme), "--set", "bon.n=16"])
     text = readme.read_text()
-    assert text.startswith("# Title\n\n<!-- results:begin -->\n**Reward models and Best-of-N**")
+    assert text.startswith("# Title\n\n<!-- results:begin -->\n**Reward models** (agreement with gold")
     assert "old numbers" not in text and text.endswith("<!-- results:end -->\n\nThe end.\n")
-    assert "| `rm` | 0.605 [" in text and "over-optimised: drop" in text
+    assert "| `rm` | 0.617 [" in text and "best-of-n over-optimised: rises by" in text
     block = text.split("<!-- results:begin -->\n")[1].split("\n<!-- results:end -->")[0]
     assert block in Path(outputs["markdown"]).read_text()  # summary.csv keeps every digit the report printed
     main(["results", "--readme", str(readme), "--set", "bon.n=16"])

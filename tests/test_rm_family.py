@@ -218,15 +218,17 @@ def test_an_ensembles_check_reduced_from_its_members_rewards_is_its_own_check_bi
     make_ensemble([str(p) for p in members], str(tmp_path / "ens"), reduction, 2.0)
     check(tmp_path / "ens", "own")
     check_ensemble(str(tmp_path / "ens"), [str(tmp_path / f"member{i}.npz") for i in range(3)],
-                   str(tmp_path / "reduced.json"))
+                   str(tmp_path / "reduced.json"), str(tmp_path / "reduced.npz"))
     assert (tmp_path / "reduced.json").read_bytes() == (tmp_path / "own.json").read_bytes()
+    own, reduced = (np.load(tmp_path / f"{name}.npz", allow_pickle=False) for name in ("own", "reduced"))
+    assert sorted(own.files) == sorted(reduced.files) and all(own[k].tobytes() == reduced[k].tobytes() for k in own)
     assert read_json(tmp_path / "own.json")["train"]["n"] == 5
 
     write_jsonl(pairs["test"], read_jsonl(pairs["test"])[:3])
     check(members[0], "fewer")
     with pytest.raises(DataError, match="fewer.npz: not the rewards of the pairs of"):
         check_ensemble(str(tmp_path / "ens"), [str(tmp_path / f"member{i}.npz") for i in (0, 1)] +
-                       [str(tmp_path / "fewer.npz")], str(tmp_path / "bad.json"))
+                       [str(tmp_path / "fewer.npz")], str(tmp_path / "bad.json"), str(tmp_path / "bad.npz"))
 
 
 def test_reward_command(members):

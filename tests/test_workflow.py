@@ -128,7 +128,10 @@ def test_report(study):
     for column in ("id_accuracy", "ood_accuracy", "bon_gold_at_N", "bon_peak_gold"):
         assert summary[column].between(0, 1).all()
         assert (summary[f"{column}_lo"] <= summary[column]).all() and (summary[column] <= summary[f"{column}_hi"]).all()
-    assert (summary["bon_drop"] >= 0).all() and (summary["bon_drop_lo"] >= 0).all()
+    verdicts = {"over-optimised", "rises", "declines from the start", "no significant change"}
+    assert set(summary["bon_verdict"]) <= verdicts and (summary["bon_fall"].dropna() >= 0).all()
+    others = summary[summary["rm"] != "rm"]
+    assert (others["bon_delta_at_N_mdd"] > 0).all() and (others["id_delta_mdd"] > 0).all()
     ppo = summary[summary["rm"].isin(["rm", "rrm", "inform", "golden", "warm", "mrm", "mrm_pen"])]
     assert ppo["ppo_final_gold"].between(0, 1).all() and ppo["ppo_final_kl"].notna().all()
     assert summary[summary["rm"].str.startswith("ens_")]["ppo_final_gold"].isna().all()
@@ -145,6 +148,9 @@ def test_report(study):
     markdown = (results / "reports" / "mrm_eval.md").read_text()
     assert all(f"`{name}`" in markdown for name in REWARD_MODELS)
     assert "## Results (pooled over the replicates)" in markdown and "95% CI" in markdown
+    assert "`replicate_scope: full`" in markdown and "detectable: ±" in markdown
+    variance = pd.read_csv(results / "reports" / "variance.csv")
+    assert {"bon_delta_at_N", "id_delta", "ppo_delta_matched"} <= set(variance["comparison"])
     for plot in ("bon_gold", "bon_proxy", "ppo_gold", "ppo_proxy", "rm_accuracy", "forest"):
         assert (results / "reports" / "plots" / f"{plot}.png").read_bytes().startswith(b"\x89PNG")
 

@@ -1,11 +1,17 @@
-"""Every number of the `mrm_eval` report with its interval: the summary (one row per RM) and the curves.
+"""Every number of the `mrm_eval` report with its interval: the summary (one row per RM), the curves, and the
+variance components of every comparison with the baseline RM (for `rmood power`).
 
-The inputs are per replicate: each RM's accuracy counts on held-out pairs (`check.json`), the per-prompt
-best-of-n table (`bon/per_prompt.npz`) and each PPO run's per-prompt table (`ppo/<rm>/per_prompt.npz`). An
-estimate is a mean over replicates of a mean over prompts; its interval comes from the hierarchical
-bootstrap of `rmood.eval.stats` (replicates, then prompts), drawn once per family (best-of-n, PPO) for all
-RMs together, so every difference between RMs is paired: the same prompts and, for best-of-n, the same
-samples. Rows are computed for the pooled replicates ("pooled") and for each replicate alone.
+The inputs are per replicate (`Replicate`): the held-out pairs (each pair's prompt and gold gap) with whether each RM
+ranks them as gold does, the per-prompt best-of-n table (`bon/per_prompt.npz`) and each PPO run's per-prompt table
+(`ppo/<rm>/per_prompt.npz`). Every estimate is `rmood.eval.stats.estimate` of per-prompt tables: a mean over
+replicates of each replicate's statistic, with the variance of the design — crossed where the replicates share
+prompts (the eval prompts; the prompts of the held-out pairs, whose pairs differ between replicates when the
+policy is re-drawn), nested where they do not (`rmood.eval.stats.align`). An accuracy is a ratio over a prompt's
+pairs, so pairs are clustered by prompt. Differences between RMs are paired: the same prompts and replicates and,
+for best-of-n, the same samples; PPO arms are compared at the largest KL that every replicate of both reached,
+each replicate's own curve interpolated inside its own range. Verdicts are `rmood.eval.verdicts`. Rows are
+computed for the pooled replicates ("pooled") and for each replicate alone (its intervals then cover the prompts
+only).
 """
 
 from __future__ import annotations
@@ -18,61 +24,134 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from rmood.eval.fit import fit_bon, fit_bon_rows, fit_rl, fit_rl_rows
-from rmood.eval.stats import (
-    bootstrap_means,
-    bootstrap_proportion,
-    drop_interval,
-    interpolate_at,
-    interval,
-    peak_index,
-    point_means,
-    wilson,
-)
+from rmood.eval.stats import Estimate, align, estimate, interpolate_at
+from rmood.eval.verdicts import differences, trend
 from rmood.io import DataError
 
 POOLED = "pooled"
-PAIR_SETS = {"id": "test", "ood": "ood"}  # summary prefix -> check.json block
+SPLITS = ("id", "ood")  # held-out pairs: test pairs of the training families, and of the held-out families
+BINS = ("all", "close", "clear")  # pairs by gold gap: every pair; gap < report.gold_gap; the rest
+POWER = 0.8  # of every minimum detectable difference
 GOLD, PROXY = 0, 1  # channels of the best-of-n table
 KL, PPO_GOLD, PPO_PROXY = 0, 1, 2  # channels of the PPO table
 
 
 @dataclass
+class Pairs:
+    """One replicate's held-out pairs of a split: each pair's prompt, its gold gap (chosen − rejected, > 0) and, per
+    RM, whether the RM rewards the chosen response more."""
+
+    prompts: np.ndarray
+    gap: np.ndarray
+    correct: dict[str, np.ndarray]
+
+
+@dataclass
 class Replicate:
-    """What one replicate contributes: accuracy counts, the best-of-n table and the PPO tables."""
+    """What one replicate contributes: held-out pairs, the best-of-n table and the PPO tables."""
 
     seed: int
-    accuracy: dict[str, dict[str, tuple[int, int]]]  # rm -> {"id" | "ood": (pairs ranked as gold ranks them, pairs)}
+    pairs: dict[str, Pairs]  # SPLITS
     bon: dict[str, np.ndarray]  # rmood.eval.bon.BON_ARRAYS
     ppo: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # rm -> rmood.eval.ppo_curve.PPO_ARRAYS
 
 
-@dataclass(frozen=True)
-class Family:
-    """Point estimates (features) and bootstrap draws (B, *features) of one family's per-prompt means."""
-
-    point: np.ndarray
-    draws: np.ndarray
-
-    def estimate(self, statistic: Callable[[np.ndarray], np.ndarray], level: float) -> tuple[float, float, float]:
-        """(value, lo, hi) of a statistic of the means, computed on the point and on every draw."""
-        lo, hi = interval(statistic(self.draws), level)
-        return float(statistic(self.point)), float(lo), float(hi)
+@dataclass
+class Settings:
+    reward_models: list[str]
+    baseline: str
+    level: float
+    gold_gap: float
 
 
-def family(tables: list[np.ndarray], resamples: int, seed: int) -> Family:
-    """Point means and hierarchical bootstrap draws of per-replicate tables (prompts first)."""
-    return Family(point_means(tables), bootstrap_means(tables, resamples, seed))
+Interval = tuple[float, float, float]
 
 
-def put(row: dict[str, Any], name: str, value: tuple[float, float, float]) -> None:
+def at(est: Estimate, index: int, level: float) -> Interval:
+    """(value, lo, hi) of one statistic."""
+    lo, hi = est.interval(level)
+    return float(est.value[index]), float(lo[index]), float(hi[index])
+
+
+def put(row: dict[str, Any], name: str, value: Interval) -> None:
     """`name`, `name_lo` and `name_hi` of an estimate."""
     row[name], row[f"{name}_lo"], row[f"{name}_hi"] = value
 
 
-def bon_tables(replicates: list[Replicate], reward_models: list[str]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Per replicate (prompts, RMs, gold|proxy, n) in `reward_models` order; and the common n and KL_BoN."""
+NONE = (np.nan,) * 3
+
+
+def compare(row: dict[str, Any], name: str, est: Estimate, level: float, variance: list[dict], label: str,
+            rm: str) -> None:
+    """A paired difference from the baseline (one statistic): its interval and minimum detectable difference in the
+    row, its variance components in `variance` (the rows of reports/variance.csv)."""
+    put(row, name, at(est, 0, level))
+    row[f"{name}_mdd"] = float(est.mdd(level, POWER)[0])
+    parts = {k: float(v[0]) for k, v in est.components().items()}
+    variance.append({"replicate": label, "rm": rm, "comparison": name, "estimate": row[name],
+                     "se": float(est.se()[0]), "mdd": row[f"{name}_mdd"], "replicates": est.replicates,
+                     "prompts": est.prompts, "crossed": est.crossed, **{f"var_{k}": v for k, v in parts.items()}})
+
+
+# --- accuracy -------------------------------------------------------------------------------------
+
+
+def accuracy(replicates: list[Replicate], split: str, rms: list[str], gap: float) -> tuple[Estimate, list[float]]:
+    """Accuracy of every RM in every gold-gap bin (statistics bin-major: BINS × RMs) over a split's pairs clustered
+    by prompt, and the mean share of pairs in each bin per replicate."""
+    prompts, tables, shares = [], [], []
+    for rep in replicates:
+        pairs = rep.pairs[split]
+        ids, index = np.unique(pairs.prompts, return_inverse=True)
+        masks = {"all": np.ones(len(pairs.gap), bool), "close": pairs.gap < gap, "clear": pairs.gap >= gap}
+        columns = []
+        for mask in masks.values():
+            columns.append(np.bincount(index[mask], minlength=len(ids)))
+            columns += [np.bincount(index[mask], weights=pairs.correct[rm][mask], minlength=len(ids)) for rm in rms]
+        prompts.append(list(ids))
+        tables.append(np.stack(columns, axis=1))
+        shares.append([mask.mean() for mask in masks.values()])
+    aligned, crossed = align(prompts, tables, fill=0.0)
+    width = len(rms) + 1
+
+    def ratios(means: np.ndarray) -> np.ndarray:
+        counts = means.reshape(*means.shape[:-1], len(BINS), width)
+        n = counts[..., :1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(n > 0, counts[..., 1:] / n, np.nan).reshape(*means.shape[:-1], len(BINS) * len(rms))
+
+    return estimate(aligned, crossed, ratios), list(np.mean(shares, axis=0))
+
+
+def accuracy_columns(acc: Estimate, shares: list[float], pairs: float, split: str, rms: list[str], s: Settings,
+                     variance: list[dict], label: str) -> dict[str, dict[str, Any]]:
+    """The accuracy columns of a split, per RM: each bin and the paired difference from the baseline."""
+    m, base = len(rms), rms.index(s.baseline)
+    columns = {}
+    for i, rm in enumerate(rms):
+        row: dict[str, Any] = {f"{split}_pairs": pairs}
+        for b, name in enumerate(BINS):
+            value, lo, hi = at(acc, b * m + i, s.level)
+            put(row, f"{split}_accuracy" + (f"_{name}" if b else ""), (value, max(lo, 0.0), min(hi, 1.0)))
+        row[f"{split}_close_share"] = shares[1]
+        if i == base:
+            put(row, f"{split}_delta", NONE)
+            row[f"{split}_delta_mdd"] = np.nan
+        else:
+            compare(row, f"{split}_delta", acc.contrast(differences(len(acc.value), [(i, base)])), s.level, variance,
+                    label, rm)
+        columns[rm] = row
+    return columns
+
+
+# --- curves ---------------------------------------------------------------------------------------
+
+
+def bon_tables(replicates: list[Replicate], reward_models: list[str]) -> tuple[list[np.ndarray], bool, np.ndarray,
+                                                                              np.ndarray]:
+    """Per replicate (prompts, RMs × gold|proxy × n), aligned; crossed; the common n and KL_BoN."""
     first = replicates[0].bon
-    tables = []
+    tables, prompts = [], []
     for rep in replicates:
         bon = rep.bon
         if not np.array_equal(bon["n"], first["n"]):
@@ -83,16 +162,27 @@ def bon_tables(replicates: list[Replicate], reward_models: list[str]) -> tuple[l
         if missing:
             raise DataError(f"replicate {rep.seed}: no best-of-n scores of {', '.join(missing)}")
         order = [names.index(rm) for rm in reward_models]
-        tables.append(np.stack([bon["gold"][order], bon["proxy"][order]], axis=2).transpose(1, 0, 2, 3))
-    return tables, first["n"], first["kl"]
+        table = np.stack([bon["gold"][order], bon["proxy"][order]], axis=1)  # (RMs, 2, prompts, n)
+        tables.append(table.transpose(2, 0, 1, 3).reshape(table.shape[2], -1))
+        prompts.append(bon["prompts"].tolist())
+    aligned, crossed = align_prompts(prompts, tables, "best-of-n")
+    return aligned, crossed, first["n"], first["kl"]
 
 
-def ppo_tables(replicates: list[Replicate], reward_models: list[str]) -> tuple[list[str], list[np.ndarray], np.ndarray]:
-    """The RMs with a PPO run (in `reward_models` order), per replicate (prompts, RMs, kl|gold|proxy, steps), and the
-    steps. Every replicate must have run the same RMs on the same schedule and, within a replicate, on the same
-    prompts."""
+def align_prompts(prompts: list[list[str]], tables: list[np.ndarray], what: str) -> tuple[list[np.ndarray], bool]:
+    try:
+        return align(prompts, tables)
+    except ValueError as error:
+        raise DataError(f"{what} tables: {error}") from None
+
+
+def ppo_tables(replicates: list[Replicate], reward_models: list[str]) -> tuple[list[str], list[np.ndarray], bool,
+                                                                              np.ndarray]:
+    """The RMs with a PPO run (in `reward_models` order), per replicate (prompts, RMs × kl|gold|proxy × steps),
+    aligned; crossed; the steps. Every replicate must have run the same RMs on the same schedule and, within a
+    replicate, on the same prompts."""
     models = [rm for rm in reward_models if rm in replicates[0].ppo]
-    tables, steps = [], None
+    tables, prompts, steps = [], [], None
     for rep in replicates:
         if sorted(rep.ppo) != sorted(models):
             raise DataError(f"replicate {rep.seed}: PPO runs of {sorted(rep.ppo)}, replicate {replicates[0].seed} "
@@ -103,25 +193,96 @@ def ppo_tables(replicates: list[Replicate], reward_models: list[str]) -> tuple[l
             if not np.array_equal(run["steps"], steps) or not np.array_equal(run["prompts"], runs[0]["prompts"]):
                 raise DataError(f"replicate {rep.seed}: the PPO run of {rm} has other steps or prompts than the others")
         if runs:
-            tables.append(np.stack([np.stack([run[c] for c in ("kl", "gold", "proxy")]) for run in runs])
-                          .transpose(3, 0, 1, 2))
-    return models, tables, steps if steps is not None else np.array([], dtype=int)
+            table = np.stack([np.stack([run[c] for c in ("kl", "gold", "proxy")]) for run in runs])  # (RMs, 3, K, P)
+            tables.append(table.transpose(3, 0, 1, 2).reshape(table.shape[3], -1))
+            prompts.append(runs[0]["prompts"].tolist())
+    if not models:
+        return [], [], True, np.array([], dtype=int)
+    aligned, crossed = align_prompts(prompts, tables, "PPO")
+    return models, aligned, crossed, steps
 
 
-def accuracy_estimate(counts: list[tuple[int, int]], resamples: int, seed: int,
-                      level: float) -> tuple[float, float, float]:
-    """Mean accuracy over replicates with its interval: Wilson for one replicate, else the hierarchical bootstrap
-    over replicates then pairs."""
-    value = float(np.mean([k / n for k, n in counts]))
-    if len(counts) == 1:
-        return (value, *wilson(*counts[0], level))
-    lo, hi = interval(bootstrap_proportion(counts, resamples, seed), level)
-    return value, float(lo), float(hi)
+@dataclass
+class Curves:
+    """One family's estimate (best-of-n or PPO: RMs × channels × points) and where each number lies in it."""
+
+    est: Estimate
+    tables: list[np.ndarray]
+    crossed: bool
+    channels: int
+    points: int
+
+    def index(self, m: int, channel: int, k: int | None = None) -> int | list[int]:
+        first = (m * self.channels + channel) * self.points
+        return list(range(first, first + self.points)) if k is None else first + k
+
+    def curve(self, m: int, channel: int) -> Estimate:
+        return self.est[self.index(m, channel)]
+
+    def of(self, columns: list[int], statistic: Callable[[np.ndarray], np.ndarray]) -> Estimate:
+        """A statistic of some columns of each replicate's table."""
+        return estimate([t[:, columns] for t in self.tables], self.crossed, statistic)
+
+    def difference(self, m: int, base: int, channel: int, k: int) -> Estimate:
+        return self.est.contrast(differences(len(self.est.value), [(self.index(m, channel, k), self.index(base,
+                                                                                                         channel, k))]))
 
 
-def matched_kl(kl: np.ndarray, a: int, b: int) -> float:
-    """The largest KL both runs `a` and `b` reached (their point-estimate KL curves are kl[a], kl[b])."""
-    return float(min(kl[a].max(), kl[b].max()))
+def trend_columns(row: dict[str, Any], prefix: str, curve: Estimate, points: np.ndarray, level: float) -> None:
+    """The trend of a gold curve: its peak (point, the points that may be highest, gold there), rise, fall, verdict."""
+    t = trend(curve, level)
+    point = "n" if prefix == "bon" else "step"
+    row[f"{prefix}_peak_{point}"] = int(points[t.peak])
+    row[f"{prefix}_peak_{point}_lo"], row[f"{prefix}_peak_{point}_hi"] = (int(points[k]) for k in t.peak_set)
+    put(row, f"{prefix}_peak_gold", t.peak_value)
+    put(row, f"{prefix}_rise", t.rise)
+    put(row, f"{prefix}_fall", t.fall)
+    row[f"{prefix}_rise_mdd"], row[f"{prefix}_fall_mdd"] = t.detectable(POWER)
+    row[f"{prefix}_verdict"] = t.verdict
+
+
+def fit_columns(row: dict[str, Any], prefix: str, est: Estimate, r2: list[float | None], level: float) -> None:
+    """α and β of Gao et al.'s fit (mean over replicates of each replicate's fit) and the replicates' mean R²."""
+    put(row, f"{prefix}_alpha", at(est, 0, level))
+    put(row, f"{prefix}_beta", at(est, 1, level))
+    row[f"{prefix}_r2"] = float(np.mean([np.nan if v is None else v for v in r2]))
+
+
+def bon_rows(label: str, replicates: list[Replicate], s: Settings, variance: list[dict]
+             ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Per RM its best-of-n summary columns, and the best-of-n curve rows."""
+    rms, base = s.reward_models, s.reward_models.index(s.baseline)
+    tables, crossed, ns, kl = bon_tables(replicates, rms)
+    bon = Curves(estimate(tables, crossed), tables, crossed, 2, len(ns))
+    columns, curves = {}, []
+    last = len(ns) - 1
+    for m, rm in enumerate(rms):
+        row: dict[str, Any] = {}
+        put(row, "bon_gold_at_N", at(bon.est, bon.index(m, GOLD, last), s.level))
+        put(row, "bon_proxy_at_N", at(bon.est, bon.index(m, PROXY, last), s.level))
+        trend_columns(row, "bon", bon.curve(m, GOLD), ns, s.level)
+        if m == base:
+            put(row, "bon_delta_at_N", NONE)
+            row["bon_delta_at_N_mdd"] = np.nan
+        else:
+            compare(row, "bon_delta_at_N", bon.difference(m, base, GOLD, last), s.level, variance, label, rm)
+        gold = bon.index(m, GOLD)
+        fits = bon.of(gold, lambda means: np.stack(fit_bon_rows(kl, means), axis=-1))
+        fit_columns(row, "bon", fits, [fit_bon(kl, theta)["r2"] for theta in bon.est.theta[:, gold]], s.level)
+        columns[rm] = row
+        for k, n in enumerate(ns):
+            point = {"replicate": label, "method": "bon", "rm": rm, "point": int(n), "kl": float(kl[k]),
+                     "kl_lo": float(kl[k]), "kl_hi": float(kl[k])}
+            put(point, "gold", at(bon.est, bon.index(m, GOLD, k), s.level))
+            put(point, "proxy", at(bon.est, bon.index(m, PROXY, k), s.level))
+            put(point, "delta_gold", at(bon.difference(m, base, GOLD, k), 0, s.level) if m != base else NONE)
+            curves.append(point)
+    return columns, curves
+
+
+def matched_kl(theta: np.ndarray, kl_j: list[int], kl_b: list[int]) -> float:
+    """The largest KL that every replicate of both runs reached (their per-replicate mean KL curves in `theta`)."""
+    return float(min(theta[:, kl_j].max(axis=1).min(), theta[:, kl_b].max(axis=1).min()))
 
 
 def spearman(values: np.ndarray) -> float:
@@ -131,142 +292,121 @@ def spearman(values: np.ndarray) -> float:
     return float(spearmanr(np.arange(len(values)), values).statistic)
 
 
-@dataclass
-class Settings:
-    reward_models: list[str]
-    baseline: str
-    resamples: int
-    level: float
-    seed: int
+def ppo_rows(label: str, replicates: list[Replicate], s: Settings, variance: list[dict]
+             ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Per RM with a PPO run its PPO summary columns, and the PPO curve rows."""
+    models, tables, crossed, steps = ppo_tables(replicates, s.reward_models)
+    if not models:
+        return {}, []
+    ppo = Curves(estimate(tables, crossed), tables, crossed, 3, len(steps))
+    base = models.index(s.baseline) if s.baseline in models else None
+    columns, curves = {}, []
+    points = len(steps)
+    for j, rm in enumerate(models):
+        row: dict[str, Any] = {}
+        for name, channel in (("kl", KL), ("gold", PPO_GOLD), ("proxy", PPO_PROXY)):
+            put(row, f"ppo_final_{name}", at(ppo.est, ppo.index(j, channel, points - 1), s.level))
+        trend_columns(row, "ppo", ppo.curve(j, PPO_GOLD), steps, s.level)
+        kl_columns, gold_columns = ppo.index(j, KL), ppo.index(j, PPO_GOLD)
+        kl_curve = ppo.est.value[kl_columns]
+        row["ppo_peak_kl"] = float(kl_curve[list(steps).index(row["ppo_peak_step"])])
+        row["ppo_kl_spearman"] = spearman(kl_curve)
+        if base is not None and j != base:
+            compare(row, "ppo_delta_final", ppo.difference(j, base, PPO_GOLD, points - 1), s.level, variance, label,
+                    rm)
+            base_columns = ppo.index(base, KL) + ppo.index(base, PPO_GOLD)
+            target = matched_kl(ppo.est.theta, kl_columns, ppo.index(base, KL))
+            row["ppo_matched_kl"] = target
 
+            def at_target(means: np.ndarray) -> np.ndarray:
+                kl, gold, base_kl, base_gold = np.split(means, 4, axis=-1)
+                return (interpolate_at(kl, gold, target) - interpolate_at(base_kl, base_gold, target))[..., None]
 
-def group_rows(label: str, replicates: list[Replicate], s: Settings) -> tuple[list[dict], list[dict]]:
-    """The summary rows (one per RM) and curve rows (one per RM and point) of a group of replicates."""
-    rms, base = s.reward_models, s.reward_models.index(s.baseline)
-    tables, ns, kl_bon = bon_tables(replicates, rms)
-    bon = family(tables, s.resamples, s.seed)
-    ppo_models, ppo_data, steps = ppo_tables(replicates, rms)
-    ppo = family(ppo_data, s.resamples, s.seed) if ppo_models else None
-    summary, curves = [], []
-    for i, rm in enumerate(rms):
-        row: dict[str, Any] = {"replicate": label, "rm": rm}
-        for prefix, block in PAIR_SETS.items():
-            counts = [rep.accuracy[rm][prefix] for rep in replicates]
-            put(row, f"{prefix}_accuracy", accuracy_estimate(counts, s.resamples, s.seed, s.level))
-            row[f"{prefix}_pairs"] = float(np.mean([n for _, n in counts]))  # per replicate
-        gold_curve = bon.point[i, GOLD]
-        put(row, "bon_gold_at_N", bon.estimate(lambda m: m[..., i, GOLD, -1], s.level))
-        put(row, "bon_proxy_at_N", bon.estimate(lambda m: m[..., i, PROXY, -1], s.level))
-        peak = int(peak_index(gold_curve))
-        row["bon_peak_n"] = int(ns[peak])
-        put(row, "bon_peak_gold", bon.estimate(lambda m: m[..., i, GOLD, peak], s.level))
-        row["bon_drop"] = float(gold_curve.max() - gold_curve[-1])
-        row["bon_drop_lo"], row["bon_drop_hi"] = map(float, drop_interval(gold_curve, bon.draws[:, i, GOLD], s.level))
-        put(row, "bon_delta_at_N",
-            bon.estimate(lambda m: m[..., i, GOLD, -1] - m[..., base, GOLD, -1], s.level) if i != base else (np.nan,) * 3)
-        fit = fit_bon(kl_bon, gold_curve)
-        alpha, beta = fit_bon_rows(kl_bon, bon.draws[:, i, GOLD])
-        put(row, "bon_alpha", (nan(fit["alpha"]), *map(float, interval(alpha, s.level))))
-        put(row, "bon_beta", (nan(fit["beta"]), *map(float, interval(beta, s.level))))
-        row["bon_r2"] = nan(fit["r2"])
-        for k, n in enumerate(ns):
-            point = {"replicate": label, "method": "bon", "rm": rm, "point": int(n), "kl": float(kl_bon[k]),
-                     "kl_lo": float(kl_bon[k]), "kl_hi": float(kl_bon[k])}
-            put(point, "gold", bon.estimate(lambda m: m[..., i, GOLD, k], s.level))
-            put(point, "proxy", bon.estimate(lambda m: m[..., i, PROXY, k], s.level))
-            put(point, "delta_gold", bon.estimate(lambda m: m[..., i, GOLD, k] - m[..., base, GOLD, k], s.level)
-                if i != base else (np.nan,) * 3)
+            compare(row, "ppo_delta_matched", ppo.of(kl_columns + gold_columns + base_columns, at_target), s.level,
+                    variance, label, rm)
+        else:
+            put(row, "ppo_delta_final", NONE)
+            put(row, "ppo_delta_matched", NONE)
+            row["ppo_delta_final_mdd"] = row["ppo_delta_matched_mdd"] = row["ppo_matched_kl"] = np.nan
+
+        def rl_fit(means: np.ndarray) -> np.ndarray:
+            return np.stack(fit_rl_rows(*np.split(means, 2, axis=-1)), axis=-1)
+
+        fit_columns(row, "rl", ppo.of(kl_columns + gold_columns, rl_fit),
+                    [fit_rl(theta[kl_columns], theta[gold_columns])["r2"] for theta in ppo.est.theta], s.level)
+        columns[rm] = row
+        for k, step in enumerate(steps):
+            point = {"replicate": label, "method": "ppo", "rm": rm, "point": int(step)}
+            for name, channel in (("kl", KL), ("gold", PPO_GOLD), ("proxy", PPO_PROXY)):
+                put(point, name, at(ppo.est, ppo.index(j, channel, k), s.level))
+            put(point, "delta_gold", at(ppo.difference(j, base, PPO_GOLD, k), 0, s.level)
+                if base is not None and j != base else NONE)
             curves.append(point)
-        row.update(ppo_row(rm, ppo_models, ppo, steps, s) if ppo is not None else {})
-        summary.append(row)
-        if ppo is not None and rm in ppo_models:
-            curves += ppo_curve_rows(label, rm, ppo_models, ppo, steps, s)
-    return summary, curves
+    return columns, curves
 
 
-def nan(value: float | None) -> float:
-    return float("nan") if value is None else float(value)
+def group_rows(label: str, replicates: list[Replicate], s: Settings
+               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The summary rows (one per RM), curve rows (one per RM and point) and variance rows of a group of replicates."""
+    rms = s.reward_models
+    variance: list[dict[str, Any]] = []
+    rows = {rm: {"replicate": label, "rm": rm} for rm in rms}
+    for split in SPLITS:
+        acc, shares = accuracy(replicates, split, rms, s.gold_gap)
+        pairs = float(np.mean([len(rep.pairs[split].gap) for rep in replicates]))
+        for rm, columns in accuracy_columns(acc, shares, pairs, split, rms, s, variance, label).items():
+            rows[rm].update(columns)
+    bon, bon_curves = bon_rows(label, replicates, s, variance)
+    ppo, ppo_curves = ppo_rows(label, replicates, s, variance)
+    for rm in rms:
+        rows[rm].update(bon[rm])
+        rows[rm].update(ppo.get(rm, {}))
+    return list(rows.values()), bon_curves + ppo_curves, variance
 
 
-def ppo_row(rm: str, models: list[str], ppo: Family, steps: np.ndarray, s: Settings) -> dict[str, Any]:
-    """The PPO columns of one RM's summary row (empty when the RM has no PPO run)."""
-    if rm not in models:
-        return {}
-    j = models.index(rm)
-    row: dict[str, Any] = {}
-    kl_curve, gold_curve = ppo.point[j, KL], ppo.point[j, PPO_GOLD]
-    put(row, "ppo_final_kl", ppo.estimate(lambda m: m[..., j, KL, -1], s.level))
-    put(row, "ppo_final_gold", ppo.estimate(lambda m: m[..., j, PPO_GOLD, -1], s.level))
-    put(row, "ppo_final_proxy", ppo.estimate(lambda m: m[..., j, PPO_PROXY, -1], s.level))
-    peak = int(peak_index(gold_curve))
-    row["ppo_peak_step"] = int(steps[peak])
-    put(row, "ppo_peak_gold", ppo.estimate(lambda m: m[..., j, PPO_GOLD, peak], s.level))
-    row["ppo_peak_kl"] = float(kl_curve[peak])
-    row["ppo_drop"] = float(gold_curve.max() - gold_curve[-1])
-    row["ppo_drop_lo"], row["ppo_drop_hi"] = map(float, drop_interval(gold_curve, ppo.draws[:, j, PPO_GOLD], s.level))
-    row["ppo_kl_spearman"] = spearman(kl_curve)
-    if s.baseline in models and rm != s.baseline:
-        b = models.index(s.baseline)
-        put(row, "ppo_delta_final", ppo.estimate(lambda m: m[..., j, PPO_GOLD, -1] - m[..., b, PPO_GOLD, -1], s.level))
-        target = matched_kl(ppo.point[:, KL], j, b)
-        row["ppo_matched_kl"] = target
-
-        def at_matched_kl(m: np.ndarray) -> np.ndarray:
-            return (interpolate_at(m[..., j, KL, :], m[..., j, PPO_GOLD, :], target)
-                    - interpolate_at(m[..., b, KL, :], m[..., b, PPO_GOLD, :], target))
-
-        put(row, "ppo_delta_matched", ppo.estimate(at_matched_kl, s.level))
-    fit = fit_rl(kl_curve, gold_curve)
-    alpha, beta = fit_rl_rows(ppo.draws[:, j, KL], ppo.draws[:, j, PPO_GOLD])
-    put(row, "rl_alpha", (nan(fit["alpha"]), *map(float, interval(alpha, s.level))))
-    put(row, "rl_beta", (nan(fit["beta"]), *map(float, interval(beta, s.level))))
-    row["rl_r2"] = nan(fit["r2"])
-    return row
-
-
-def ppo_curve_rows(label: str, rm: str, models: list[str], ppo: Family, steps: np.ndarray,
-                   s: Settings) -> list[dict[str, Any]]:
-    """One curve row per checkpoint of an RM's PPO run (Δgold: against the baseline's run at the same update)."""
-    j = models.index(rm)
-    b = models.index(s.baseline) if s.baseline in models and rm != s.baseline else None
-    rows = []
-    for k, step in enumerate(steps):
-        row = {"replicate": label, "method": "ppo", "rm": rm, "point": int(step)}
-        put(row, "kl", ppo.estimate(lambda m: m[..., j, KL, k], s.level))
-        put(row, "gold", ppo.estimate(lambda m: m[..., j, PPO_GOLD, k], s.level))
-        put(row, "proxy", ppo.estimate(lambda m: m[..., j, PPO_PROXY, k], s.level))
-        put(row, "delta_gold", ppo.estimate(lambda m: m[..., j, PPO_GOLD, k] - m[..., b, PPO_GOLD, k], s.level)
-            if b is not None else (np.nan,) * 3)
-        rows.append(row)
-    return rows
-
-
-def estimate_study(replicates: list[Replicate], settings: Settings) -> tuple[list[dict], list[dict]]:
-    """Summary and curve rows of the pooled replicates, then of each replicate (when there are several)."""
+def estimate_study(replicates: list[Replicate], settings: Settings
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Summary, curve and variance rows of the pooled replicates, then of each replicate (when there are several)."""
     groups = [(POOLED, replicates)]
     if len(replicates) > 1:
         groups += [(str(rep.seed), [rep]) for rep in replicates]
-    summary, curves = [], []
+    summary, curves, variance = [], [], []
     for label, group in groups:
-        rows, points = group_rows(label, group, settings)
+        rows, points, parts = group_rows(label, group, settings)
         summary += rows
         curves += points
-    return summary, curves
+        variance += parts
+    return summary, curves, variance
 
 
 def with_interval(*names: str) -> list[str]:
     return [f"{name}{suffix}" for name in names for suffix in ("", "_lo", "_hi")]
 
 
+def comparison(name: str) -> list[str]:
+    """A paired difference's columns: value, interval and minimum detectable difference."""
+    return [*with_interval(name), f"{name}_mdd"]
+
+
+def accuracy_summary(split: str) -> list[str]:
+    return [*with_interval(f"{split}_accuracy"), f"{split}_pairs", *with_interval(f"{split}_accuracy_close"),
+            f"{split}_close_share", *with_interval(f"{split}_accuracy_clear"), *comparison(f"{split}_delta")]
+
+
+def trend_summary(prefix: str, point: str) -> list[str]:
+    return [f"{prefix}_peak_{point}", f"{prefix}_peak_{point}_lo", f"{prefix}_peak_{point}_hi",
+            *with_interval(f"{prefix}_peak_gold"), *comparison(f"{prefix}_rise"), *comparison(f"{prefix}_fall"),
+            f"{prefix}_verdict"]
+
+
 SUMMARY_COLUMNS = [
-    "replicate", "rm",
-    *with_interval("id_accuracy"), "id_pairs", *with_interval("ood_accuracy"), "ood_pairs",
-    *with_interval("bon_gold_at_N", "bon_proxy_at_N"), "bon_peak_n", *with_interval("bon_peak_gold", "bon_drop",
-                                                                                    "bon_delta_at_N"),
+    "replicate", "rm", *accuracy_summary("id"), *accuracy_summary("ood"),
+    *with_interval("bon_gold_at_N", "bon_proxy_at_N"), *trend_summary("bon", "n"), *comparison("bon_delta_at_N"),
     *with_interval("bon_alpha", "bon_beta"), "bon_r2",
-    *with_interval("ppo_final_kl", "ppo_final_gold", "ppo_final_proxy"), "ppo_peak_step",
-    *with_interval("ppo_peak_gold"), "ppo_peak_kl", *with_interval("ppo_drop"), "ppo_kl_spearman",
-    *with_interval("ppo_delta_final"), "ppo_matched_kl", *with_interval("ppo_delta_matched"),
-    *with_interval("rl_alpha", "rl_beta"), "rl_r2",
+    *with_interval("ppo_final_kl", "ppo_final_gold", "ppo_final_proxy"), *trend_summary("ppo", "step"),
+    "ppo_peak_kl", "ppo_kl_spearman", *comparison("ppo_delta_final"), "ppo_matched_kl",
+    *comparison("ppo_delta_matched"), *with_interval("rl_alpha", "rl_beta"), "rl_r2",
 ]
 CURVE_COLUMNS = ["replicate", "method", "rm", "point", *with_interval("kl", "gold", "proxy", "delta_gold")]
+VARIANCE_COLUMNS = ["replicate", "rm", "comparison", "estimate", "se", "mdd", "replicates", "prompts", "crossed",
+                    "var_replicate", "var_prompt", "var_residual"]

@@ -3,10 +3,10 @@
 Best-of-n: Δgold = d(α − β·d); RL: Δgold = d(α − β·log d), with d·log d = 0 at d = 0. Δgold is the gold
 reward relative to the starting policy, the first point of the curve (n = 1 for best-of-n, step 0 for RL).
 Both forms are linear in (α, β) and are fitted by least squares without an intercept, through the 2×2
-normal equations, so that `fit_bon_rows` / `fit_rl_rows` fit every row of a bootstrap at once with the same
-maths as the point fits `fit_bon` / `fit_rl`. A fit is under-determined (α = β = NaN, or None) when its two
-columns d and penalty(d) are (nearly) parallel: |sin| of their angle ≤ 1e-6, e.g. fewer than two points
-with d > 0. Small negative KL estimates (sampling noise) count as 0.
+normal equations, so that `fit_bon_rows` / `fit_rl_rows` fit many curves at once (every leave-one-prompt-out
+curve of `rmood.eval.stats`' jackknife) with the same maths as the point fits `fit_bon` / `fit_rl`. A fit is
+under-determined (α = β = NaN, or None) when its two columns d and penalty(d) are (nearly) parallel: |sin| of
+their angle ≤ 1e-6, e.g. fewer than two points with d > 0. Small negative KL estimates (sampling noise) count as 0.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The Markdown of the `mrm_eval` report, written from `reports/summary.csv` and `reports/curves.csv` alone.
 
-Every number is printed with its interval, and a sentence states a difference (an over-optimisation drop, one
-RM better than another) only when the interval excludes zero (`rmood.eval.stats` verdicts). The README's
-results block is `results_block` of the same table (`python -m rmood results`).
+Every number is printed with its interval; a verdict is a test (`rmood.eval.verdicts`), and every "no significant
+difference" stands beside the smallest difference the comparison could have detected. The README's results block is
+`results_block` of the same table (`python -m rmood results`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from rmood.eval.estimates import POOLED
-from rmood.eval.stats import difference_verdict, drop_verdict
+from rmood.eval.verdicts import difference_verdict
 
 Row = Any  # a pandas row (Series) of the summary table
+SCOPES = {
+    "full": "each replicate re-draws everything random — base-model initialisation, SFT and its samples, the "
+            "annotator's labels, every reward model, Best-of-N sampling and PPO; the prompts are shared by every "
+            "replicate (the task is fixed) and counted as a second random factor. The intervals are about the "
+            "methods on this task: a study with other seeds would land inside them",
+    "after_sft": "the replicates share the data, base model, SFT policy and its samples; the annotator's labels, every "
+                 "reward model, Best-of-N sampling and PPO repeat per replicate. The intervals are about this SFT "
+                 "policy: they leave out what another `seed` (another SFT policy, another machine's kernels) changes",
+}
 
 
 def cell(row: Row, name: str, sign: str = "") -> str:
@@ -31,17 +40,36 @@ def has(row: Row, name: str) -> bool:
     return value is not None and math.isfinite(value)
 
 
+def detectable(row: Row, name: str) -> str:
+    """`cell` of a paired difference with its minimum detectable difference."""
+    return f"{cell(row, name, '+')} (±{row[name + '_mdd']:.3f})" if has(row, name) else "–"
+
+
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
     """A Markdown table."""
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
 
 
+def peak(row: Row, prefix: str, point: str) -> str:
+    """`4 (2–8)`: the point estimate's peak and the points that may be the highest."""
+    lo, hi = row[f"{prefix}_peak_{point}_lo"], row[f"{prefix}_peak_{point}_hi"]
+    return f"{row[f'{prefix}_peak_{point}']:.0f} ({lo:.0f}–{hi:.0f})"
+
+
+def accuracy_table(pooled: Any, baseline: str, gold_gap: float) -> list[str]:
+    header = ["RM", "ID accuracy (pairs)", f"ID, gold gap < {gold_gap:g}", f"ID, gap ≥ {gold_gap:g}",
+              f"Δ ID vs `{baseline}` (detectable)", "OOD accuracy (pairs)", f"Δ OOD vs `{baseline}` (detectable)"]
+    rows = [[f"`{r['rm']}`", f"{cell(r, 'id_accuracy')} ({r['id_pairs']:.0f})", cell(r, "id_accuracy_close"),
+             cell(r, "id_accuracy_clear"), detectable(r, "id_delta"), f"{cell(r, 'ood_accuracy')} ({r['ood_pairs']:.0f})",
+             detectable(r, "ood_delta")] for _, r in pooled.iterrows()]
+    return table(header, rows)
+
+
 def bon_table(pooled: Any, n_max: int, baseline: str) -> list[str]:
-    header = ["RM", "ID accuracy (pairs)", "OOD accuracy (pairs)", f"BoN gold, n = {n_max}", "BoN peak: n, gold",
-              "drop from peak", f"Δ gold vs `{baseline}`, n = {n_max}"]
-    rows = [[f"`{r['rm']}`", f"{cell(r, 'id_accuracy')} ({r['id_pairs']:.0f})",
-             f"{cell(r, 'ood_accuracy')} ({r['ood_pairs']:.0f})", cell(r, "bon_gold_at_N"),
-             f"{r['bon_peak_n']:.0f}: {cell(r, 'bon_peak_gold')}", cell(r, "bon_drop"), cell(r, "bon_delta_at_N", "+")]
+    header = ["RM", f"gold, n = {n_max}", "peak n (may be highest)", "gold at peak", "rise to peak", "fall from peak",
+              "verdict", f"Δ gold vs `{baseline}`, n = {n_max} (detectable)"]
+    rows = [[f"`{r['rm']}`", cell(r, "bon_gold_at_N"), peak(r, "bon", "n"), cell(r, "bon_peak_gold"),
+             cell(r, "bon_rise"), cell(r, "bon_fall"), r["bon_verdict"], detectable(r, "bon_delta_at_N")]
             for _, r in pooled.iterrows()]
     return table(header, rows)
 
@@ -50,14 +78,14 @@ def ppo_table(pooled: Any, baseline: str) -> list[str]:
     ppo = pooled[pooled["ppo_final_gold"].notna()]
     if ppo.empty:
         return ["No PPO runs."]
-    header = ["RM", "KL, last", "gold, last", "peak: update, gold", "drop from peak", f"Δ gold vs `{baseline}`, last",
-              f"Δ gold vs `{baseline}`, matched KL", "Spearman(update, KL)"]
-    rows = [[f"`{r['rm']}`", cell(r, "ppo_final_kl"), cell(r, "ppo_final_gold"),
-             f"{r['ppo_peak_step']:.0f}: {cell(r, 'ppo_peak_gold')}", cell(r, "ppo_drop"),
-             cell(r, "ppo_delta_final", "+"),
-             f"{cell(r, 'ppo_delta_matched', '+')} at {r['ppo_matched_kl']:.2f} nats" if has(r, "ppo_delta_matched")
-             else "–", f"{r['ppo_kl_spearman']:.2f}" if has(r, "ppo_kl_spearman") else "–"]
-            for _, r in ppo.iterrows()]
+    header = ["RM", "KL, last", "gold, last", "peak update (may be highest)", "gold at peak", "rise to peak",
+              "fall from peak", "verdict", f"Δ gold vs `{baseline}`, last (detectable)",
+              f"Δ gold vs `{baseline}`, matched KL (detectable)"]
+    rows = [[f"`{r['rm']}`", cell(r, "ppo_final_kl"), cell(r, "ppo_final_gold"), peak(r, "ppo", "step"),
+             cell(r, "ppo_peak_gold"), cell(r, "ppo_rise"), cell(r, "ppo_fall"), r["ppo_verdict"],
+             detectable(r, "ppo_delta_final"),
+             f"{detectable(r, 'ppo_delta_matched')} at {r['ppo_matched_kl']:.2f} nats" if has(r, "ppo_delta_matched")
+             else "–"] for _, r in ppo.iterrows()]
     return table(header, rows)
 
 
@@ -72,55 +100,69 @@ def fit_table(pooled: Any) -> list[str]:
     return table(header, rows)
 
 
-def verdicts(pooled: Any, n_max: int, level: float) -> list[str]:
-    """One sentence per RM: is its gold's drop from the peak significant, under best-of-n and PPO?"""
+def trend_sentence(row: Row, prefix: str, point: str) -> str:
+    """`over-optimised: rises by … to n = 4, then falls by …` with what the tests could detect."""
+    where = f"{'n = ' if point == 'n' else 'update '}{row[f'{prefix}_peak_{point}']:.0f}"
+    parts = []
+    if has(row, f"{prefix}_rise"):
+        parts.append(f"rises by {cell(row, f'{prefix}_rise')} to {where} (detectable: {row[f'{prefix}_rise_mdd']:.3f})")
+    if has(row, f"{prefix}_fall"):
+        parts.append(f"{'then ' if parts else f'from {where} '}falls by {cell(row, f'{prefix}_fall')} "
+                     f"(detectable: {row[f'{prefix}_fall_mdd']:.3f})")
+    return f"{row[f'{prefix}_verdict']}: " + ", ".join(parts)
+
+
+def verdicts(pooled: Any) -> list[str]:
+    """One sentence per RM: has its gold risen and then fallen significantly, under best-of-n and PPO?"""
     lines = []
     for _, r in pooled.iterrows():
-        bon = drop_verdict(r["bon_drop"], r["bon_drop_lo"], r["bon_drop_hi"], level)
-        sentence = f"- `{r['rm']}`: best-of-n (peak n = {r['bon_peak_n']:.0f}, largest n = {n_max}) {bon}"
-        if has(r, "ppo_drop"):
-            ppo = drop_verdict(r["ppo_drop"], r["ppo_drop_lo"], r["ppo_drop_hi"], level)
-            sentence += f"; PPO (peak at update {r['ppo_peak_step']:.0f}) {ppo}"
+        sentence = f"- `{r['rm']}`: best-of-n {trend_sentence(r, 'bon', 'n')}"
+        if isinstance(r.get("ppo_verdict"), str):
+            sentence += f"; PPO {trend_sentence(r, 'ppo', 'step')}"
         lines.append(sentence + ".")
     return lines
 
 
 def comparisons(pooled: Any, n_max: int, baseline: str, level: float) -> list[str]:
-    """One sentence per RM: its paired gold difference from the baseline RM, each a test."""
+    """One sentence per RM: its paired differences from the baseline RM, each a test beside what it could detect."""
     lines = []
     for _, r in pooled.iterrows():
         if r["rm"] == baseline:
             continue
-        parts = [f"best-of-{n_max}: " + difference_verdict(r["bon_delta_at_N"], r["bon_delta_at_N_lo"],
-                                                           r["bon_delta_at_N_hi"], baseline, level)]
-        if has(r, "ppo_delta_final"):
-            parts.append("PPO, last checkpoint: " + difference_verdict(
-                r["ppo_delta_final"], r["ppo_delta_final_lo"], r["ppo_delta_final_hi"], baseline, level))
+        named = [("ID accuracy", "id_delta"), ("OOD accuracy", "ood_delta"), (f"best-of-{n_max} gold", "bon_delta_at_N"),
+                 ("PPO gold, last checkpoint", "ppo_delta_final")]
         if has(r, "ppo_delta_matched"):
-            parts.append(f"PPO at matched KL {r['ppo_matched_kl']:.2f} nats: " + difference_verdict(
-                r["ppo_delta_matched"], r["ppo_delta_matched_lo"], r["ppo_delta_matched_hi"], baseline, level))
+            named.append((f"PPO gold at matched KL {r['ppo_matched_kl']:.2f} nats", "ppo_delta_matched"))
+        parts = [f"{what}: " + difference_verdict(r[name], r[f"{name}_lo"], r[f"{name}_hi"], r[f"{name}_mdd"],
+                                                   baseline, level) for what, name in named if has(r, name)]
         lines.append(f"- `{r['rm']}`: " + "; ".join(parts) + ".")
     return lines
 
 
-def results_block(summary: Any, level: float, baseline: str, n_max: int) -> str:
+def results_block(summary: Any, level: float, baseline: str, n_max: int, gold_gap: float) -> str:
     """The pooled results: the tables and the verdict sentences (also the README's results block)."""
     pooled = summary[summary["replicate"] == POOLED]
-    lines = ["**Reward models and Best-of-N** (gold, mean over eval prompts and replicates):", "",
-             *bon_table(pooled, n_max, baseline), "", "**PPO:**", "", *ppo_table(pooled, baseline), "",
-             "**Over-optimisation** (the drop of gold from its peak to the largest n or the last checkpoint; the peak "
-             "is chosen again in every resample):", "", *verdicts(pooled, n_max, level), "",
-             f"**Compared with `{baseline}`** (paired: the same prompts and, for Best-of-N, the same samples):", "",
-             *comparisons(pooled, n_max, baseline, level)]
+    lines = ["**Reward models** (agreement with gold on held-out pairs; pairs clustered by prompt):", "",
+             *accuracy_table(pooled, baseline, gold_gap), "",
+             "**Best-of-N** (gold, mean over eval prompts and replicates; the peak's n with the range of n that may "
+             "be highest):", "", *bon_table(pooled, n_max, baseline), "", "**PPO:**", "", *ppo_table(pooled, baseline),
+             "", "**Over-optimisation** (a significant rise from the start to the peak and a significant fall from "
+             "the peak to the end, each simultaneous over the points that could be the peak):", "",
+             *verdicts(pooled), "",
+             f"**Compared with `{baseline}`** (paired: the same prompts and replicates and, for Best-of-N, the same "
+             "samples; in brackets the interval, then the smallest difference the comparison detects with 80% "
+             "power):", "", *comparisons(pooled, n_max, baseline, level)]
     return "\n".join(lines)
 
 
 def replicate_table(summary: Any) -> list[str]:
-    """Every replicate's main numbers, one row per replicate and RM."""
+    """Every replicate's main numbers, one row per replicate and RM (intervals over that replicate's prompts)."""
     rows = summary[summary["replicate"] != POOLED]
-    header = ["replicate", "RM", "ID accuracy", "BoN gold, n = N", "BoN drop", "PPO gold, last", "PPO drop"]
+    header = ["replicate", "RM", "ID accuracy", "BoN gold, n = N", "BoN fall from peak", "BoN verdict",
+              "PPO gold, last", "PPO fall from peak", "PPO verdict"]
     return table(header, [[str(r["replicate"]), f"`{r['rm']}`", cell(r, "id_accuracy"), cell(r, "bon_gold_at_N"),
-                           cell(r, "bon_drop"), cell(r, "ppo_final_gold"), cell(r, "ppo_drop")]
+                           cell(r, "bon_fall"), r["bon_verdict"], cell(r, "ppo_final_gold"), cell(r, "ppo_fall"),
+                           r["ppo_verdict"] if isinstance(r["ppo_verdict"], str) else "–"]
                           for _, r in rows.iterrows()])
 
 
@@ -147,22 +189,25 @@ def markdown_report(summary: Any, curves: Any, run: dict[str, Any], plots: dict[
     lines = [
         "# Reward-model over-optimisation (mrm_eval)", "", "## What was run", "",
         f"- **Reward models** ({summary['rm'].nunique()}): {', '.join(f'`{rm}`' for rm in summary['rm'].unique())}.",
-        f"- **Replicates** ({len(replicates)}, seeds {', '.join(map(str, replicates))}): the annotator's labels, every "
-        "reward model, Best-of-N sampling and PPO repeat per replicate; data, base model and SFT are shared.",
+        f"- **Replicates** ({len(replicates)}, seeds {', '.join(map(str, replicates))}; `replicate_scope: "
+        f"{run['replicate_scope']}`): {SCOPES[run['replicate_scope']]}.",
         f"- **Best-of-n** for n = {', '.join(str(int(n)) for n in bon_points)} over {run['prompts']} eval prompts.",
         f"- **PPO** checkpoints at updates {', '.join(str(int(s)) for s in ppo_points)}." if ppo_points else
         "- **PPO**: none.",
         baseline_line(curves, level),
-        f"- **Intervals**: {level:.0%} percentile intervals of {run['resamples']} resamples of a hierarchical "
-        "bootstrap: replicates with replacement, then the eval prompts of each drawn replicate with replacement "
-        "(a prompt's samples stay together). Accuracies: the Wilson interval for one replicate, else the same "
-        "bootstrap over replicates and pairs. With few replicates the interval understates the spread between "
-        "seeds (see README). Differences between reward models are paired. A verdict states a difference only "
-        "when its interval excludes zero.",
-        "", "## Results (pooled over the replicates)", "", results_block(summary, level, baseline, n_max), "",
+        f"- **Intervals** ({level:.0%}): an estimate is the mean over replicates of each replicate's statistic; its "
+        "variance has a replicate part (R − 1 degrees of freedom) and, where the replicates share the prompts, a "
+        "shared-prompt part (from jackknife pseudo-values over prompts: a prompt's samples and pairs move "
+        "together), and the interval comes from their generalized pivot — a t interval with R − 1 degrees of "
+        "freedom when the replicates' spread dominates (±4.3 standard errors with three). Differences between "
+        "reward models are paired. A verdict states a difference only when its interval excludes zero; "
+        "rises and falls use intervals simultaneous over a curve's points (`rmood/eval/stats.py`, "
+        "`rmood/eval/verdicts.py`).",
+        "", "## Results (pooled over the replicates)", "", results_block(summary, level, baseline, n_max, run["gold_gap"]),
+        "",
         "## Over-optimisation fits (Gao et al. 2022)", "",
-        "Δgold = d(α − βd) for Best-of-N and d(α − β log d) for PPO, d = √KL, gold relative to the SFT policy; "
-        "R² of the pooled curve.", "", *fit_table(summary[summary["replicate"] == POOLED]), "",
+        "Δgold = d(α − βd) for Best-of-N and d(α − β log d) for PPO, d = √KL, gold relative to the SFT policy: "
+        "fitted to each replicate's curve, α and β their mean over replicates, R² the replicates' mean.", "", *fit_table(summary[summary["replicate"] == POOLED]), "",
     ]
     if len(replicates) > 1:
         lines += ["## Every replicate", "", *replicate_table(summary), ""]
@@ -186,7 +231,9 @@ def markdown_report(summary: Any, curves: Any, run: dict[str, Any], plots: dict[
     return "\n".join(lines)
 
 
-README_BLOCK = ("<!-- results:begin -->", "<!-- results:end -->")
+def readme_markers(name: str) -> tuple[str, str]:
+    """The comments around a generated block of the README: `<!-- <name>:begin -->` … `<!-- <name>:end -->`."""
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
 
 
 def results_markdown(summary: str | os.PathLike, config: dict[str, Any]) -> str:
@@ -198,15 +245,16 @@ def results_markdown(summary: str | os.PathLike, config: dict[str, Any]) -> str:
     if not Path(summary).is_file():
         raise DataError(f"{summary}: no such file (run the study first: snakemake mrm_eval)")
     report = config["report"]
-    return results_block(pd.read_csv(summary), report["level"], report["baseline"], config["bon"]["n"])
+    return results_block(pd.read_csv(summary), report["level"], report["baseline"], config["bon"]["n"],
+                         report["gold_gap"])
 
 
-def update_readme(readme: str | os.PathLike, block: str) -> None:
-    """Replace the text between the README's results markers with `block` (atomically)."""
+def update_readme(readme: str | os.PathLike, block: str, name: str = "results") -> None:
+    """Replace the text between the README's markers of block `name` with `block` (atomically)."""
     from rmood.io import DataError, atomic_open
 
     text = Path(readme).read_text(encoding="utf-8")
-    begin, end = README_BLOCK
+    begin, end = readme_markers(name)
     if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
         raise DataError(f"{readme}: expected one {begin} ... {end} block")
     head, rest = text.split(begin)

@@ -1,10 +1,14 @@
-"""The `report` step: the study's summary and curves with their intervals, the Markdown report and its plots.
+"""The `report` step: the study's summary, curves and variance components with their intervals, the Markdown report
+and its plots.
 
-Inputs, per replicate (`rep<seed>/` in their paths): every RM's `rm/<rm>/check.json`, the best-of-n table
-`bon/per_prompt.npz` (see `rmood.eval.bon`) and the table of each PPO run `ppo/<rm>/per_prompt.npz` (see
-`rmood.eval.ppo_curve`). `rmood.eval.estimates` turns them into `reports/summary.csv` (one row per RM, pooled and
-per replicate; every estimate `x` with `x_lo`, `x_hi`) and `reports/curves.csv` (one row per RM and best-of-n
-n or PPO checkpoint); `rmood.eval.markdown` writes `reports/mrm_eval.md` from those tables alone.
+Inputs, per replicate (`rep<seed>/` in their paths): every RM's `rm/<rm>/check_rewards.npz` (its rewards of the
+held-out pairs, see `rmood.rm.check`) with the pairs themselves (`pairs/test.explicit.jsonl`, `pairs/ood.explicit.jsonl`:
+each pair's prompt and gold), the best-of-n table `bon/per_prompt.npz` (see `rmood.eval.bon`) and the table of each
+PPO run `ppo/<rm>/per_prompt.npz` (see `rmood.eval.ppo_curve`). `rmood.eval.estimates` turns them into
+`reports/summary.csv` (one row per RM, pooled and per replicate; every estimate `x` with `x_lo`, `x_hi`, every
+comparison with the baseline also with `x_mdd`), `reports/curves.csv` (one row per RM and best-of-n n or PPO
+checkpoint) and `reports/variance.csv` (the variance components of every comparison, read by `rmood power`);
+`rmood.eval.markdown` writes `reports/mrm_eval.md` from those tables alone.
 """
 
 from __future__ import annotations
@@ -13,12 +17,16 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rmood.eval import PLOTS
 from rmood.eval.bon import BON_ARRAYS
-from rmood.eval.estimates import CURVE_COLUMNS, POOLED, SUMMARY_COLUMNS, Replicate, Settings, estimate_study
+from rmood.eval.estimates import (CURVE_COLUMNS, POOLED, SPLITS, SUMMARY_COLUMNS, VARIANCE_COLUMNS, Pairs, Replicate,
+                                  Settings, estimate_study)
 from rmood.eval.ppo_curve import PPO_ARRAYS
-from rmood.io import DataError, atomic_open, read_json, read_npz
+from rmood.io import DataError, atomic_open, read_jsonl, read_npz
 
+PAIR_FILES = {"id": "test", "ood": "ood"}  # split -> pairs/<name>.explicit.jsonl and the <name>_* arrays of check_rewards.npz
 REPLICATE_DIR = re.compile(r"rep(\d+)")
 
 
@@ -46,19 +54,27 @@ def plots_by_stem(plots: list[str]) -> dict[str, str]:
     return paths
 
 
-def read_counts(path: str) -> dict[str, tuple[int, int]]:
-    """{"id": (k, n), "ood": (k, n)} of a check.json: pairs ranked as gold ranks them, of held-out pairs."""
-    check = read_json(path)
-    counts = {}
-    for prefix, block in (("id", "test"), ("ood", "ood")):
-        stats = check.get(block) if isinstance(check, dict) else None
-        if not isinstance(stats, dict) or not isinstance(stats.get("n"), int) or stats["n"] < 1:
-            raise DataError(f"{path}: expected a '{block}' block with a positive pair count n")
-        counts[prefix] = (round(stats["accuracy"] * stats["n"]), stats["n"])
-    return counts
+def read_pairs(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each held-out pair's prompt id and gold gap (chosen − rejected) of an explicit pairs file."""
+    records = read_jsonl(path, required=("id", "chosen_gold", "rejected_gold"))
+    gap = np.array([r["chosen_gold"] - r["rejected_gold"] for r in records], dtype=float)
+    if (gap <= 0).any():
+        raise DataError(f"{path}: a held-out pair whose chosen response is not the gold-better one")
+    return np.array([r["id"] for r in records]), gap
 
 
-def read_replicates(checks: list[str], bon: list[str], ppo: list[str], reward_models: list[str]) -> list[Replicate]:
+def read_correct(path: str, split: str, pairs: int) -> np.ndarray:
+    """Whether an RM rewards the chosen response of each held-out pair of `split` more (its check_rewards.npz)."""
+    name = PAIR_FILES[split]
+    arrays = read_npz(path, [f"{name}_chosen", f"{name}_rejected"], "rm_check rewards")
+    chosen, rejected = arrays[f"{name}_chosen"], arrays[f"{name}_rejected"]
+    if chosen.shape != (pairs,) or rejected.shape != (pairs,):
+        raise DataError(f"{path}: {chosen.shape[0]} {name} pairs scored, the pairs file has {pairs}")
+    return chosen > rejected
+
+
+def read_replicates(rewards: list[str], pairs: list[str], bon: list[str], ppo: list[str],
+                    reward_models: list[str]) -> list[Replicate]:
     """The per-replicate inputs, grouped by the seed in their paths (in seed order)."""
     tables = {}
     for path in bon:
@@ -66,13 +82,26 @@ def read_replicates(checks: list[str], bon: list[str], ppo: list[str], reward_mo
         if seed in tables:
             raise DataError(f"two best-of-n tables for replicate {seed}: {tables[seed]['path']} and {path}")
         tables[seed] = {**read_npz(path, BON_ARRAYS, "best-of-n table"), "path": path}
-    replicates = {seed: Replicate(seed, {}, table) for seed, table in sorted(tables.items())}
-    for path in checks:
+    if not tables:
+        raise DataError("no best-of-n table: nothing to report")
+    held_out: dict[int, dict[str, Pairs]] = {seed: {} for seed in tables}
+    for path in pairs:
+        split = next((s for s, name in PAIR_FILES.items() if Path(path).name == f"{name}.explicit.jsonl"), None)
+        found = held_out.get(replicate_of(path))
+        if split is None or found is None or split in found:
+            raise DataError(f"{path}: unexpected (not test/ood pairs, no best-of-n table of its replicate, or a repeat)")
+        found[split] = Pairs(*read_pairs(path), {})
+    for seed, found in held_out.items():
+        if sorted(found) != sorted(SPLITS):
+            raise DataError(f"replicate {seed}: no {' or '.join(sorted(set(SPLITS) - set(found)))} pairs")
+    replicates = {seed: Replicate(seed, held_out[seed], table) for seed, table in sorted(tables.items())}
+    for path in rewards:
         rep = replicates.get(replicate_of(path))
         rm = Path(path).parent.name
-        if rep is None or rm not in reward_models or rm in rep.accuracy:
+        if rep is None or rm not in reward_models or rm in rep.pairs["id"].correct:
             raise DataError(f"{path}: unexpected (no best-of-n table of its replicate, an unknown RM, or a repeat)")
-        rep.accuracy[rm] = read_counts(path)
+        for split, found in rep.pairs.items():
+            found.correct[rm] = read_correct(path, split, len(found.gap))
     for path in ppo:
         rep = replicates.get(replicate_of(path))
         run = read_npz(path, PPO_ARRAYS, "PPO table")
@@ -81,29 +110,29 @@ def read_replicates(checks: list[str], bon: list[str], ppo: list[str], reward_mo
             raise DataError(f"{path}: unexpected (no best-of-n table of its replicate, an unknown RM, or a repeat)")
         rep.ppo[rm] = run
     for rep in replicates.values():
-        missing = [rm for rm in reward_models if rm not in rep.accuracy]
+        missing = [rm for rm in reward_models if rm not in rep.pairs["id"].correct]
         if missing:
-            raise DataError(f"replicate {rep.seed}: no check.json of {', '.join(missing)}")
-    if not replicates:
-        raise DataError("no best-of-n table: nothing to report")
+            raise DataError(f"replicate {rep.seed}: no check_rewards.npz of {', '.join(missing)}")
     return list(replicates.values())
 
 
 def make_report(
-    checks: list[str],
+    rewards: list[str],
+    pairs: list[str],
     bon: list[str],
     ppo: list[str],
     figures: list[str],
     summary: str,
     curves: str,
+    variance: str,
     markdown: str,
     plots: list[str],
     reward_models: list[str],
     report: dict[str, Any],
-    seed: int,
+    replicate_scope: str,
 ) -> None:
-    """Write `reports/summary.csv`, `reports/curves.csv`, `reports/mrm_eval.md` and the plots; `figures` (PNGs made
-    elsewhere, e.g. the distribution analysis) are linked from the Markdown."""
+    """Write `reports/summary.csv`, `reports/curves.csv`, `reports/variance.csv`, `reports/mrm_eval.md` and the plots;
+    `figures` (PNGs made elsewhere, e.g. the distribution analysis) are linked from the Markdown."""
     import pandas as pd
 
     from rmood.eval.markdown import markdown_report
@@ -112,20 +141,22 @@ def make_report(
     if not reward_models:
         raise DataError("reward_models is empty")
     plot_paths = plots_by_stem(plots)
-    replicates = read_replicates(checks, bon, ppo, reward_models)
-    settings = Settings(reward_models, report["baseline"], report["bootstrap"], report["level"], seed)
-    rows, points = estimate_study(replicates, settings)
-    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    curve_table = pd.DataFrame(points, columns=CURVE_COLUMNS)
-    for frame, path in ((table, summary), (curve_table, curves)):
+    replicates = read_replicates(rewards, pairs, bon, ppo, reward_models)
+    settings = Settings(reward_models, report["baseline"], report["level"], report["gold_gap"])
+    rows, points, parts = estimate_study(replicates, settings)
+    tables = {path: pd.DataFrame(data, columns=columns) for path, data, columns in (
+        (summary, rows, SUMMARY_COLUMNS), (curves, points, CURVE_COLUMNS), (variance, parts, VARIANCE_COLUMNS))}
+    for path, frame in tables.items():
         with atomic_open(path) as f:
             frame.to_csv(f, index=False)  # full precision: the README block rendered from it matches mrm_eval.md
+    table, curve_table = tables[summary], tables[curves]
     draw_plots(plot_paths, table[table["replicate"] == POOLED], curve_table[curve_table["replicate"] == POOLED],
                settings)
     run = {"replicates": [rep.seed for rep in replicates], "prompts": len(replicates[0].bon["prompts"]),
-           "resamples": settings.resamples, "level": settings.level, "baseline": settings.baseline}
+           "level": settings.level, "baseline": settings.baseline, "gold_gap": settings.gold_gap,
+           "replicate_scope": replicate_scope}
     with atomic_open(markdown) as f:
         f.write(markdown_report(table, curve_table, run, plot_paths, markdown, figures) + "\n")
     pooled = table[table["replicate"] == POOLED]
-    print(pooled[["rm", "id_accuracy", "bon_gold_at_N", "bon_peak_n", "bon_drop", "bon_drop_lo", "ppo_final_gold",
-                  "ppo_drop", "ppo_drop_lo"]].to_string(index=False))
+    print(pooled[["rm", "id_accuracy", "bon_gold_at_N", "bon_peak_n", "bon_verdict", "ppo_final_gold",
+                  "ppo_verdict"]].to_string(index=False))

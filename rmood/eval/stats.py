@@ -1,192 +1,335 @@
-"""Intervals for the study's numbers: a hierarchical bootstrap over replicate seeds and prompts, percentile and
-Wilson intervals, the drop of gold from its peak, matched-KL interpolation and the verdict sentences.
+"""Intervals, tests and power for the study's numbers, from a design of replicates × prompts.
 
-Every estimate is a mean over replicates of a mean over prompts. `bootstrap_means` resamples the replicates,
-then the prompts inside each drawn replicate; all columns of a replicate share its prompt draw, so a
-difference of two columns (RM A − RM B at the same n, on the same prompts and samples) is paired. Statistics
-of the draws (differences, fits, peaks) are computed row by row, so a peak is re-selected in every resample.
+**The design.** Every number of the study is measured on R replicates (seeds that re-draw what carries randomness)
+× P prompts. An estimate is the mean over replicates of a statistic of each replicate's per-prompt table,
+θ̂ = mean_r θ_r with θ_r = g(x̄_r): a mean gold, an accuracy (a ratio of counts over a prompt's pairs), a value
+interpolated at a KL, a fit. Where the replicates are measured on the same prompts (the eval prompts, the prompts
+of the held-out pairs), prompts are a second random factor **crossed** with the replicates, Y_rp = μ + a_r + b_p +
+e_rp, and Var(θ̂) = σ²_A/R + σ²_B/P + σ²_E/(RP): the prompt effect b_p is shared by every replicate and does not
+average out over replicates. Where each replicate has prompts of its own they are **nested**, and Var(θ̂) is the
+variance of θ_r over replicates divided by R.
 
-Measured on simulated data (tests/test_stats.py; 200 data sets each, B = 1000, 95% intervals):
+**The variance.** Per replicate, the jackknife over prompts gives pseudo-values Z_rp = P·θ_r − (P−1)·θ_r(−p) (for a
+mean, the data themselves; for a ratio, a fit or an interpolation, their linearisation), so a prompt's samples and
+pairs move together and no random resampling is involved. The mean squares of the table Z — between replicates
+(A), between prompts (B) and their interaction (E), as in a two-way random-effects ANOVA — give Var(θ̂)'s two
+estimated terms: V_A = MS_A/(RP) (R − 1 degrees of freedom) and V_B = max(MS_B − MS_E, 0)/(RP) (P − 1). Nested:
+V_A = s²(θ_r)/R alone. One replicate: the prompt term MS_B/P alone.
 
-- one replicate, 256 skewed per-prompt values: the percentile interval covers the true mean in 94.0% and
-  95.5% of data sets (two correlated columns), their paired difference in 94.0%.
-- R = 3 replicates × 256 prompts. Between-replicate variance negligible: 99.0% (conservative, as the
-  two-stage bootstrap counts the prompt noise twice: in the spread of the replicate means and again when
-  it resamples prompts). Between-replicate variance dominant: 75.5% (optimistic: a bootstrap over three
-  replicates has (R − 1)/R of the variance and only ten distinct replicate draws, where a t interval would
-  need ±4.30 instead of ±1.96 standard errors). With few replicates, read the interval as a lower bound
-  on the uncertainty across seeds.
-- the drop of gold from its peak on flat curves (no true drop), K = 5 and 7 correlated points: `drop_interval`
-  excludes 0 in 4.0% and 2.5% of data sets; the plain percentile interval of `peak_drop(draws)` in 18.5%
-  and 20%, because the maximum of noisy points is biased upwards. A planted drop of 0.02 (about four
-  standard errors of peak − last) is found in 96% of data sets, and `drop_interval` covers it in 98.5%.
-- Gao et al. best-of-n fits of every draw (`rmood.eval.fit.fit_bon_rows`): the percentile intervals of α
-  and β cover the true values in 94% of 100 data sets.
+**The interval** is θ̂ ∓ c·√(V_A + V_B), c the `level` quantile of |Z|·√(V_A/u_A + V_B/u_B)/√(V_A + V_B) with
+u ~ χ²_df/df — the generalized pivotal quantity (Weerahandi 1993) of the mean of a random-effects model: a
+t quantile with R − 1 degrees of freedom when the replicates' spread dominates (4.30 with three), the normal one
+when the shared prompts dominate. Satterthwaite's t was tried and rejected: when both terms matter it covered
+91-93% with three replicates (its degrees of freedom grow exactly when V_A happens to be small); a bootstrap over
+three replicates covers about 75% (10 distinct resamples, (R − 1)/R of the variance, a normal quantile). The
+pivot's draws are fixed and seeded, so every run gives the same numbers.
 
-Draws are seeded: the same inputs and seed give the same bytes on one machine (the BLAS summation order
-may differ between CPUs).
+**Families.** Several contrasts read together (every point of a curve against its start, every pair of points)
+get simultaneous intervals: one critical value, the `level` quantile of max_k |pivot_k| with the Z's correlated as
+the contrasts' estimates are (the max-t method of multcomp).
+
+**Power.** `predicted_power` simulates the same test in a study of R × P with the estimated variance components
+σ²_A, σ²_B, σ²_E; `Estimate.mdd` is the smallest difference that test finds with 80% power in this study's design.
+
+Coverage, false-positive rates and power predictions are measured on simulated studies by `rmood.eval.simulate`
+(`python -m rmood calibration`; tests/test_simulate.py holds them to their bounds).
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import ndtri
+from scipy import optimize, stats
 
-
-def _check_replicates(per_replicate: Sequence[ArrayLike]) -> list[np.ndarray]:
-    """The replicates as float arrays of shape (P_r, *features); ValueError naming the first bad one and why."""
-    if len(per_replicate) == 0:
-        raise ValueError("no replicates")
-    arrays = [np.asarray(values, dtype=float) for values in per_replicate]
-    for r, values in enumerate(arrays):
-        if values.ndim == 0 or len(values) == 0:
-            raise ValueError(f"replicate {r} has no prompts (shape {values.shape})")
-        if values.shape[1:] != arrays[0].shape[1:]:
-            raise ValueError(
-                f"replicate {r} has features of shape {values.shape[1:]}, replicate 0 of shape {arrays[0].shape[1:]}"
-            )
-        if not np.isfinite(values).all():
-            raise ValueError(f"replicate {r} has non-finite values")
-    return arrays
+Statistic = Callable[[np.ndarray], np.ndarray]  # per-replicate means (..., F) -> statistics (..., S)
+PIVOT_DRAWS = 20_000  # draws of the generalized pivot behind a critical value
 
 
 def _check_level(level: float) -> None:
-    """Refuse a confidence level outside (0, 1)."""
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level}")
 
 
-def _draw_replicates(rng: np.random.Generator, replicates: int, resamples: int) -> np.ndarray:
-    """(B, R) indices of the replicates drawn with replacement into each resample's R slots."""
-    if resamples < 1:
-        raise ValueError(f"resamples must be >= 1, got {resamples}")
-    return rng.integers(0, replicates, size=(resamples, replicates))
-
-
-def point_means(per_replicate: Sequence[ArrayLike]) -> np.ndarray:
-    """The mean over replicates of each replicate's mean over prompts, shape `features`."""
-    return np.mean([values.mean(axis=0) for values in _check_replicates(per_replicate)], axis=0)
-
-
-def bootstrap_means(per_replicate: Sequence[ArrayLike], resamples: int, seed: int) -> np.ndarray:
-    """Hierarchical bootstrap draws of `point_means`, shape (B, *features).
-
-    Each resample draws R replicates with replacement and, for every drawn slot independently, P_r prompts
-    of that replicate with replacement (multinomial counts, so a slot's prompt mean is a matrix product);
-    its value is the mean over slots of the slot's prompt mean. With one replicate this is the ordinary
-    bootstrap over prompts.
-
-    Parameters
-    ----------
-    per_replicate : one array per replicate seed, shape (P_r, *features): per-prompt values (P_r may differ).
-    resamples : B.
-    seed : seed of the random generator; the same inputs and seed give the same draws.
-    """
-    arrays = _check_replicates(per_replicate)
-    features = arrays[0].shape[1:]
-    rng = np.random.default_rng(seed)
-    slots = _draw_replicates(rng, len(arrays), resamples)
-    slot_means = np.empty(slots.shape + (int(np.prod(features)),))
-    for r, values in enumerate(arrays):
-        drawn = slots == r
-        prompts = len(values)
-        picks = rng.integers(0, prompts, size=(int(drawn.sum()), prompts))
-        rows = np.arange(len(picks))[:, None] * prompts  # counts[i, p]: how often slot i drew prompt p
-        counts = np.bincount((picks + rows).ravel(), minlength=picks.size).reshape(picks.shape)
-        slot_means[drawn] = counts @ values.reshape(prompts, -1) / prompts
-    return slot_means.mean(axis=1).reshape((resamples, *features))
-
-
-def interval(draws: ArrayLike, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """The percentile interval (lo, hi) of bootstrap `draws` along axis 0, each of shape draws.shape[1:].
-
-    NaN draws (a statistic undefined in that resample, e.g. an under-determined fit) are left out, so the
-    interval is conditional on the statistic being defined; a column without any defined draw gives NaN.
-    """
-    _check_level(level)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-        lo, hi = np.nanquantile(np.asarray(draws, dtype=float), [(1 - level) / 2, (1 + level) / 2], axis=0)
-    return lo, hi
-
-
-# --- proportions (RM accuracy) ----------------------------------------------------------------
-
-
-def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion with `k` successes in `n` trials; (NaN, NaN) when n = 0."""
-    _check_level(level)
-    if not 0 <= k <= n:
-        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
-    if n == 0:
-        return np.nan, np.nan
-    z = ndtri((1 + level) / 2)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return float(centre - half), float(centre + half)
-
-
-def bootstrap_proportion(counts: Sequence[tuple[int, int]], resamples: int, seed: int) -> np.ndarray:
-    """Hierarchical bootstrap draws, shape (B,), of the mean over replicates of k_r / n_r.
-
-    `counts` holds one (k, n) per replicate: k of n held-out pairs ranked as gold ranks them. Each resample
-    draws R replicates with replacement and, per drawn slot, resamples its n outcomes, i.e. draws
-    Binomial(n, k/n) successes. The matching point estimate is the mean of k_r / n_r.
-    """
-    if len(counts) == 0:
+def _tables(per_replicate: Sequence[ArrayLike], crossed: bool) -> list[np.ndarray]:
+    """The replicates' tables as float arrays (P_r, F); ValueError naming the first bad one and why."""
+    if len(per_replicate) == 0:
         raise ValueError("no replicates")
-    for r, (k, n) in enumerate(counts):
-        if not 0 <= k <= n or n == 0:
-            raise ValueError(f"replicate {r}: need 0 <= k <= n and n >= 1, got k={k}, n={n}")
-    k, n = np.array(counts, dtype=np.int64).T
-    rng = np.random.default_rng(seed)
-    slots = _draw_replicates(rng, len(counts), resamples)
-    return (rng.binomial(n[slots], k[slots] / n[slots]) / n[slots]).mean(axis=1)
+    tables = [np.asarray(values, dtype=float) for values in per_replicate]
+    tables = [t[:, None] if t.ndim == 1 else t for t in tables]
+    for r, table in enumerate(tables):
+        if table.ndim != 2 or len(table) < 2:
+            raise ValueError(f"replicate {r} needs a table of at least 2 prompts × features, got shape {table.shape}")
+        if table.shape[1] != tables[0].shape[1]:
+            raise ValueError(f"replicate {r} has {table.shape[1]} features, replicate 0 has {tables[0].shape[1]}")
+        if crossed and len(table) != len(tables[0]):
+            raise ValueError(f"crossed design: replicate {r} has {len(table)} prompts, replicate 0 {len(tables[0])}")
+        if not np.isfinite(table).all():
+            raise ValueError(f"replicate {r} has non-finite values")
+    return tables
 
 
-# --- over-optimisation --------------------------------------------------------------------------
+def estimate(per_replicate: Sequence[ArrayLike], crossed: bool, statistic: Statistic | None = None) -> Estimate:
+    """The estimate mean_r g(x̄_r) of per-replicate tables (P_r, F) (1-d: one feature) and its pseudo-values.
 
-
-def peak_drop(curves: ArrayLike) -> np.ndarray:
-    """Max over the K points of each curve (..., K) minus its last point, shape (...); ≥ 0."""
-    curves = np.asarray(curves, dtype=float)
-    return curves.max(axis=-1) - curves[..., -1]
-
-
-def peak_index(curves: ArrayLike) -> np.ndarray:
-    """Index of the highest of the K points of each curve (..., K) (the first on ties), shape (...)."""
-    return np.argmax(curves, axis=-1)
-
-
-def drop_interval(curve: ArrayLike, draws: ArrayLike, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """An interval (lo, hi) for the drop from the peak, max_k μ_k − μ_K, of curves (..., K) with draws (B, ..., K).
-
-    The drop is the maximum of the K differences δ_k = μ_k − μ_K, so it lies in the image under `max` of a
-    simultaneous band for all δ_k: lo = max_k d_k − c₋ and hi = max_k d_k + c₊, where d_k are the observed
-    differences and c₋, c₊ the (1 + level)/2 quantiles over the draws of max_k(d*_k − d_k) and
-    max_k(d_k − d*_k): the peak is re-selected inside every resample. lo is clipped at 0, the smallest
-    possible drop. Unlike the percentile interval of `peak_drop(draws)`, which inherits the upward bias of
-    a maximum of noisy points and excludes 0 for many flat curves, this interval keeps its level when
-    there is no drop, at some cost in power against small drops.
+    `crossed`: the rows of every table are the same prompts in the same order (see `align`); otherwise each
+    replicate's prompts are its own. `statistic` g maps per-replicate means (..., F) to (..., S) (default: the
+    means themselves); it must work on any leading shape (it is applied to the leave-one-prompt-out means too).
     """
+    tables = _tables(per_replicate, crossed)
+    g = statistic or (lambda means: means)
+    theta, pseudo = [], []
+    for table in tables:
+        p = len(table)
+        mean = table.mean(axis=0)
+        value = np.asarray(g(mean), dtype=float)
+        loo = np.asarray(g((p * mean - table) / (p - 1)), dtype=float)  # (P, S): each prompt left out in turn
+        theta.append(value)
+        pseudo.append(p * value - (p - 1) * loo)
+    return Estimate(np.array(theta), tuple(pseudo), crossed)
+
+
+def align(prompts: Sequence[Sequence[str]], tables: Sequence[ArrayLike],
+          fill: float | None = None) -> tuple[list[np.ndarray], bool]:
+    """Per-replicate tables (rows = `prompts[r]`) made ready for `estimate`: (tables, crossed).
+
+    The same prompts in every replicate: crossed, rows in the first replicate's order. No prompt in two replicates:
+    nested, as they are. Otherwise, with `fill` (e.g. 0 for counts: a prompt without pairs in a replicate adds
+    none): crossed over every prompt any replicate has, a missing row filled; without `fill`, ValueError.
+    """
+    if len(prompts) != len(tables):
+        raise ValueError(f"{len(prompts)} prompt lists for {len(tables)} tables")
+    sets = [set(ids) for ids in prompts]
+    for r, (ids, table) in enumerate(zip(prompts, tables)):
+        if len(ids) != len(sets[r]) or len(ids) != len(table):
+            raise ValueError(f"replicate {r}: {len(table)} rows for {len(ids)} prompt ids ({len(sets[r])} distinct)")
+    arrays = [np.asarray(t, dtype=float) for t in tables]
+    if all(s == sets[0] for s in sets):
+        order = list(prompts[0])
+    elif sum(map(len, sets)) == len(set().union(*sets)):
+        return arrays, len(arrays) == 1
+    elif fill is not None:
+        order = sorted(set().union(*sets))
+    else:
+        raise ValueError("the replicates share some prompts but not all: neither crossed nor nested")
+    aligned = []
+    for ids, table in zip(prompts, arrays):
+        rows = dict(zip(ids, table))
+        blank = np.full(table.shape[1:], fill if fill is not None else np.nan)
+        aligned.append(np.array([rows.get(p, blank) for p in order]))
+    return aligned, True
+
+
+@functools.lru_cache(maxsize=64)
+def _pivot_draws(size: int, replicates: int, prompts: int, stream: int = 0) -> tuple[np.ndarray, ...]:
+    """Fixed draws (seeded, so every run gives the same numbers): standard normals (PIVOT_DRAWS, size) and the
+    chi-square ratios U/df of the replicate part (R − 1 degrees of freedom; ones when R = 1) and of the prompt part
+    (P − 1). `stream` picks an independent set."""
+    rng = np.random.default_rng([20221018, stream])
+    normals = rng.standard_normal((PIVOT_DRAWS, size))
+    ratios = [stats.chi2.ppf(rng.random(PIVOT_DRAWS), df) / df if df > 0 else np.ones(PIVOT_DRAWS)
+              for df in (replicates - 1, prompts - 1)]
+    return normals, *ratios
+
+
+def _pivot(normals: np.ndarray, u_replicate: np.ndarray, u_prompt: np.ndarray, replicate: ArrayLike,
+           prompt: ArrayLike) -> np.ndarray:
+    """Draws of the generalized pivot (θ̂ − θ)/SE of statistics with these estimated variance terms (see
+    `Estimate.terms`): Z·√(V_A/u_A + V_B/u_B)/SE, SE² = V_A + V_B."""
+    replicate, prompt = np.asarray(replicate, dtype=float), np.asarray(prompt, dtype=float)
+    total = replicate + prompt
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.sqrt((replicate / u_replicate[:, None] + prompt / u_prompt[:, None]) / total)
+    return normals * np.where(total > 0, scale, 1.0)  # a statistic without variance: any scale, SE 0
+
+
+@functools.lru_cache(maxsize=256)
+def _critical_curve(replicates: int, prompts: int, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The critical value of one statistic against the replicate term's share V_A/SE² of its variance, on a grid."""
+    normals, u_replicate, u_prompt = _pivot_draws(1, replicates, prompts)
+    share = np.linspace(0.0, 1.0, 201)
+    return share, np.quantile(np.abs(_pivot(normals, u_replicate, u_prompt, share, 1 - share)), level, axis=0)
+
+
+def _critical(replicate: ArrayLike, prompt: ArrayLike, replicates: int, prompts: float, level: float) -> np.ndarray:
+    """The critical value of each statistic whose variance has these estimated terms (see `Estimate.terms`)."""
+    replicate, prompt = np.asarray(replicate, dtype=float), np.asarray(prompt, dtype=float)
+    total = replicate + prompt
+    share = np.divide(replicate, total, out=np.zeros_like(total), where=total > 0)
+    return np.interp(share, *_critical_curve(replicates, round(prompts), level))
+
+
+def _power(difference: float, replicate: float, prompt: float, replicates: int, prompts: float, level: float,
+           critical: float | None = None) -> float:
+    """The chance that a statistic with a true `difference` and these true variance terms (see `Estimate.terms`) is
+    found different from 0: θ̂ ~ N(difference, V_A + V_B), V_A and V_B estimated with R − 1 and P − 1 degrees of
+    freedom, the interval θ̂ ∓ c·SE with c from the estimates (or the given `critical`, e.g. a family's)."""
+    normals, u_replicate, u_prompt = _pivot_draws(1, replicates, round(prompts), stream=1)
+    theta = difference + normals[:, 0] * np.sqrt(replicate + prompt)
+    drawn = replicate * u_replicate, prompt * u_prompt
+    c = _critical(*drawn, replicates, prompts, level) if critical is None else critical
+    return float(np.mean(np.abs(theta) > c * np.sqrt(drawn[0] + drawn[1])))
+
+
+def _detectable(replicate: float, prompt: float, replicates: int, prompts: float, level: float, power: float,
+                critical: float | None = None) -> float:
+    """The smallest true difference found with chance `power` (see `_power`)."""
+    se = np.sqrt(replicate + prompt)
+    if not np.isfinite(se) or (critical is not None and not np.isfinite(critical)):
+        return float("nan")
+    if se == 0:
+        return 0.0
+    return float(optimize.brentq(lambda d: _power(d * se, replicate, prompt, replicates, prompts, level, critical)
+                                 - power, 0.0, 100.0, xtol=1e-4)) * se
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """θ̂ = the mean over replicates of θ_r, with the jackknife pseudo-values over prompts behind its variance.
+
+    `theta` (R, S): each replicate's statistic; `pseudo`: per replicate (P_r, S); `crossed`: one set of prompts
+    shared by every replicate (then every P_r is the same and rows are the same prompts).
+    """
+
+    theta: np.ndarray
+    pseudo: tuple[np.ndarray, ...]
+    crossed: bool
+
+    @property
+    def value(self) -> np.ndarray:
+        return self.theta.mean(axis=0)
+
+    @property
+    def replicates(self) -> int:
+        return len(self.theta)
+
+    @property
+    def prompts(self) -> float:
+        """Prompts per replicate (their mean, nested)."""
+        return float(np.mean([len(z) for z in self.pseudo]))
+
+    def contrast(self, matrix: ArrayLike) -> Estimate:
+        """The estimate of `matrix` (C, S) @ statistics: linear contrasts, e.g. differences of points (statistics
+        that no contrast uses may be NaN)."""
+        m = np.asarray(matrix, dtype=float)
+        used = (m != 0).any(axis=0)
+        m = m[:, used]
+        return Estimate(self.theta[:, used] @ m.T, tuple(z[:, used] @ m.T for z in self.pseudo), self.crossed)
+
+    def __getitem__(self, index) -> Estimate:
+        """The estimate of some of the statistics (an index, list or slice of S)."""
+        keep = np.atleast_1d(np.arange(self.theta.shape[1])[index])
+        return Estimate(self.theta[:, keep], tuple(z[:, keep] for z in self.pseudo), self.crossed)
+
+    def mean_products(self) -> dict[str, np.ndarray]:
+        """The mean squares and cross-products (S, S) of the pseudo-values: A (replicates), B (prompts) and E
+        (interaction) when crossed; A (replicates) and W (prompts within replicates) when nested. One replicate:
+        B only (the prompts)."""
+        z = self.pseudo
+        r = len(z)
+        if r == 1 or not self.crossed:
+            means = np.array([x.mean(axis=0) for x in z])
+            within = sum((x - m).T @ (x - m) for x, m in zip(z, means)) / sum(len(x) - 1 for x in z)
+            if r == 1:
+                return {"B": within}
+            centred = means - means.mean(axis=0)
+            return {"A": self.prompts * centred.T @ centred / (r - 1), "W": within}
+        table = np.stack(z)  # (R, P, S)
+        p = table.shape[1]
+        grand = table.mean(axis=(0, 1))
+        rows, cols = table.mean(axis=1) - grand, table.mean(axis=0) - grand
+        resid = table - rows[:, None] - cols[None] - grand
+        return {"A": p * rows.T @ rows / (r - 1), "B": r * cols.T @ cols / (p - 1),
+                "E": np.einsum("rps,rpt->st", resid, resid) / ((r - 1) * (p - 1))}
+
+    def terms(self, products: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The two estimated terms of Var(θ̂), per statistic (or as matrices of `products`): the replicates' V_A =
+        MS_A/(RP), with R − 1 degrees of freedom, and the shared prompts' V_B = max(MS_B − MS_E, 0)/(RP) (crossed;
+        none nested), with P − 1. One replicate: V_B = MS_B/P alone."""
+        ms = products if products is not None else {k: np.diag(v) for k, v in self.mean_products().items()}
+        r, p = self.replicates, self.prompts
+        if r == 1:
+            return np.zeros_like(ms["B"]), ms["B"] / p
+        if not self.crossed:
+            return ms["A"] / (r * p), np.zeros_like(ms["A"])
+        shared = ms["B"] - ms["E"]
+        return ms["A"] / (r * p), (shared if products is not None else np.maximum(shared, 0)) / (r * p)
+
+    def components(self) -> dict[str, np.ndarray]:
+        """Variance components per statistic, for `predicted_power`: σ²_A (replicates), σ²_B (shared prompts),
+        σ²_E (the rest: interaction, or prompts within a replicate when nested), negative estimates set to 0;
+        σ²_A is NaN with one replicate (it cannot be told from the prompts' part)."""
+        ms = {k: np.diag(v) for k, v in self.mean_products().items()}
+        p = self.prompts
+        if self.replicates == 1:
+            return {"replicate": np.full(ms["B"].shape, np.nan), "prompt": np.zeros_like(ms["B"]), "residual": ms["B"]}
+        rest = ms["E"] if self.crossed else ms["W"]
+        return {"replicate": np.maximum(ms["A"] - rest, 0) / p,
+                "prompt": np.maximum(ms["B"] - rest, 0) / self.replicates if self.crossed else np.zeros_like(rest),
+                "residual": rest}
+
+    def variance(self) -> np.ndarray:
+        """V̂ = V_A + V_B: the estimated variance of θ̂ of every statistic (see `terms`)."""
+        return sum(self.terms())
+
+    def se(self) -> np.ndarray:
+        return np.sqrt(self.variance())
+
+    def critical(self, level: float = 0.95, family: bool = False) -> np.ndarray:
+        """The critical value c of each statistic's two-sided `level` interval θ̂ ∓ c·SE: the `level` quantile of
+        |pivot| (a t quantile when only one term is present), or, for a `family`, one value for all: the quantile
+        of max_k |pivot_k|, the Z's correlated as the statistics are (simultaneous intervals)."""
+        _check_level(level)
+        replicate, prompt = self.terms()
+        if not family or len(replicate) == 1:
+            return _critical(replicate, prompt, self.replicates, self.prompts, level)
+        normals, u_replicate, u_prompt = _pivot_draws(len(replicate), self.replicates, round(self.prompts))
+        cov = sum(self.terms(self.mean_products()))
+        values, vectors = np.linalg.eigh((cov + cov.T) / 2)
+        root = vectors * np.sqrt(np.clip(values, 0, None))  # cov = root @ root.T, made positive semi-definite
+        norms = np.sqrt(np.einsum("ij,ij->i", root, root))
+        correlated = normals @ root.T / np.where(norms > 0, norms, 1)
+        pivots = np.abs(_pivot(correlated, u_replicate, u_prompt, replicate, prompt))
+        return np.full(len(replicate), np.quantile(pivots.max(axis=1), level))
+
+    def interval(self, level: float = 0.95, family: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """θ̂ ∓ c·SE: the two-sided `level` interval of each statistic (simultaneous over them for a `family`)."""
+        half = self.critical(level, family) * self.se()
+        return self.value - half, self.value + half
+
+    def mdd(self, level: float = 0.95, power: float = 0.8, critical: float | None = None) -> np.ndarray:
+        """The minimum detectable difference of each statistic: the smallest true value its test (the `level`
+        interval excludes 0) finds with chance `power` in a study of this design, from the estimated variance
+        components (as `predicted_power`; one replicate: from its prompts alone). The critical value is the test's
+        own, or `critical` (e.g. a family's, from `critical(level, family=True)`)."""
+        if self.replicates == 1:
+            terms = list(zip(*self.terms()))
+        else:
+            components = self.components()
+            terms = [predicted_terms({k: v[i] for k, v in components.items()}, self.replicates, self.prompts,
+                                     self.crossed) for i in range(len(self.value))]
+        return np.array([_detectable(*t, self.replicates, self.prompts, level, power, critical) for t in terms])
+
+
+def predicted_terms(components: dict[str, float], replicates: int, prompts: float,
+                    crossed: bool) -> tuple[float, float]:
+    """The terms of Var(θ̂) (see `Estimate.terms`) of a study of `replicates` × `prompts` with these variance
+    components (`Estimate.components`): V_A = (σ²_E + P·σ²_A)/(RP) and V_B = σ²_B/P (crossed; 0 nested)."""
+    if replicates < 2:
+        raise ValueError(f"a prediction needs at least 2 replicates, got {replicates}")
+    a, b, e = components["replicate"], components["prompt"], components["residual"]
+    return (e + prompts * a) / (replicates * prompts), (b / prompts if crossed else 0.0)
+
+
+def predicted_power(difference: float, components: dict[str, float], replicates: int, prompts: float,
+                    crossed: bool, level: float = 0.95) -> float:
+    """The power of the report's test (the `level` interval excludes 0) to find a true `difference` in a study of
+    `replicates` × `prompts` with these variance components."""
     _check_level(level)
-    curve, draws = np.asarray(curve, dtype=float), np.asarray(draws, dtype=float)
-    if curve.ndim == 0:
-        raise ValueError("curve must have its K points along the last axis, got a scalar")
-    if draws.shape[1:] != curve.shape:
-        raise ValueError(f"draws must have the curve's shape {curve.shape} after the resample axis, got {draws.shape}")
-    observed = curve - curve[..., -1:]
-    deviations = (draws - draws[..., -1:]) - observed
-    q = (1 + level) / 2
-    estimate = observed.max(axis=-1)
-    lo = estimate - np.quantile(deviations.max(axis=-1), q, axis=0)
-    hi = estimate + np.quantile((-deviations).max(axis=-1), q, axis=0)
-    return np.maximum(lo, 0.0), hi
+    return _power(difference, *predicted_terms(components, replicates, prompts, crossed), replicates, prompts, level)
 
 
 # --- matched KL ---------------------------------------------------------------------------------
@@ -196,7 +339,8 @@ def interpolate_at(kl: ArrayLike, values: ArrayLike, target: float) -> np.ndarra
     """The value at KL = `target` of each row of `values` (..., K) against `kl` (..., K), shape (...).
 
     Linear interpolation on √KL (negative KL estimates count as 0) between the points sorted by KL in each
-    row; outside a row's KL range the value is clamped to that of the nearest end point.
+    row. A caller chooses a target inside every row's range (`rmood.eval.estimates` never extrapolates); np.interp
+    would hold the nearest end point's value beyond it.
     """
     kl, values = np.broadcast_arrays(np.asarray(kl, dtype=float), np.asarray(values, dtype=float))
     if kl.ndim == 0 or kl.shape[-1] == 0:
@@ -206,30 +350,3 @@ def interpolate_at(kl: ArrayLike, values: ArrayLike, target: float) -> np.ndarra
     v = np.take_along_axis(values, order, axis=-1).reshape(d.shape)
     x = np.sqrt(max(target, 0.0))
     return np.array([np.interp(x, d_row, v_row) for d_row, v_row in zip(d, v)]).reshape(kl.shape[:-1])
-
-
-# --- verdicts -----------------------------------------------------------------------------------
-
-
-def _with_interval(estimate: float, lo: float, hi: float, level: float, sign: str = "") -> str:
-    """`0.031 (95% CI [0.012, 0.050])`; `sign="+"` writes a sign on every number."""
-    return f"{estimate:{sign}.3f} ({level:.0%} CI [{lo:{sign}.3f}, {hi:{sign}.3f}])"
-
-
-def drop_verdict(estimate: float, lo: float, hi: float, level: float = 0.95) -> str:
-    """The report's sentence on a drop from the peak, (lo, hi) from `drop_interval`: over-optimised only if lo > 0."""
-    numbers = _with_interval(estimate, lo, hi, level)
-    return f"over-optimised: drop {numbers}" if lo > 0 else f"no significant drop: {numbers}"
-
-
-def difference_verdict(estimate: float, lo: float, hi: float, baseline: str, level: float = 0.95) -> str:
-    """The report's sentence on a paired difference A − `baseline`: a difference only when (lo, hi) excludes 0.
-
-    An interval with a NaN end states no difference.
-    """
-    numbers = _with_interval(estimate, lo, hi, level, sign="+")
-    if lo > 0:
-        return f"better than `{baseline}`: {numbers}"
-    if hi < 0:
-        return f"worse than `{baseline}`: {numbers}"
-    return f"no significant difference from `{baseline}`: {numbers}"

@@ -29,9 +29,10 @@ STEPS: dict[str, Step] = {
     ),
     "report": Step(
         "rmood.eval.report:make_report",
-        "the summary table and curves with their intervals, the Markdown report and the plots of the study",
+        "the summary table, curves and variance components with their intervals, the Markdown report and the plots",
         inputs=(
-            FileArg("checks", "rep<seed>/rm/<rm>/check.json files", many=True),
+            FileArg("rewards", "rep<seed>/rm/<rm>/check_rewards.npz files", many=True),
+            FileArg("pairs", "rep<seed>/pairs/{test,ood}.explicit.jsonl files", many=True),
             FileArg("bon", "rep<seed>/bon/per_prompt.npz files", many=True),
             FileArg("ppo", "rep<seed>/ppo/<rm>/per_prompt.npz files", many=True),
             FileArg("figures", "distribution figures to link from the Markdown", many=True),
@@ -39,9 +40,10 @@ STEPS: dict[str, Step] = {
         outputs=(
             FileArg("summary", "reports/summary.csv"),
             FileArg("curves", "reports/curves.csv"),
+            FileArg("variance", "reports/variance.csv"),
             FileArg("markdown", "reports/mrm_eval.md"),
             FileArg("plots", "reports/plots/*.png", many=True),
         ),
-        config={"reward_models": "reward_models", "report": "report", "seed": "seed"},
+        config={"reward_models": "reward_models", "report": "report", "replicate_scope": "replicate_scope"},
     ),
 }

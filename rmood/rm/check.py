@@ -1,5 +1,6 @@
 """The `rm_check` step: how well a reward model ranks its training pairs, gold test pairs and ood pairs; and
-`check_ensemble`, the same check of an ensemble reduced from its members' rewards of those pairs."""
+`check_ensemble`, the same check of an ensemble reduced from its members' rewards of those pairs. Both keep the
+rewards they scored (`check_rewards.npz`), from which the report computes paired accuracies."""
 
 from __future__ import annotations
 
@@ -64,10 +65,11 @@ def check_rm(model: str, train: str, test: str, ood: str, out: str, rewards: str
     write_report(out, {split: summary(chosen - rejected, total) for split, (chosen, rejected, total) in scored.items()})
 
 
-def check_ensemble(model: str, rewards: list[str], out: str) -> None:
-    """Write the check.json of the ensemble `model` from `rewards`, its members' rm_check rewards of the same pairs
-    (one file per member, in the order of the ensemble's members), reduced as the ensemble reduces its members'
-    logits (`rmood.rm.ensemble.member_reduction`): the check the ensemble's own rm_check writes, bit for bit."""
+def check_ensemble(model: str, rewards: list[str], out: str, reduced: str) -> None:
+    """Write the check.json of the ensemble `model` and its rewards of the pairs (`reduced`, as rm_check's) from
+    `rewards`, its members' rm_check rewards of the same pairs (one file per member, in the order of the ensemble's
+    members), reduced as the ensemble reduces its members' logits (`rmood.rm.ensemble.member_reduction`): what the
+    ensemble's own rm_check writes, bit for bit."""
     from rmood.rm.ensemble import member_reduction
 
     reduce = member_reduction(model, len(rewards))
@@ -77,12 +79,10 @@ def check_ensemble(model: str, rewards: list[str], out: str) -> None:
         if any(arrays[key].shape != members[0][key].shape or (key.endswith("_pairs") and arrays[key] != members[0][key])
                for key in keys):
             raise DataError(f"{path}: not the rewards of the pairs of {rewards[0]}")
-
-    def reduced(key: str) -> np.ndarray:
-        return reduce([arrays[key] for arrays in members])
-
-    write_report(out, {split: summary(reduced(f"{split}_chosen") - reduced(f"{split}_rejected"),
-                                      int(members[0][f"{split}_pairs"])) for split in SPLITS})
+    arrays = {key: members[0][key] if key.endswith("_pairs") else reduce([m[key] for m in members]) for key in keys}
+    write_npz(reduced, arrays)
+    write_report(out, {split: summary(arrays[f"{split}_chosen"] - arrays[f"{split}_rejected"],
+                                      int(arrays[f"{split}_pairs"])) for split in SPLITS})
 
 
 def write_report(out: str, report: dict[str, dict[str, float | None]]) -> None:

@@ -86,7 +86,10 @@ STEPS: dict[str, Step] = {
             FileArg("model", "ensemble folder"),
             FileArg("rewards", "the members' check_rewards.npz", many=True),
         ),
-        outputs=(FileArg("out", "check.json"),),
+        outputs=(
+            FileArg("out", "check.json"),
+            FileArg("reduced", "check_rewards.npz of the ensemble: its members' rewards reduced"),
+        ),
         config={},
     ),
     "score": Step(
