@@ -27,6 +27,10 @@ The wall time of a build is not in the benchmark files. Two estimates:
   when its job ends, so start = mtime − s). It equals the build's wall time only when one run built everything.
 Total job time ÷ wall time is the average number of jobs running at once (at most the cores given).
 
+**Per replicate**: the jobs and job time of each `rep<seed>/` folder, with its policy side (base model, SFT, its
+sampling and gold labels: what a replicate adds when it re-draws the policy, `replicate_scope: full`), and of the
+jobs all replicates share: what one more replicate costs.
+
 **Against a baseline** (`--against NAME`): the same table for `benchmarks/NAME/` beside this experiment's, with the
 ratio baseline ÷ this per rule and in total (job time, and wall time of the two full builds). `--run CONFIG` makes
 such a comparison from scratch in one go, on the same machine at the same moment: it deletes `results/`, `logs/` and
@@ -61,19 +65,21 @@ COMPUTED = re.compile(r"^rmood: \S+ computed in ([0-9.]+) s", re.M)
 
 
 def read_benchmarks(folder: Path, logs: Path | None = None) -> dict[str, list[dict[str, float]]]:
-    """Rule (benchmark) name -> its jobs: `s`, file `mtime` and, when the job's log says it, `compute`."""
+    """Rule (benchmark) name -> its jobs: `s`, file `mtime`, `replicate` (its rep<seed> folder, None when shared) and,
+    when the job's log says it, `compute`."""
     rules: dict[str, list[dict[str, float]]] = defaultdict(list)
     for path in sorted(folder.rglob("*.tsv")):
         with path.open(newline="") as f:
             rows = list(csv.DictReader(f, delimiter="\t"))
         for row in rows[-1:]:  # `repeat(...)` benchmarks have several rows; a job's last one is its latest
-            job = {"s": float(row["s"]), "mtime": path.stat().st_mtime, "compute": None}
+            parts = path.relative_to(folder).parts
+            replicate = parts[0] if REPLICATE.fullmatch(parts[0]) else None
+            job = {"s": float(row["s"]), "mtime": path.stat().st_mtime, "compute": None, "replicate": replicate}
             log = logs / path.relative_to(folder).with_suffix(".log") if logs else None
             if log is not None and log.is_file():
                 found = COMPUTED.findall(log.read_text(errors="replace")[-2000:])
                 job["compute"] = float(found[-1]) if found else None
-            parts = path.relative_to(folder).parts
-            parts = parts[1:] if REPLICATE.fullmatch(parts[0]) else parts  # rep<seed>/<rule>…: one rule, all replicates
+            parts = parts[1:] if replicate else parts  # rep<seed>/<rule>…: one rule, all replicates
             rules[parts[0].removesuffix(".tsv")].append(job)
     return rules
 
@@ -156,6 +162,29 @@ def table(study: Study, top: int) -> None:
           f"{study.total:.1f} s ({clock(study.total)}), compute {compute:.1f} s, overhead {study.total - compute:.1f} s "
           f"({study.measured})")
     print(tabulate(rows, headers=["rule", "jobs", "job s", "compute s", "overhead s", "share", "s/job"],
+                   disable_numparse=True))
+
+
+POLICY_SIDE = {"base", "sft", "sft_sampling", "gather_samples", "gold_labeling", "gather_labels", "dist_sampling",
+               "dist_gold"}  # the jobs a replicate adds when it re-draws the policy (replicate_scope: full)
+
+
+def replicate_costs(study: Study) -> dict[str, tuple[int, float, float]]:
+    """Per rep<seed> folder (and "shared"): its jobs, their job time and the job time of its policy side."""
+    groups: dict[str, list[tuple[str, dict]]] = defaultdict(list)
+    for name, jobs in study.rules.items():
+        for job in jobs:
+            groups[job["replicate"] or "shared"].append((name, job))
+    return {group: (len(jobs), sum(job["s"] for _, job in jobs),
+                    sum(job["s"] for name, job in jobs if name in POLICY_SIDE))
+            for group, jobs in sorted(groups.items(), key=lambda item: (item[0] != "shared", item[0]))}
+
+
+def per_replicate(study: Study) -> None:
+    """What one replicate costs: the jobs and job time of each rep<seed>/ folder (and of its policy side), and of
+    the shared jobs."""
+    rows = [[group, n, f"{s:.1f}", f"{policy:.1f}"] for group, (n, s, policy) in replicate_costs(study).items()]
+    print(tabulate(rows, headers=["jobs of", "jobs", "job s", "of which the policy side (base … gold labels) s"],
                    disable_numparse=True))
 
 
@@ -260,6 +289,8 @@ def main() -> None:
             build(directory, None, args.target, args.cores, overlay)
     study = Study(directory, experiment)
     table(study, args.top)
+    print()
+    per_replicate(study)
     print()
     wall(study)
     if against:
