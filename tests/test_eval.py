@@ -462,3 +462,37 @@ def test_results_block_in_a_readme(tmp_path: Path, monkeypatch) -> None:
         update_readme(readme, "x")
     with pytest.raises(SystemExit, match="rmood results: .*summary.csv: no such file"):
         main(["results", "--set", "experiment=other"])
+
+
+def test_power_from_a_finished_study(tmp_path: Path, monkeypatch, capsys) -> None:
+    from rmood.cli import main
+    from rmood.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="rmood power: .*variance.csv: no such file .*snakemake mrm_eval"):
+        main(["power", "--difference", "0.02"])
+    inputs = write_report_inputs(tmp_path)
+    make_report(**inputs, **report_outputs(tmp_path / "results" / load_config()["experiment"]), **SETTINGS)
+    for bad in ("0", "-0.1", "nan"):
+        with pytest.raises(SystemExit, match=f"rmood power: --difference must be a positive number, got {bad}"):
+            main(["power", "--difference", bad])
+    main(["power", "--difference", "0.02"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| bon_delta_at_N")]
+    assert len(rows) == 3 and "| `mrm` | +0.073 ± 0.004 (3 × 150) |" in rows[0]
+    cells = [row.split(" | ") for row in rows]
+    assert all(cell[3].endswith("%") for cell in cells)  # the power now, then the replicates needed
+    assert all(cell[4].isdigit() or cell[4].startswith(">") for cell in cells)
+    main(["power", "--difference", "0.5"])
+    big = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| bon_delta_at_N")]
+    assert all(row.split(" | ")[4] == "2" for row in big)  # a large difference: two replicates suffice
+
+
+def test_calibration_writes_its_tables_into_a_readme(tmp_path: Path) -> None:
+    from rmood.cli import main
+
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- calibration:begin -->\nold\n<!-- calibration:end -->\n")
+    main(["calibration", "--datasets", "8", "--readme", str(readme)])
+    text = readme.read_text()
+    assert "old" not in text and "**Coverage** of nominal 95% intervals (8 data sets each" in text
+    assert "**False positives**" in text and "**Predicted power**" in text and text.startswith("intro\n")

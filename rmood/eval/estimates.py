@@ -73,6 +73,11 @@ def at(est: Estimate, index: int, level: float) -> Interval:
     return float(est.value[index]), float(lo[index]), float(hi[index])
 
 
+def clipped(value: Interval, lowest: float = -np.inf, highest: float = np.inf) -> Interval:
+    """An interval cut to the range its quantity can take (an accuracy lies in [0, 1], a KL is ≥ 0)."""
+    return value[0], max(value[1], lowest), min(value[2], highest)
+
+
 def put(row: dict[str, Any], name: str, value: Interval) -> None:
     """`name`, `name_lo` and `name_hi` of an estimate."""
     row[name], row[f"{name}_lo"], row[f"{name}_hi"] = value
@@ -131,8 +136,7 @@ def accuracy_columns(acc: Estimate, shares: list[float], pairs: float, split: st
     for i, rm in enumerate(rms):
         row: dict[str, Any] = {f"{split}_pairs": pairs}
         for b, name in enumerate(BINS):
-            value, lo, hi = at(acc, b * m + i, s.level)
-            put(row, f"{split}_accuracy" + (f"_{name}" if b else ""), (value, max(lo, 0.0), min(hi, 1.0)))
+            put(row, f"{split}_accuracy" + (f"_{name}" if b else ""), clipped(at(acc, b * m + i, s.level), 0.0, 1.0))
         row[f"{split}_close_share"] = shares[1]
         if i == base:
             put(row, f"{split}_delta", NONE)
@@ -292,6 +296,12 @@ def spearman(values: np.ndarray) -> float:
     return float(spearmanr(np.arange(len(values)), values).statistic)
 
 
+def checkpoint(ppo: Curves, j: int, k: int, level: float) -> dict[str, Interval]:
+    """KL (≥ 0), gold and proxy of the j-th PPO run at its k-th checkpoint."""
+    return {name: clipped(at(ppo.est, ppo.index(j, channel, k), level), 0.0 if channel == KL else -np.inf)
+            for name, channel in (("kl", KL), ("gold", PPO_GOLD), ("proxy", PPO_PROXY))}
+
+
 def ppo_rows(label: str, replicates: list[Replicate], s: Settings, variance: list[dict]
              ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """Per RM with a PPO run its PPO summary columns, and the PPO curve rows."""
@@ -304,8 +314,8 @@ def ppo_rows(label: str, replicates: list[Replicate], s: Settings, variance: lis
     points = len(steps)
     for j, rm in enumerate(models):
         row: dict[str, Any] = {}
-        for name, channel in (("kl", KL), ("gold", PPO_GOLD), ("proxy", PPO_PROXY)):
-            put(row, f"ppo_final_{name}", at(ppo.est, ppo.index(j, channel, points - 1), s.level))
+        for name, value in checkpoint(ppo, j, points - 1, s.level).items():
+            put(row, f"ppo_final_{name}", value)
         trend_columns(row, "ppo", ppo.curve(j, PPO_GOLD), steps, s.level)
         kl_columns, gold_columns = ppo.index(j, KL), ppo.index(j, PPO_GOLD)
         kl_curve = ppo.est.value[kl_columns]
@@ -337,8 +347,8 @@ def ppo_rows(label: str, replicates: list[Replicate], s: Settings, variance: lis
         columns[rm] = row
         for k, step in enumerate(steps):
             point = {"replicate": label, "method": "ppo", "rm": rm, "point": int(step)}
-            for name, channel in (("kl", KL), ("gold", PPO_GOLD), ("proxy", PPO_PROXY)):
-                put(point, name, at(ppo.est, ppo.index(j, channel, k), s.level))
+            for name, value in checkpoint(ppo, j, k, s.level).items():
+                put(point, name, value)
             put(point, "delta_gold", at(ppo.difference(j, base, PPO_GOLD, k), 0, s.level)
                 if base is not None and j != base else NONE)
             curves.append(point)
