@@ -80,9 +80,9 @@ def compare(a: Path, b: Path, experiment: str, baseline: str, names: tuple[str, 
     costs = {group: cost for group, cost in replicate_costs(studies[0]).items() if group != "shared"}
     job, policy = (sum(cost[i] for cost in costs.values()) / len(costs) for i in (1, 2))
     lines = [f"**{agree} of {len(first)} verdicts agree** between the two builds ({times}); "
-             f"{len(rows)} differ, {settled} of them with intervals that do not overlap. One replicate of the "
-             f"{names[0]} took {job:.0f} s of job time on average, {policy:.0f} s of it its own base model, SFT, "
-             f"sampling and gold labels (`python bench/study.py`)."]
+             f"{len(rows)} differ, {settled} of them with intervals that do not overlap. One replicate took "
+             f"{job:.0f} s of job time on average ({names[0]}), {policy:.0f} s of it re-drawing the policy: its "
+             f"own base model, SFT, sampling and gold labels (`python bench/study.py`)."]
     if rows:
         lines += ["", *table(["RM", "verdict on", names[0], names[1], "intervals overlap?"], rows)]
     return "\n".join(lines)
