@@ -39,4 +39,5 @@ def test_false_positive_rates_with_three_replicates(null: str) -> None:
 def test_predicted_power_is_within_ten_points_of_the_simulated(replicates: int, at: int, effect: float) -> None:
     check = power_check(replicates, at, effect, 400)
     assert abs(check["true components"] - check["simulated"]) <= 0.10, check
+    assert abs(check["from a study (median)"] - check["simulated"]) <= 0.10, check  # what `rmood power` predicts
     assert 0.2 < check["simulated"] < 0.9  # a case where power is neither trivial nor hopeless

@@ -156,7 +156,8 @@ def test_the_minimum_detectable_difference_is_found_with_the_stated_power() -> N
     est = estimate(data, crossed=True)
     mdd = est.mdd(0.95, 0.8)[0]
     components = {k: float(v[0]) for k, v in est.components().items()}
-    assert predicted_power(mdd, components, 3, 200, True) == pytest.approx(0.8, abs=0.01)
+    assert predicted_power(mdd, components, 3, 200, True, measured=(3, 200)) == pytest.approx(0.8, abs=0.01)
+    assert predicted_power(mdd, components, 3, 200, True) > 0.8  # knowing the components exactly: more power
 
 
 # --- verdicts ---------------------------------------------------------------------------------

@@ -60,8 +60,9 @@ def accuracy_table(pooled: Any, baseline: str, gold_gap: float) -> list[str]:
     header = ["RM", "ID accuracy (pairs)", f"ID, gold gap < {gold_gap:g}", f"ID, gap ≥ {gold_gap:g}",
               f"Δ ID vs `{baseline}` (detectable)", "OOD accuracy (pairs)", f"Δ OOD vs `{baseline}` (detectable)"]
     rows = [[f"`{r['rm']}`", f"{cell(r, 'id_accuracy')} ({r['id_pairs']:.0f})", cell(r, "id_accuracy_close"),
-             cell(r, "id_accuracy_clear"), detectable(r, "id_delta"), f"{cell(r, 'ood_accuracy')} ({r['ood_pairs']:.0f})",
-             detectable(r, "ood_delta")] for _, r in pooled.iterrows()]
+             cell(r, "id_accuracy_clear"), detectable(r, "id_delta"),
+             f"{cell(r, 'ood_accuracy')} ({r['ood_pairs']:.0f})", detectable(r, "ood_delta")]
+            for _, r in pooled.iterrows()]
     return table(header, rows)
 
 
@@ -129,8 +130,8 @@ def comparisons(pooled: Any, n_max: int, baseline: str, level: float) -> list[st
     for _, r in pooled.iterrows():
         if r["rm"] == baseline:
             continue
-        named = [("ID accuracy", "id_delta"), ("OOD accuracy", "ood_delta"), (f"best-of-{n_max} gold", "bon_delta_at_N"),
-                 ("PPO gold, last checkpoint", "ppo_delta_final")]
+        named = [("ID accuracy", "id_delta"), ("OOD accuracy", "ood_delta"),
+                 (f"best-of-{n_max} gold", "bon_delta_at_N"), ("PPO gold, last checkpoint", "ppo_delta_final")]
         if has(r, "ppo_delta_matched"):
             named.append((f"PPO gold at matched KL {r['ppo_matched_kl']:.2f} nats", "ppo_delta_matched"))
         parts = [f"{what}: " + difference_verdict(r[name], r[f"{name}_lo"], r[f"{name}_hi"], r[f"{name}_mdd"],
@@ -203,11 +204,12 @@ def markdown_report(summary: Any, curves: Any, run: dict[str, Any], plots: dict[
         "reward models are paired. A verdict states a difference only when its interval excludes zero; "
         "rises and falls use intervals simultaneous over a curve's points (`rmood/eval/stats.py`, "
         "`rmood/eval/verdicts.py`).",
-        "", "## Results (pooled over the replicates)", "", results_block(summary, level, baseline, n_max, run["gold_gap"]),
-        "",
+        "", "## Results (pooled over the replicates)", "",
+        results_block(summary, level, baseline, n_max, run["gold_gap"]), "",
         "## Over-optimisation fits (Gao et al. 2022)", "",
         "Δgold = d(α − βd) for Best-of-N and d(α − β log d) for PPO, d = √KL, gold relative to the SFT policy: "
-        "fitted to each replicate's curve, α and β their mean over replicates, R² the replicates' mean.", "", *fit_table(summary[summary["replicate"] == POOLED]), "",
+        "fitted to each replicate's curve, α and β their mean over replicates, R² the replicates' mean.", "",
+        *fit_table(summary[summary["replicate"] == POOLED]), "",
     ]
     if len(replicates) > 1:
         lines += ["## Every replicate", "", *replicate_table(summary), ""]

@@ -1,10 +1,10 @@
 """`python -m rmood power`: how many replicates (and prompts) would detect a difference, from a finished study.
 
-Every comparison with the baseline RM (`reports/variance.csv`: paired accuracy, best-of-N and PPO gold differences)
-has its variance components estimated from the study (`rmood.eval.stats.Estimate.components`); a study of R
+Every comparison with the baseline RM (`reports/variance.csv`: paired accuracy, best-of-N and PPO gold
+differences) has its variance components estimated from the study (`rmood.eval.stats.Estimate.components`); a study of R
 replicates × P prompts then has Var(θ̂) = σ²_A/R + σ²_B/P + σ²_E/(RP), and `predicted_power` gives the power of the
-report's own test to find a true difference of the given size. The prediction is as good as the components:
-estimated from three replicates, σ²_A rests on two degrees of freedom (`rmood.eval.simulate` measures how far such
+report's own test to find a true difference of the given size, averaged over the uncertainty of σ²_A (estimated
+from three replicates, it rests on two degrees of freedom; `rmood.eval.simulate` measures how far such
 predictions land from the simulated power).
 """
 
@@ -22,15 +22,16 @@ PROMPT_FACTORS = (1, 2, 4)  # the study's prompts, doubled, quadrupled
 
 
 def replicates_needed(difference: float, components: dict[str, float], prompts: float, crossed: bool, level: float,
-                      power: float) -> int | None:
-    """The fewest replicates (2 … MOST) whose study finds `difference` with chance `power`; None if none does
-    (e.g. when the shared prompts alone leave too much variance)."""
-    if predicted_power(difference, components, MOST, prompts, crossed, level) < power:
+                      power: float, measured: tuple[int, float]) -> int | None:
+    """The fewest replicates (2 … MOST) whose study finds `difference` with chance `power`, predicted from
+    components `measured` in a study of (R, P); None if none does (e.g. when the shared prompts alone leave too
+    much variance)."""
+    if predicted_power(difference, components, MOST, prompts, crossed, level, measured) < power:
         return None
     lo, hi = 1, MOST  # power(lo) < target (or lo = 1), power(hi) >= target; power grows with R
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if predicted_power(difference, components, mid, prompts, crossed, level) >= power:
+        if predicted_power(difference, components, mid, prompts, crossed, level, measured) >= power:
             hi = mid
         else:
             lo = mid
@@ -61,9 +62,9 @@ def power_table(variance: str | os.PathLike, difference: float, level: float, po
     rows = []
     for _, r in table.iterrows():
         components = {k: float(r[f"var_{k}"]) for k in ("replicate", "prompt", "residual")}
-        crossed = bool(r["crossed"])
-        now = predicted_power(difference, components, int(r["replicates"]), float(r["prompts"]), crossed, level)
-        needed = [replicates_needed(difference, components, f * float(r["prompts"]), crossed, level, power)
+        crossed, measured = bool(r["crossed"]), (int(r["replicates"]), float(r["prompts"]))
+        now = predicted_power(difference, components, *measured, crossed, level, measured)
+        needed = [replicates_needed(difference, components, f * measured[1], crossed, level, power, measured)
                   for f in PROMPT_FACTORS]
         rows.append([r["comparison"], f"`{r['rm']}`",
                      f"{r['estimate']:+.3f} ± {r['se']:.3f} ({r['replicates']} × {r['prompts']:.0f})", f"{now:.0%}",

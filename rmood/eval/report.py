@@ -2,8 +2,8 @@
 and its plots.
 
 Inputs, per replicate (`rep<seed>/` in their paths): every RM's `rm/<rm>/check_rewards.npz` (its rewards of the
-held-out pairs, see `rmood.rm.check`) with the pairs themselves (`pairs/test.explicit.jsonl`, `pairs/ood.explicit.jsonl`:
-each pair's prompt and gold), the best-of-n table `bon/per_prompt.npz` (see `rmood.eval.bon`) and the table of each
+held-out pairs, see `rmood.rm.check`) with the pairs themselves (`pairs/{test,ood}.explicit.jsonl`: each pair's
+prompt and gold), the best-of-n table `bon/per_prompt.npz` (see `rmood.eval.bon`) and the table of each
 PPO run `ppo/<rm>/per_prompt.npz` (see `rmood.eval.ppo_curve`). `rmood.eval.estimates` turns them into
 `reports/summary.csv` (one row per RM, pooled and per replicate; every estimate `x` with `x_lo`, `x_hi`, every
 comparison with the baseline also with `x_mdd`), `reports/curves.csv` (one row per RM and best-of-n n or PPO
@@ -26,7 +26,7 @@ from rmood.eval.estimates import (CURVE_COLUMNS, POOLED, SPLITS, SUMMARY_COLUMNS
 from rmood.eval.ppo_curve import PPO_ARRAYS
 from rmood.io import DataError, atomic_open, read_jsonl, read_npz
 
-PAIR_FILES = {"id": "test", "ood": "ood"}  # split -> pairs/<name>.explicit.jsonl and the <name>_* arrays of check_rewards.npz
+PAIR_FILES = {"id": "test", "ood": "ood"}  # split -> pairs/<name>.explicit.jsonl and <name>_* of check_rewards.npz
 REPLICATE_DIR = re.compile(r"rep(\d+)")
 
 
@@ -89,7 +89,8 @@ def read_replicates(rewards: list[str], pairs: list[str], bon: list[str], ppo: l
         split = next((s for s, name in PAIR_FILES.items() if Path(path).name == f"{name}.explicit.jsonl"), None)
         found = held_out.get(replicate_of(path))
         if split is None or found is None or split in found:
-            raise DataError(f"{path}: unexpected (not test/ood pairs, no best-of-n table of its replicate, or a repeat)")
+            raise DataError(f"{path}: unexpected (not test or ood pairs, no best-of-n table of its replicate, or a "
+                            "repeat)")
         found[split] = Pairs(*read_pairs(path), {})
     for seed, found in held_out.items():
         if sorted(found) != sorted(SPLITS):

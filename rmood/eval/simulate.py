@@ -138,7 +138,8 @@ def power_check(replicates: int, at: int, effect: float, datasets: int, level: f
                 seed: int = 0) -> dict[str, float]:
     """For a paired difference of size `effect` (crossed, prompt share 0.5): the power of a study with `at`
     replicates predicted from the true components, the median of the predictions made from each simulated study of
-    `replicates` replicates (what `rmood power` does), and the power simulated at `at` replicates."""
+    `replicates` replicates (what `rmood power` does: from its estimated components and their uncertainty), and the
+    power simulated at `at` replicates."""
     a, b, e = Scenario("mean", 3, 0.5).components(0.01)  # the same components at every R: SE 0.1 at R = 3
     truth = {"replicate": a, "prompt": b, "residual": e}
     rng = np.random.default_rng([seed, replicates, at, round(1000 * effect)])
@@ -146,13 +147,13 @@ def power_check(replicates: int, at: int, effect: float, datasets: int, level: f
     for _ in range(datasets):
         est = estimate(crossed_means(rng, replicates, PROMPTS, a, b, e), crossed=True)
         predicted.append(predicted_power(effect, {k: float(v[0]) for k, v in est.components().items()}, at, PROMPTS,
-                                         True, level))
+                                         True, level, measured=(replicates, PROMPTS)))
     hits = 0
     for _ in range(datasets):
         lo, hi = estimate(effect + crossed_means(rng, at, PROMPTS, a, b, e), crossed=True).interval(level)
         hits += bool(lo[0] > 0 or hi[0] < 0)
     return {"true components": predicted_power(effect, truth, at, PROMPTS, True, level),
-            "estimated (median)": float(np.median(predicted)), "simulated": hits / datasets}
+            "from a study (median)": float(np.median(predicted)), "simulated": hits / datasets}
 
 
 def calibration(datasets: int = 2000, level: float = 0.95,
@@ -183,5 +184,5 @@ def calibration(datasets: int = 2000, level: float = 0.95,
     parts += ["", f"**Predicted power** of a paired difference (prompt share 0.5, SE 0.1 at R = 3; "
               f"{datasets // 4} data sets each):", "",
               *table(["R measured", "R predicted", "difference", "predicted (true components)",
-                      "predicted (median of estimates)", "simulated"], rows)]
+                      "predicted from each simulated study (median)", "simulated"], rows)]
     return "\n".join(parts)

@@ -162,11 +162,12 @@ def _critical(replicate: ArrayLike, prompt: ArrayLike, replicates: int, prompts:
     return np.interp(share, *_critical_curve(replicates, round(prompts), level))
 
 
-def _power(difference: float, replicate: float, prompt: float, replicates: int, prompts: float, level: float,
+def _power(difference: float, replicate: ArrayLike, prompt: float, replicates: int, prompts: float, level: float,
            critical: float | None = None) -> float:
     """The chance that a statistic with a true `difference` and these true variance terms (see `Estimate.terms`) is
     found different from 0: θ̂ ~ N(difference, V_A + V_B), V_A and V_B estimated with R − 1 and P − 1 degrees of
-    freedom, the interval θ̂ ∓ c·SE with c from the estimates (or the given `critical`, e.g. a family's)."""
+    freedom, the interval θ̂ ∓ c·SE with c from the estimates (or the given `critical`, e.g. a family's). V_A may
+    be one value per draw (PIVOT_DRAWS of them): the power is then averaged over them."""
     normals, u_replicate, u_prompt = _pivot_draws(1, replicates, round(prompts), stream=1)
     theta = difference + normals[:, 0] * np.sqrt(replicate + prompt)
     drawn = replicate * u_replicate, prompt * u_prompt
@@ -174,10 +175,10 @@ def _power(difference: float, replicate: float, prompt: float, replicates: int, 
     return float(np.mean(np.abs(theta) > c * np.sqrt(drawn[0] + drawn[1])))
 
 
-def _detectable(replicate: float, prompt: float, replicates: int, prompts: float, level: float, power: float,
+def _detectable(replicate: ArrayLike, prompt: float, replicates: int, prompts: float, level: float, power: float,
                 critical: float | None = None) -> float:
     """The smallest true difference found with chance `power` (see `_power`)."""
-    se = np.sqrt(replicate + prompt)
+    se = np.sqrt(np.median(replicate) + prompt)
     if not np.isfinite(se) or (critical is not None and not np.isfinite(critical)):
         return float("nan")
     if se == 0:
@@ -302,34 +303,44 @@ class Estimate:
 
     def mdd(self, level: float = 0.95, power: float = 0.8, critical: float | None = None) -> np.ndarray:
         """The minimum detectable difference of each statistic: the smallest true value its test (the `level`
-        interval excludes 0) finds with chance `power` in a study of this design, from the estimated variance
-        components (as `predicted_power`; one replicate: from its prompts alone). The critical value is the test's
-        own, or `critical` (e.g. a family's, from `critical(level, family=True)`)."""
+        interval excludes 0) finds with chance `power` in another study of this design, predicted as
+        `predicted_power` predicts it from this one (one replicate: from its prompts alone). The critical value is
+        the test's own, or `critical` (e.g. a family's, from `critical(level, family=True)`)."""
         if self.replicates == 1:
             terms = list(zip(*self.terms()))
         else:
-            components = self.components()
-            terms = [predicted_terms({k: v[i] for k, v in components.items()}, self.replicates, self.prompts,
-                                     self.crossed) for i in range(len(self.value))]
+            components, design = self.components(), (self.replicates, self.prompts)
+            terms = [predicted_terms({k: v[i] for k, v in components.items()}, *design, self.crossed, design)
+                     for i in range(len(self.value))]
         return np.array([_detectable(*t, self.replicates, self.prompts, level, power, critical) for t in terms])
 
 
-def predicted_terms(components: dict[str, float], replicates: int, prompts: float,
-                    crossed: bool) -> tuple[float, float]:
+def predicted_terms(components: dict[str, float], replicates: int, prompts: float, crossed: bool,
+                    measured: tuple[int, float] | None = None) -> tuple[ArrayLike, float]:
     """The terms of Var(θ̂) (see `Estimate.terms`) of a study of `replicates` × `prompts` with these variance
-    components (`Estimate.components`): V_A = (σ²_E + P·σ²_A)/(RP) and V_B = σ²_B/P (crossed; 0 nested)."""
+    components (`Estimate.components`): V_A = (σ²_E + P·σ²_A)/(RP) and V_B = σ²_B/P (crossed; 0 nested).
+
+    `measured`: the (R, P) of the study the components were estimated from. σ²_A then rests on R − 1 degrees of
+    freedom, and V_A is returned as PIVOT_DRAWS draws of its generalized pivot, σ²_A* = max(MS_A/u − σ²_E, 0)/P
+    with MS_A = σ²_E + P·σ²_A and u ~ χ²_{R−1}/(R − 1), so that a prediction carries that uncertainty."""
     if replicates < 2:
         raise ValueError(f"a prediction needs at least 2 replicates, got {replicates}")
     a, b, e = components["replicate"], components["prompt"], components["residual"]
+    if measured is not None:
+        r0, p0 = measured
+        _, u_replicate, _ = _pivot_draws(1, r0, round(p0), stream=2)
+        a = np.maximum((e + p0 * a) / u_replicate - e, 0.0) / p0
     return (e + prompts * a) / (replicates * prompts), (b / prompts if crossed else 0.0)
 
 
 def predicted_power(difference: float, components: dict[str, float], replicates: int, prompts: float,
-                    crossed: bool, level: float = 0.95) -> float:
+                    crossed: bool, level: float = 0.95, measured: tuple[int, float] | None = None) -> float:
     """The power of the report's test (the `level` interval excludes 0) to find a true `difference` in a study of
-    `replicates` × `prompts` with these variance components."""
+    `replicates` × `prompts` with these variance components; averaged over their uncertainty when they were
+    `measured` in a study of (R, P) (see `predicted_terms`)."""
     _check_level(level)
-    return _power(difference, *predicted_terms(components, replicates, prompts, crossed), replicates, prompts, level)
+    terms = predicted_terms(components, replicates, prompts, crossed, measured)
+    return _power(difference, *terms, replicates, prompts, level)
 
 
 # --- matched KL ---------------------------------------------------------------------------------

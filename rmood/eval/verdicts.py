@@ -22,7 +22,8 @@ import numpy as np
 
 from rmood.eval.stats import Estimate
 
-OVER_OPTIMISED, RISES, DECLINES, NO_CHANGE = "over-optimised", "rises", "declines from the start", "no significant change"
+OVER_OPTIMISED, RISES = "over-optimised", "rises"
+DECLINES, NO_CHANGE = "declines from the start", "no significant change"
 Interval = tuple[float, float, float]  # value, lo, hi
 
 
