@@ -7,7 +7,7 @@ Another CPU's kernels give other numbers (on one machine, `ATEN_CPU_CAPABILITY=a
 changes the SFT weights bit for bit, and so everything after them); a conclusion of the study must not depend on
 that. For every RM and verdict of the report — Best-of-N's and PPO's trend (over-optimised, rises, declines from the
 start, no significant change) and the paired differences from the baseline RM (ID and OOD accuracy, Best-of-N gold at
-n = N, PPO gold at the last checkpoint and at matched KL: better, worse, no significant difference) — it prints the
+n = N, PPO gold at every KL budget: better, worse, no significant difference) — it prints the
 verdict of each build with its interval, whether they agree and, where they do not, whether the two intervals
 overlap (the conclusion is not settled) or not (a contradiction). With the wall and job time of each build
 (`bench/study.py`'s reading of .snakemake/log and benchmarks/). `--readme` writes the result between the README's
@@ -28,17 +28,16 @@ from study import ROOT, Study, clock, experiment_of, replicate_costs  # noqa: E4
 sys.path.insert(0, str(ROOT))
 from rmood.eval.markdown import table, update_readme  # noqa: E402
 
-COMPARISONS = {"id_delta": "Δ ID accuracy", "ood_delta": "Δ OOD accuracy", "bon_delta_at_N": "Δ best-of-N gold",
-               "ppo_delta_final": "Δ PPO gold, last", "ppo_delta_matched": "Δ PPO gold, matched KL"}
+COMPARISONS = {"id_delta": "Δ ID accuracy", "ood_delta": "Δ OOD accuracy", "bon_delta_at_N": "Δ best-of-N gold"}
 TRENDS = {"bon": "Best-of-N trend", "ppo": "PPO trend"}
 
 
-def pooled(directory: Path, experiment: str) -> pd.DataFrame:
-    path = directory / "results" / experiment / "reports" / "summary.csv"
+def pooled(directory: Path, experiment: str, table: str) -> pd.DataFrame:
+    path = directory / "results" / experiment / "reports" / f"{table}.csv"
     if not path.is_file():
         raise SystemExit(f"{path}: no such file (build the study there first)")
     frame = pd.read_csv(path)
-    return frame[frame["replicate"] == "pooled"].set_index("rm")
+    return frame[frame["replicate"] == "pooled"]
 
 
 def difference(row: pd.Series, name: str) -> str:
@@ -46,10 +45,10 @@ def difference(row: pd.Series, name: str) -> str:
     return "better" if lo > 0 else "worse" if hi < 0 else "no significant difference"
 
 
-def verdicts(frame: pd.DataFrame, baseline: str) -> dict[tuple[str, str], tuple[str, float, float]]:
+def verdicts(directory: Path, experiment: str, baseline: str) -> dict[tuple[str, str], tuple[str, float, float]]:
     """(RM, what) -> (verdict, lo, hi): the interval it rests on (a trend: its fall from the peak, else its rise)."""
     found = {}
-    for rm, row in frame.iterrows():
+    for rm, row in pooled(directory, experiment, "summary").set_index("rm").iterrows():
         for prefix, what in TRENDS.items():
             if isinstance(row[f"{prefix}_verdict"], str):
                 part = "fall" if pd.notna(row[f"{prefix}_fall"]) else "rise"
@@ -57,15 +56,18 @@ def verdicts(frame: pd.DataFrame, baseline: str) -> dict[tuple[str, str], tuple[
         for name, what in COMPARISONS.items():
             if rm != baseline and pd.notna(row[name]):
                 found[rm, what] = (difference(row, name), row[f"{name}_lo"], row[f"{name}_hi"])
+    for _, row in pooled(directory, experiment, "budgets").iterrows():
+        if pd.notna(row["delta_gold"]):
+            found[row["rm"], f"Δ PPO gold at {row['kl']:g} nats"] = (difference(row, "delta_gold"),
+                                                                     row["delta_gold_lo"], row["delta_gold_hi"])
     return found
 
 
 def compare(a: Path, b: Path, experiment: str, baseline: str, names: tuple[str, str]) -> str:
-    first, second = verdicts(pooled(a, experiment), baseline), verdicts(pooled(b, experiment), baseline)
-    if first.keys() != second.keys():
-        raise SystemExit(f"the builds report different verdicts: {sorted(first.keys() ^ second.keys())}")
+    first, second = verdicts(a, experiment, baseline), verdicts(b, experiment, baseline)
+    only = sorted(first.keys() ^ second.keys())  # e.g. a KL budget reached by enough replicates in one build only
     rows, settled = [], 0
-    for key in first:
+    for key in (key for key in first if key in second):  # in the report's order
         (v1, lo1, hi1), (v2, lo2, hi2) = first[key], second[key]
         if v1 == v2:
             continue
@@ -76,15 +78,19 @@ def compare(a: Path, b: Path, experiment: str, baseline: str, names: tuple[str, 
     studies = [Study(path, experiment) for path in (a, b)]
     times = "; ".join(f"{name}: {clock(s.wall)} of Snakemake, {len(s.jobs)} jobs, {s.total:.0f} s of job time"
                       for name, s in zip(names, studies))
-    agree = len(first) - len(rows)
+    compared = len(first.keys() & second.keys())
+    agree = compared - len(rows)
     costs = {group: cost for group, cost in replicate_costs(studies[0]).items() if group != "shared"}
     job, policy = (sum(cost[i] for cost in costs.values()) / len(costs) for i in (1, 2))
-    lines = [f"**{agree} of {len(first)} verdicts agree** between the two builds ({times}); "
+    lines = [f"**{agree} of {compared} verdicts agree** between the two builds ({times}); "
              f"{len(rows)} differ, {settled} of them with intervals that do not overlap. One replicate took "
              f"{job:.0f} s of job time on average ({names[0]}), {policy:.0f} s of it re-drawing the policy: its "
              f"own base model, SFT, sampling and gold labels (`python bench/study.py`)."]
     if rows:
         lines += ["", *table(["RM", "verdict on", names[0], names[1], "intervals overlap?"], rows)]
+    if only:
+        lines += ["", "Reported by one build only (a KL budget that fewer than two replicates reached in the other): "
+                  + "; ".join(f"`{rm}` {what}" for rm, what in only) + "."]
     return "\n".join(lines)
 
 

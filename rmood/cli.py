@@ -32,8 +32,8 @@ def parser() -> argparse.ArgumentParser:
     reward.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     results = commands.add_parser(
         "results", help="print the study's pooled results (from reports/summary.csv), or write them into a README",
-        description="The pooled results of results/<experiment>/reports/summary.csv as Markdown: the tables and "
-                    "the verdict sentences of reports/mrm_eval.md.")
+        description="The pooled results of results/<experiment>/reports/ (summary.csv, budgets.csv) as Markdown: the "
+                    "tables and the verdict sentences of reports/mrm_eval.md.")
     results.add_argument("--config", default=str(DEFAULT), help=f"experiment config (default {DEFAULT})")
     results.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     results.add_argument("--readme", help="replace the block between <!-- results:begin --> and "
@@ -91,7 +91,7 @@ def print_results(config: str, set: list[str], readme: str | None) -> None:
     from rmood.eval.markdown import results_markdown, update_readme
 
     settings = load_config(config, set)
-    block = results_markdown(Path("results") / settings["experiment"] / "reports" / "summary.csv", settings)
+    block = results_markdown(Path("results") / settings["experiment"] / "reports", settings)
     if readme is None:
         print(block)
     else:

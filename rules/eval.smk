@@ -105,6 +105,11 @@ rule report:
             caption="../report/curves.rst",
             category="Summary",
         ),
+        budgets=report(
+            result("reports/budgets.csv"),
+            caption="../report/budgets.rst",
+            category="Summary",
+        ),
         variance=result("reports/variance.csv"),
         markdown=result("reports/mrm_eval.md"),
         plots=[

@@ -135,8 +135,13 @@ rule rl_kl:
 
 
 rule ppo_curve:
-    """Gold, proxy and KL of every checkpoint of one PPO run, per prompt and on average (step 0: the SFT policy)."""
+    """Gold, proxy, KL, finish rate and response length of every checkpoint of one PPO run, per prompt and on
+    average (step 0: the SFT policy)."""
     input:
+        samples_files=lambda wildcards: [
+            rl_file(wildcards.name, step, "samples", wildcards.rep)
+            for step in [0, *PPO_STEPS]
+        ],
         kl_files=expand(
             replicate("ppo/{name}/step_{step}/kl.jsonl"),
             step=PPO_STEPS,

@@ -34,6 +34,8 @@ KEY_FILES = [
     "reports/summary.csv",
     "reports/curves.csv",
     "reports/variance.csv",
+    "reports/budgets.csv",
+    "reports/plots/ppo_collapse.png",
     "reports/mrm_eval.md",
     "reports/plots/bon_gold.png",
     "reports/plots/forest.png",

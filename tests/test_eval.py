@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from rmood.eval.bon import BON_ARRAYS, bon_curves, bon_expectation, bon_report, kl_bon, n_values
-from rmood.eval.estimates import CURVE_COLUMNS, SUMMARY_COLUMNS, VARIANCE_COLUMNS
+from rmood.eval.estimates import BUDGET_COLUMNS, CURVE_COLUMNS, SUMMARY_COLUMNS, VARIANCE_COLUMNS
 from rmood.eval.fit import fit_bon, fit_rl
 from rmood.eval.markdown import update_readme
 from rmood.eval.ppo_curve import PPO_ARRAYS, ppo_curve
@@ -164,11 +164,15 @@ def write_ppo_run(
     folder: Path, gold: list[float], proxy: list[float], kl: list[float], kl_at_0: bool = False
 ) -> dict[str, list[str]]:
     """Files of a PPO run with checkpoints at steps 0, 10, 20, …: prompts a (two samples) and b (one sample);
-    prompt b scores `delta` above a's mean and its KL is twice a's."""
-    files: dict[str, list[str]] = {"kl_files": [], "gold_files": [], "proxy_files": []}
+    prompt b scores `delta` above a's mean and its KL is twice a's; at step k the responses are k // 10 + 2 tokens
+    long and a's second one never ended."""
+    files: dict[str, list[str]] = {"samples_files": [], "kl_files": [], "gold_files": [], "proxy_files": []}
     samples = (("a", 0, -0.1), ("a", 1, 0.1), ("b", 0, 0.2))
     for i, (g, p, k) in enumerate(zip(gold, proxy, kl)):
         step = folder / f"step_{10 * i}"
+        write_jsonl(step / "samples.jsonl", [{"prompt_id": q, "sample": s, "response": "x", "finished": (q, s) != ("a", 1),
+                                              "tokens": [5] * (i + 2)} for q, s, _ in samples])
+        files["samples_files"].append(str(step / "samples.jsonl"))
         write_jsonl(step / "gold.jsonl", [{"prompt_id": q, "sample": s, "gold": g + d} for q, s, d in samples])
         write_jsonl(step / "scores.jsonl", [{"prompt_id": q, "sample": s, "reward": p + 10 * d} for q, s, d in samples])
         if i > 0 or kl_at_0:
@@ -190,6 +194,7 @@ def test_ppo_curve(tmp_path: Path) -> None:
     assert table["gold"] == pytest.approx(np.array([[0.3, 0.5], [0.5, 0.7], [0.4, 0.6]]))  # (steps, prompts)
     assert table["proxy"] == pytest.approx(np.array([[0.0, 2.0], [2.0, 4.0], [5.0, 7.0]]))
     assert table["kl"].tolist() == [[0.0, 0.0], [1.0, 2.0], [4.0, 8.0]]
+    assert table["finished"].tolist() == [[0.5, 1.0]] * 3 and table["tokens"].tolist() == [[2, 2], [3, 3], [4, 4]]
     curve = read_json(out)
     assert curve["rm"] == "rm" and curve["steps"] == [0, 10, 20] and curve["kl"] == [0.0, 1.5, 6.0]
     assert curve["gold"] == pytest.approx([0.4, 0.6, 0.5]) and curve["proxy"] == pytest.approx([1.0, 3.0, 6.0])
@@ -202,26 +207,32 @@ def test_ppo_curve(tmp_path: Path) -> None:
 def test_ppo_curve_refuses_inconsistent_files(tmp_path: Path) -> None:
     files = write_ppo_run(tmp_path / "run", [0.3, 0.5, 0.4], [0.0, 2.0, 5.0], [0.0, 1.0, 4.0])
     out, per_prompt = str(tmp_path / "curve.json"), str(tmp_path / "per_prompt.npz")
+    samples = files["samples_files"]
     with pytest.raises(DataError, match=r"KL files missing for steps \[20\]"):
-        ppo_curve("rm", files["kl_files"][:1], files["gold_files"], files["proxy_files"], out, per_prompt)
+        ppo_curve("rm", samples, files["kl_files"][:1], files["gold_files"], files["proxy_files"], out, per_prompt)
     with pytest.raises(DataError, match="proxy files"):
-        ppo_curve("rm", files["kl_files"], files["gold_files"], files["proxy_files"][:2], out, per_prompt)
+        ppo_curve("rm", samples, files["kl_files"], files["gold_files"], files["proxy_files"][:2], out, per_prompt)
+    with pytest.raises(DataError, match="samples files"):
+        ppo_curve("rm", samples[1:], files["kl_files"], files["gold_files"], files["proxy_files"], out, per_prompt)
     with pytest.raises(DataError, match="no gold file for step 0"):
-        ppo_curve("rm", files["kl_files"], files["gold_files"][1:], files["proxy_files"][1:], out, per_prompt)
+        ppo_curve("rm", samples[1:], files["kl_files"], files["gold_files"][1:], files["proxy_files"][1:], out,
+                  per_prompt)
     with pytest.raises(DataError, match="step_<k> folder"):
-        ppo_curve("rm", [], [str(tmp_path / "gold.jsonl")], [], out, per_prompt)
+        ppo_curve("rm", [], [], [str(tmp_path / "gold.jsonl")], [], out, per_prompt)
     write_jsonl(files["kl_files"][0], [{"kl_sequence": 1.0, "kl_token": 0.1, "n": 2}])  # the old per-file summary
     with pytest.raises(DataError, match=r"step_10/kl\.jsonl:1: missing field\(s\) prompt_id, sample, kl"):
         ppo_curve("rm", **files, out=out, per_prompt=per_prompt)
     write_jsonl(files["kl_files"][0], [{"prompt_id": "a", "sample": 0, "kl": 1.0, "tokens": 3}])
     with pytest.raises(DataError, match="hold different samples"):
-        ppo_curve("rm", files["kl_files"], files["gold_files"], files["proxy_files"], out, per_prompt)
+        ppo_curve("rm", **files, out=out, per_prompt=per_prompt)
     step = Path(files["gold_files"][2])
     write_jsonl(step, [{"prompt_id": "c", "sample": 0, "gold": 0.1}])
     write_jsonl(step.parent / "scores.jsonl", [{"prompt_id": "c", "sample": 0, "reward": 0.1}])
     write_jsonl(step.parent / "kl.jsonl", [{"prompt_id": "c", "sample": 0, "kl": 0.1}])
+    write_jsonl(step.parent / "samples.jsonl", [{"prompt_id": "c", "sample": 0, "finished": True, "tokens": [1]}])
     with pytest.raises(DataError, match="other prompts than step 0"):
-        ppo_curve("rm", files["kl_files"][1:], files["gold_files"][::2], files["proxy_files"][::2], out, per_prompt)
+        ppo_curve("rm", samples[::2], files["kl_files"][1:], files["gold_files"][::2], files["proxy_files"][::2], out,
+                  per_prompt)
     assert not Path(out).exists() and not Path(per_prompt).exists()
 
 
@@ -256,7 +267,8 @@ def write_pairs(rng: np.random.Generator, root: Path, name: str, prompts: list[s
 def write_report_inputs(folder: Path, replicates: tuple[int, ...] = (0, 1, 2)) -> dict:
     """Per replicate: held-out pairs and every RM's rewards of them (near-ties a coin flip), a best-of-n table and
     PPO tables for rm, mrm and golden. Prompt difficulty is shared by every replicate and RM (the eval prompts are
-    the same), replicates differ a little (PPO: rm over-optimised, mrm rising, golden flat)."""
+    the same), replicates differ a little (PPO: rm over-optimised, mrm rising, golden flat; rm's run of the last
+    replicate degenerates from update 30: its answers stop ending)."""
     rng = np.random.default_rng(0)
     ns = n_values(16)
     prompts = np.array([f"eval-{i}" for i in range(PROMPTS)])
@@ -287,9 +299,12 @@ def write_report_inputs(folder: Path, replicates: tuple[int, ...] = (0, 1, 2)) -
             kl = PPO_KL[:, None] * np.exp(rng.normal(0, 0.2, (1, PROMPTS)))
             d = np.sqrt(kl)
             mean = 0.3 + 0 * d if beta is None else 0.3 + 0.1 * d - beta * d_log_d(d)
+            collapsed = rm == "rm" and rep == replicates[-1] and len(replicates) > 1
+            finished = np.where((STEPS[:, None] >= 30) & collapsed, 0.0, 0.9 + 0 * kl)
             write_npz(root / "ppo" / rm / "per_prompt.npz", {
                 "rm": np.array(rm), "steps": STEPS, "prompts": prompts, "kl": kl,
-                "gold": mean + shift + difficulty.T + rng.normal(0, 0.05, kl.shape), "proxy": 0.3 + d})
+                "gold": mean + shift + difficulty.T + rng.normal(0, 0.05, kl.shape), "proxy": 0.3 + d,
+                "finished": finished, "tokens": np.where(finished > 0, 8.0, 32.0)})
             inputs["ppo"].append(str(root / "ppo" / rm / "per_prompt.npz"))
     return inputs
 
@@ -298,14 +313,16 @@ def report_outputs(folder: Path) -> dict:
     return {
         "summary": str(folder / "reports" / "summary.csv"),
         "curves": str(folder / "reports" / "curves.csv"),
+        "budgets": str(folder / "reports" / "budgets.csv"),
         "variance": str(folder / "reports" / "variance.csv"),
         "markdown": str(folder / "reports" / "mrm_eval.md"),
         "plots": [str(folder / "reports" / "plots" / f"{stem}.png") for stem in PLOTS[::-1]],
     }
 
 
-SETTINGS = {"reward_models": RMS, "report": {"level": 0.95, "baseline": "rm", "gold_gap": 0.1},
-            "replicate_scope": "full"}
+SETTINGS = {"reward_models": RMS, "replicate_scope": "full",
+            "report": {"level": 0.95, "baseline": "rm", "gold_gap": 0.1, "kl_budgets": [1, 2, 4, 8],
+                       "degenerate": {"finish_rate": 0.5, "kl_per_token": 1.0}}}
 
 
 def test_make_report(tmp_path: Path) -> None:
@@ -313,7 +330,7 @@ def test_make_report(tmp_path: Path) -> None:
     first, second = report_outputs(tmp_path / "one"), report_outputs(tmp_path / "two")
     make_report(**inputs, **first, **SETTINGS)
     make_report(**{k: v[::-1] for k, v in inputs.items()}, **second, **SETTINGS)  # order of the files: irrelevant
-    for name in ("summary", "curves", "variance", "markdown"):
+    for name in ("summary", "curves", "budgets", "variance", "markdown"):
         assert Path(first[name]).read_bytes() == Path(second[name]).read_bytes(), name
 
     table = pd.read_csv(first["summary"], keep_default_na=False, na_values=[""])
@@ -325,7 +342,7 @@ def test_make_report(tmp_path: Path) -> None:
     for rm in RMS:  # the pooled estimate is the mean of the replicates' own
         assert row.loc[rm, "id_accuracy"] == pytest.approx(single[single["rm"] == rm]["id_accuracy"].mean())
     for name in ("id_accuracy", "id_accuracy_close", "bon_gold_at_N", "bon_peak_gold", "ppo_final_gold",
-                 "bon_delta_at_N", "id_delta", "ppo_delta_matched"):
+                 "bon_delta_at_N", "id_delta", "ppo_final_finished"):
         values = table[[f"{name}_lo", name, f"{name}_hi"]].dropna().to_numpy()
         assert len(values) and (values[:, 0] <= values[:, 1]).all() and (values[:, 1] <= values[:, 2]).all(), name
     assert table[["id_accuracy_lo", "id_accuracy_close_lo"]].min().min() >= 0
@@ -344,29 +361,44 @@ def test_make_report(tmp_path: Path) -> None:
     assert ens["bon_delta_at_N_lo"] < 0 < ens["bon_delta_at_N_hi"]  # the same curve as rm: no difference
     assert ens["bon_delta_at_N_hi"] - ens["bon_delta_at_N_lo"] < ens["bon_gold_at_N_hi"] - ens["bon_gold_at_N_lo"]
     assert row.loc["rm", "bon_alpha"] == pytest.approx(0.2, abs=0.02) and row.loc["rm", "bon_r2"] > 0.95
-    assert row.loc["rm", "ppo_verdict"] == "over-optimised" and row.loc["rm", "ppo_peak_step"] < 40
+    rm = row.loc["rm"]  # its last replicate degenerates from update 30: the verdict reads updates 0-20
+    assert rm["ppo_degenerate_replicates"] == 1 and rm["ppo_degenerate_step"] == 30
+    assert rm["ppo_verdict"] == "over-optimised" and rm["ppo_peak_step"] == 10 and rm["ppo_peak_step_hi"] <= 20
+    assert rm["ppo_final_finished"] == pytest.approx(0.6) and rm["ppo_final_kl_per_token_hi"] > 0
+    assert mrm["ppo_degenerate_replicates"] == 0 and np.isnan(mrm["ppo_degenerate_step"])
     assert mrm["ppo_verdict"] == "rises" and mrm["ppo_peak_step"] == 40 and mrm["ppo_kl_spearman"] == pytest.approx(1)
     assert row.loc["golden", "ppo_verdict"] == "no significant change"
-    assert mrm["ppo_delta_final_lo"] > 0 and mrm["ppo_delta_matched_lo"] > 0
-    kl_last = [table[(table["replicate"] == str(r)) & (table["rm"] == rm)]["ppo_final_kl"].iloc[0]
-               for r in range(3) for rm in ("rm", "mrm")]
-    assert mrm["ppo_matched_kl"] == pytest.approx(min(kl_last), rel=0.05)  # every replicate of both reached it
-    assert row.loc["rm", "rl_beta"] == pytest.approx(0.25, abs=0.05)
+    assert rm["rl_beta"] == pytest.approx(0.25, abs=0.08)  # fitted on each replicate's usable checkpoints
+
+    budgets = pd.read_csv(first["budgets"]).set_index(["replicate", "rm", "kl"])
+    assert list(pd.read_csv(first["budgets"]).columns) == BUDGET_COLUMNS
+    reached = budgets.loc["pooled"]["reached"]
+    assert reached[("mrm", 4)] == 3 and reached[("rm", 4)] == 2 and reached[("rm", 8)] == 0  # rm's last: KL 2 at 20
+    assert np.isnan(budgets.loc[("pooled", "mrm", 8), "gold"])  # no replicate got there: never extrapolated
+    at_one = budgets.loc[("pooled", "mrm", 1)]  # the planted curves cross at 1 nat (d log d = 0 at d = 1) …
+    assert at_one["delta_gold_lo"] < 0 < at_one["delta_gold_hi"] and at_one["delta_gold_mdd"] > 0
+    for kl in (2, 4):  # … and mrm beats rm beyond
+        assert budgets.loc[("pooled", "mrm", kl), "delta_gold_lo"] > 0
+    single = budgets.loc[("2", "rm", 4)]
+    assert single["reached"] == 0 and np.isnan(single["gold"])
     ppo_columns = [c for c in SUMMARY_COLUMNS if c.startswith(("ppo_", "rl_"))]
     assert row.loc["ens_mean", ppo_columns].isna().all()  # no PPO run
 
     variance = pd.read_csv(first["variance"])
     assert list(variance.columns) == VARIANCE_COLUMNS
     pooled = variance[variance["replicate"] == "pooled"]
-    assert sorted(set(pooled["comparison"])) == ["bon_delta_at_N", "id_delta", "ood_delta", "ppo_delta_final",
-                                                 "ppo_delta_matched"]
-    assert (pooled["replicates"] == 3).all() and pooled["crossed"].all()
+    assert sorted(set(pooled["comparison"])) == ["bon_delta_at_N", "id_delta", "ood_delta", "ppo_delta_kl1",
+                                                 "ppo_delta_kl2", "ppo_delta_kl4"]
+    assert (pooled["replicates"] == 3).sum() == len(pooled) - 2  # rm's 4 nats: the two replicates that reached it
+    assert pooled["crossed"].all()
     assert (pooled[["var_replicate", "var_prompt", "var_residual"]] >= 0).all().all()
     mdd = pooled.set_index(["rm", "comparison"]).loc[("mrm", "bon_delta_at_N"), "mdd"]
     assert mdd == pytest.approx(mrm["bon_delta_at_N_mdd"])
 
     curves = pd.read_csv(first["curves"], keep_default_na=False, na_values=[""])
     assert list(curves.columns) == CURVE_COLUMNS
+    rm_curve = curves[(curves["replicate"] == "pooled") & (curves["rm"] == "rm") & (curves["method"] == "ppo")]
+    assert rm_curve["degenerate"].tolist() == [0, 0, 0, 1, 1] and rm_curve["finished"].iloc[-1] == pytest.approx(0.6)
     assert len(curves) == 4 * (4 * 5 + 3 * 5)  # (pooled + 3 replicates) x (4 RMs x 5 n + 3 runs x 5 updates)
     ppo = curves[(curves["replicate"] == "pooled") & (curves["method"] == "ppo") & (curves["rm"] == "mrm")]
     assert ppo["point"].tolist() == STEPS.tolist() and (np.diff(ppo["gold"]) > 0).all()
@@ -379,7 +411,9 @@ def test_make_report(tmp_path: Path) -> None:
     assert "best-of-n no significant change" in lines["golden"]
     compared = {rm: next(line for line in text.splitlines() if line.startswith(f"- `{rm}`: ID accuracy"))
                 for rm in RMS[1:]}
-    assert "best-of-16 gold: better than `rm`" in compared["mrm"] and "PPO gold at matched KL" in compared["mrm"]
+    assert "best-of-16 gold: better than `rm`" in compared["mrm"] and "PPO gold at 4 nats: better" in compared["mrm"]
+    assert "read before update 30, from which 1 replicate(s) degenerated" in lines["rm"]
+    assert "| `rm` | 1 | " not in text and "## PPO checkpoints" in text and "| `rm` | 40 |" in text
     assert "best-of-16 gold: no significant difference from `rm`" in compared["ens_mean"]
     assert "detectable: ±" in compared["ens_mean"]
     assert "`replicate_scope: full`" in text and "## Every replicate" in text and "## Representations" in text

@@ -150,8 +150,14 @@ def test_report(study):
     assert "## Results (pooled over the replicates)" in markdown and "95% CI" in markdown
     assert "`replicate_scope: full`" in markdown and "detectable: ±" in markdown
     variance = pd.read_csv(results / "reports" / "variance.csv")
-    assert {"bon_delta_at_N", "id_delta", "ppo_delta_matched"} <= set(variance["comparison"])
-    for plot in ("bon_gold", "bon_proxy", "ppo_gold", "ppo_proxy", "rm_accuracy", "forest"):
+    assert {"bon_delta_at_N", "id_delta"} <= set(variance["comparison"])
+    ppo_curves = curves[curves["method"] == "ppo"]
+    assert ppo_curves["finished"].between(0, 1).all() and (ppo_curves["kl_per_token"] >= 0).all()
+    assert set(ppo_curves["degenerate"]) <= {0, 1}
+    budgets = pd.read_csv(results / "reports" / "budgets.csv")
+    assert sorted(set(budgets["kl"])) == [1, 2, 4, 8] and set(budgets["rm"]) == set(ppo["rm"])
+    assert budgets["reached"].between(0, 1).all()  # one replicate
+    for plot in ("bon_gold", "bon_proxy", "ppo_gold", "ppo_proxy", "ppo_collapse", "rm_accuracy", "forest"):
         assert (results / "reports" / "plots" / f"{plot}.png").read_bytes().startswith(b"\x89PNG")
 
 

@@ -1,5 +1,5 @@
-"""Every number of the `mrm_eval` report with its interval: the summary (one row per RM), the curves, and the
-variance components of every comparison with the baseline RM (for `rmood power`).
+"""Every number of the `mrm_eval` report with its interval: the summary (one row per RM), the curves, the PPO runs
+at pre-set KL budgets, and the variance components of every comparison with the baseline RM (for `rmood power`).
 
 The inputs are per replicate (`Replicate`): the held-out pairs (each pair's prompt and gold gap) with whether each RM
 ranks them as gold does, the per-prompt best-of-n table (`bon/per_prompt.npz`) and each PPO run's per-prompt table
@@ -8,8 +8,15 @@ replicates of each replicate's statistic, with the variance of the design — cr
 prompts (the eval prompts; the prompts of the held-out pairs, whose pairs differ between replicates when the
 policy is re-drawn), nested where they do not (`rmood.eval.stats.align`). An accuracy is a ratio over a prompt's
 pairs, so pairs are clustered by prompt. Differences between RMs are paired: the same prompts and replicates and,
-for best-of-n, the same samples; PPO arms are compared at the largest KL that every replicate of both reached,
-each replicate's own curve interpolated inside its own range. Verdicts are `rmood.eval.verdicts`. Rows are
+for best-of-n, the same samples. Verdicts are `rmood.eval.verdicts`.
+
+A PPO checkpoint is **degenerate** when it finishes fewer of its answers than `report.degenerate.finish_rate` times
+what its run finished at update 0 (the SFT policy), or its KL per token exceeds `report.degenerate.kl_per_token`:
+the policy has stopped answering (answers run to the length limit) or drifts more than a nat per token. Nothing
+rests on degenerate checkpoints: a run's trend verdict reads the checkpoints before any of its replicates
+degenerated; its gold at a KL budget, each replicate's curve up to its own first degenerate checkpoint,
+interpolated on √KL inside that range and never beyond (a replicate that did not reach the budget is left out, and a
+budget needs two replicates that reached it); Gao et al.'s fits, each replicate's own usable curve. Rows are
 computed for the pooled replicates ("pooled") and for each replicate alone (its intervals then cover the prompts
 only).
 """
@@ -24,8 +31,9 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from rmood.eval.fit import fit_bon, fit_bon_rows, fit_rl, fit_rl_rows
-from rmood.eval.stats import Estimate, align, estimate, interpolate_at
-from rmood.eval.verdicts import differences, trend
+from rmood.eval.ppo_curve import CHANNELS
+from rmood.eval.stats import Estimate, align, estimate, interpolate_at, join
+from rmood.eval.verdicts import DEGENERATE, differences, trend
 from rmood.io import DataError
 
 POOLED = "pooled"
@@ -33,7 +41,7 @@ SPLITS = ("id", "ood")  # held-out pairs: test pairs of the training families, a
 BINS = ("all", "close", "clear")  # pairs by gold gap: every pair; gap < report.gold_gap; the rest
 POWER = 0.8  # of every minimum detectable difference
 GOLD, PROXY = 0, 1  # channels of the best-of-n table
-KL, PPO_GOLD, PPO_PROXY = 0, 1, 2  # channels of the PPO table
+KL, PPO_GOLD, PPO_PROXY, FINISHED, TOKENS = range(5)  # channels of the PPO table (rmood.eval.ppo_curve.CHANNELS)
 
 
 @dataclass
@@ -62,6 +70,9 @@ class Settings:
     baseline: str
     level: float
     gold_gap: float
+    kl_budgets: list[float]
+    finish_rate: float  # a checkpoint is degenerate below this share of its run's update-0 finish rate …
+    kl_per_token: float  # … or above this KL per token
 
 
 Interval = tuple[float, float, float]
@@ -87,13 +98,13 @@ NONE = (np.nan,) * 3
 
 
 def compare(row: dict[str, Any], name: str, est: Estimate, level: float, variance: list[dict], label: str,
-            rm: str) -> None:
+            rm: str, comparison: str | None = None) -> None:
     """A paired difference from the baseline (one statistic): its interval and minimum detectable difference in the
-    row, its variance components in `variance` (the rows of reports/variance.csv)."""
+    row, its variance components in `variance` (the rows of reports/variance.csv, as `comparison`, default `name`)."""
     put(row, name, at(est, 0, level))
     row[f"{name}_mdd"] = float(est.mdd(level, POWER)[0])
     parts = {k: float(v[0]) for k, v in est.components().items()}
-    variance.append({"replicate": label, "rm": rm, "comparison": name, "estimate": row[name],
+    variance.append({"replicate": label, "rm": rm, "comparison": comparison or name, "estimate": row[name],
                      "se": float(est.se()[0]), "mdd": row[f"{name}_mdd"], "replicates": est.replicates,
                      "prompts": est.prompts, "crossed": est.crossed, **{f"var_{k}": v for k, v in parts.items()}})
 
@@ -182,8 +193,8 @@ def align_prompts(prompts: list[list[str]], tables: list[np.ndarray], what: str)
 
 def ppo_tables(replicates: list[Replicate], reward_models: list[str]) -> tuple[list[str], list[np.ndarray], bool,
                                                                               np.ndarray]:
-    """The RMs with a PPO run (in `reward_models` order), per replicate (prompts, RMs × kl|gold|proxy × steps),
-    aligned; crossed; the steps. Every replicate must have run the same RMs on the same schedule and, within a
+    """The RMs with a PPO run (in `reward_models` order), per replicate (prompts, RMs × CHANNELS × steps), aligned;
+    crossed; the steps. Every replicate must have run the same RMs on the same schedule and, within a
     replicate, on the same prompts."""
     models = [rm for rm in reward_models if rm in replicates[0].ppo]
     tables, prompts, steps = [], [], None
@@ -197,7 +208,7 @@ def ppo_tables(replicates: list[Replicate], reward_models: list[str]) -> tuple[l
             if not np.array_equal(run["steps"], steps) or not np.array_equal(run["prompts"], runs[0]["prompts"]):
                 raise DataError(f"replicate {rep.seed}: the PPO run of {rm} has other steps or prompts than the others")
         if runs:
-            table = np.stack([np.stack([run[c] for c in ("kl", "gold", "proxy")]) for run in runs])  # (RMs, 3, K, P)
+            table = np.stack([np.stack([run[c] for c in CHANNELS]) for run in runs])  # (RMs, channels, K, P)
             tables.append(table.transpose(3, 0, 1, 2).reshape(table.shape[3], -1))
             prompts.append(runs[0]["prompts"].tolist())
     if not models:
@@ -226,6 +237,11 @@ class Curves:
     def of(self, columns: list[int], statistic: Callable[[np.ndarray], np.ndarray]) -> Estimate:
         """A statistic of some columns of each replicate's table."""
         return estimate([t[:, columns] for t in self.tables], self.crossed, statistic)
+
+    def each(self, replicates: list[int], columns: Callable[[int], list[int]],
+             statistic: Callable[[int], Callable[[np.ndarray], np.ndarray]]) -> Estimate:
+        """A statistic of each of some replicates' own columns (e.g. its own usable checkpoints), joined."""
+        return join([estimate([self.tables[r][:, columns(r)]], self.crossed, statistic(r)) for r in replicates])
 
     def difference(self, m: int, base: int, channel: int, k: int) -> Estimate:
         return self.est.contrast(differences(len(self.est.value), [(self.index(m, channel, k), self.index(base,
@@ -284,11 +300,6 @@ def bon_rows(label: str, replicates: list[Replicate], s: Settings, variance: lis
     return columns, curves
 
 
-def matched_kl(theta: np.ndarray, kl_j: list[int], kl_b: list[int]) -> float:
-    """The largest KL that every replicate of both runs reached (their per-replicate mean KL curves in `theta`)."""
-    return float(min(theta[:, kl_j].max(axis=1).min(), theta[:, kl_b].max(axis=1).min()))
-
-
 def spearman(values: np.ndarray) -> float:
     """Spearman's rank correlation of the checkpoint order with `values` (NaN when constant)."""
     if len(values) < 2 or np.ptp(values) == 0:
@@ -296,97 +307,183 @@ def spearman(values: np.ndarray) -> float:
     return float(spearmanr(np.arange(len(values)), values).statistic)
 
 
-def checkpoint(ppo: Curves, j: int, k: int, level: float) -> dict[str, Interval]:
-    """KL (≥ 0), gold and proxy of the j-th PPO run at its k-th checkpoint."""
-    return {name: clipped(at(ppo.est, ppo.index(j, channel, k), level), 0.0 if channel == KL else -np.inf)
-            for name, channel in (("kl", KL), ("gold", PPO_GOLD), ("proxy", PPO_PROXY))}
+def per_token(means: np.ndarray) -> np.ndarray:
+    """KL per token: the statistic of (…, KL columns | token columns) means, one per column pair."""
+    kl, tokens = np.split(means, 2, axis=-1)
+    return kl / tokens
+
+
+def at_budget(budget: float, lengths: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
+    """Gold at KL = `budget` of one run, interpolated on √KL ((…, KL | gold) columns of `lengths[0]` checkpoints),
+    or its difference from another run's (then `lengths` gives both runs' checkpoints)."""
+    def statistic(means: np.ndarray) -> np.ndarray:
+        parts = np.split(means, np.cumsum([n for n in lengths for _ in range(2)])[:-1], axis=-1)
+        values = [interpolate_at(parts[2 * i], parts[2 * i + 1], budget) for i in range(len(lengths))]
+        return (values[0] - values[1] if len(values) == 2 else values[0])[..., None]
+
+    return statistic
+
+
+@dataclass
+class Runs:
+    """A group's PPO runs: the curves, KL per token, and each replicate's usable checkpoints (before its first
+    degenerate one: a finish rate below `Settings.finish_rate` of its update 0's, or KL per token above
+    `Settings.kl_per_token`)."""
+
+    curves: Curves
+    kl_per_token: Estimate  # (runs × checkpoints)
+    usable: np.ndarray  # (replicates, runs): how many leading checkpoints are not degenerate
+    degenerate: np.ndarray  # (replicates, runs, checkpoints): bool
+
+    @classmethod
+    def of(cls, tables: list[np.ndarray], crossed: bool, runs: int, points: int, s: Settings) -> Runs:
+        curves = Curves(estimate(tables, crossed), tables, crossed, len(CHANNELS), points)
+        pairs = [curves.index(j, KL) for j in range(runs)], [curves.index(j, TOKENS) for j in range(runs)]
+        kl_per_token = curves.of(sum(pairs[0], []) + sum(pairs[1], []), per_token)
+        finished = np.stack([curves.est.theta[:, curves.index(j, FINISHED)] for j in range(runs)], axis=1)
+        ratio = kl_per_token.theta.reshape(len(tables), runs, points)
+        degenerate = (finished < s.finish_rate * finished[..., :1]) | (ratio > s.kl_per_token)
+        usable = np.where(degenerate.any(axis=-1), degenerate.argmax(axis=-1), points)
+        return cls(curves, kl_per_token, usable, degenerate)
+
+    def usable_columns(self, *arms: int) -> Callable[[int], list[int]]:
+        """Replicate r -> the KL and gold columns of each run in `arms` up to its usable checkpoints there."""
+        def columns(r: int) -> list[int]:
+            return [c for i in arms for channel in (KL, PPO_GOLD)
+                    for c in self.curves.index(i, channel)[:self.usable[r, i]]]
+
+        return columns
+
+
+def rl_fit(means: np.ndarray) -> np.ndarray:
+    """Gao et al.'s RL (α, β) of (…, KL | gold) columns."""
+    return np.stack(fit_rl_rows(*np.split(means, 2, axis=-1)), axis=-1)
+
+
+def checkpoint(runs: Runs, j: int, k: int, level: float) -> dict[str, Interval]:
+    """KL (≥ 0), gold, proxy, finish rate (in [0, 1]) and KL per token (≥ 0) of run j at its k-th checkpoint."""
+    ppo, points = runs.curves, runs.curves.points
+    values = {name: at(ppo.est, ppo.index(j, channel, k), level)
+              for name, channel in (("kl", KL), ("gold", PPO_GOLD), ("proxy", PPO_PROXY), ("finished", FINISHED))}
+    values["kl_per_token"] = at(runs.kl_per_token, j * points + k, level)
+    bounds = {"kl": (0.0, np.inf), "finished": (0.0, 1.0), "kl_per_token": (0.0, np.inf)}
+    return {name: clipped(value, *bounds.get(name, (-np.inf, np.inf))) for name, value in values.items()}
+
+
+def budget_rows(label: str, runs: Runs, models: list[str], j: int, s: Settings, variance: list[dict]
+                ) -> list[dict[str, Any]]:
+    """Run j's gold at every KL budget, and its paired difference from the baseline's run there: each replicate's
+    own curve read inside the range of its usable checkpoints, never beyond; a budget needs two replicates that
+    reached it (one when the group is one replicate)."""
+    ppo, needed = runs.curves, min(2, len(runs.usable))
+    base = models.index(s.baseline) if s.baseline in models else None
+    reach = [[ppo.est.theta[r, ppo.index(i, KL)][:runs.usable[r, i]].max(initial=0.0) for i in range(len(models))]
+             for r in range(len(runs.usable))]
+    rows = []
+    for budget in s.kl_budgets:
+        reached = [r for r in range(len(reach)) if reach[r][j] >= budget]
+        row: dict[str, Any] = {"replicate": label, "rm": models[j], "kl": budget, "reached": len(reached)}
+        put(row, "gold", at(ppo.each(reached, runs.usable_columns(j), lambda r: at_budget(budget, (runs.usable[r, j],))),
+                            0, s.level) if len(reached) >= needed else NONE)
+        both = [r for r in reached if base is not None and reach[r][base] >= budget]
+        if base is not None and j != base and len(both) >= needed:
+            difference = ppo.each(both, runs.usable_columns(j, base),
+                                  lambda r: at_budget(budget, (runs.usable[r, j], runs.usable[r, base])))
+            compare(row, "delta_gold", difference, s.level, variance, label, models[j], f"ppo_delta_kl{budget:g}")
+        else:
+            put(row, "delta_gold", NONE)
+            row["delta_gold_mdd"] = np.nan
+        rows.append(row)
+    return rows
 
 
 def ppo_rows(label: str, replicates: list[Replicate], s: Settings, variance: list[dict]
-             ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """Per RM with a PPO run its PPO summary columns, and the PPO curve rows."""
+             ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per RM with a PPO run its PPO summary columns; the PPO curve rows; the KL-budget rows."""
     models, tables, crossed, steps = ppo_tables(replicates, s.reward_models)
     if not models:
-        return {}, []
-    ppo = Curves(estimate(tables, crossed), tables, crossed, 3, len(steps))
-    base = models.index(s.baseline) if s.baseline in models else None
-    columns, curves = {}, []
+        return {}, [], []
     points = len(steps)
+    runs = Runs.of(tables, crossed, len(models), points, s)
+    ppo = runs.curves
+    base = models.index(s.baseline) if s.baseline in models else None
+    columns, curves, budgets = {}, [], []
     for j, rm in enumerate(models):
         row: dict[str, Any] = {}
-        for name, value in checkpoint(ppo, j, points - 1, s.level).items():
+        for name, value in checkpoint(runs, j, points - 1, s.level).items():
             put(row, f"ppo_final_{name}", value)
-        trend_columns(row, "ppo", ppo.curve(j, PPO_GOLD), steps, s.level)
-        kl_columns, gold_columns = ppo.index(j, KL), ppo.index(j, PPO_GOLD)
-        kl_curve = ppo.est.value[kl_columns]
-        row["ppo_peak_kl"] = float(kl_curve[list(steps).index(row["ppo_peak_step"])])
-        row["ppo_kl_spearman"] = spearman(kl_curve)
-        if base is not None and j != base:
-            compare(row, "ppo_delta_final", ppo.difference(j, base, PPO_GOLD, points - 1), s.level, variance, label,
-                    rm)
-            base_columns = ppo.index(base, KL) + ppo.index(base, PPO_GOLD)
-            target = matched_kl(ppo.est.theta, kl_columns, ppo.index(base, KL))
-            row["ppo_matched_kl"] = target
-
-            def at_target(means: np.ndarray) -> np.ndarray:
-                kl, gold, base_kl, base_gold = np.split(means, 4, axis=-1)
-                return (interpolate_at(kl, gold, target) - interpolate_at(base_kl, base_gold, target))[..., None]
-
-            compare(row, "ppo_delta_matched", ppo.of(kl_columns + gold_columns + base_columns, at_target), s.level,
-                    variance, label, rm)
+        degenerate = runs.degenerate[:, j].any(axis=0)
+        row["ppo_degenerate_replicates"] = int(runs.degenerate[:, j].any(axis=1).sum())
+        row["ppo_degenerate_step"] = int(steps[degenerate.argmax()]) if degenerate.any() else np.nan
+        usable = int(runs.usable[:, j].min())  # the checkpoints no replicate has degenerated by: the verdict's
+        if usable >= 2:
+            trend_columns(row, "ppo", ppo.curve(j, PPO_GOLD)[:usable], steps[:usable], s.level)
+            row["ppo_peak_kl"] = float(ppo.est.value[ppo.index(j, KL, steps[:usable].tolist().index(
+                row["ppo_peak_step"]))])
         else:
-            put(row, "ppo_delta_final", NONE)
-            put(row, "ppo_delta_matched", NONE)
-            row["ppo_delta_final_mdd"] = row["ppo_delta_matched_mdd"] = row["ppo_matched_kl"] = np.nan
-
-        def rl_fit(means: np.ndarray) -> np.ndarray:
-            return np.stack(fit_rl_rows(*np.split(means, 2, axis=-1)), axis=-1)
-
-        fit_columns(row, "rl", ppo.of(kl_columns + gold_columns, rl_fit),
-                    [fit_rl(theta[kl_columns], theta[gold_columns])["r2"] for theta in ppo.est.theta], s.level)
+            row["ppo_verdict"] = DEGENERATE
+        row["ppo_kl_spearman"] = spearman(ppo.est.value[ppo.index(j, KL)])
+        own = runs.usable_columns(j)
+        fits = ppo.each(list(range(len(tables))), own, lambda r: rl_fit)
+        fit_columns(row, "rl", fits, [fit_rl(*np.split(ppo.est.theta[r, own(r)], 2))["r2"] for r in range(len(tables))],
+                    s.level)
         columns[rm] = row
         for k, step in enumerate(steps):
-            point = {"replicate": label, "method": "ppo", "rm": rm, "point": int(step)}
-            for name, value in checkpoint(ppo, j, k, s.level).items():
+            point = {"replicate": label, "method": "ppo", "rm": rm, "point": int(step),
+                     "degenerate": int(runs.degenerate[:, j, k].sum())}
+            for name, value in checkpoint(runs, j, k, s.level).items():
                 put(point, name, value)
             put(point, "delta_gold", at(ppo.difference(j, base, PPO_GOLD, k), 0, s.level)
                 if base is not None and j != base else NONE)
             curves.append(point)
-    return columns, curves
+        budgets += budget_rows(label, runs, models, j, s, variance)
+    return columns, curves, budgets
 
 
-def group_rows(label: str, replicates: list[Replicate], s: Settings
-               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """The summary rows (one per RM), curve rows (one per RM and point) and variance rows of a group of replicates."""
+@dataclass
+class Tables:
+    """The rows of the report's tables (rmood.eval.report writes one CSV each)."""
+
+    summary: list[dict[str, Any]] = field(default_factory=list)  # one per RM
+    curves: list[dict[str, Any]] = field(default_factory=list)  # one per RM and point
+    budgets: list[dict[str, Any]] = field(default_factory=list)  # one per PPO run and KL budget
+    variance: list[dict[str, Any]] = field(default_factory=list)  # one per comparison with the baseline
+
+    def __iadd__(self, other: Tables) -> Tables:
+        for name in ("summary", "curves", "budgets", "variance"):
+            getattr(self, name).extend(getattr(other, name))
+        return self
+
+
+def group_tables(label: str, replicates: list[Replicate], s: Settings) -> Tables:
+    """The tables' rows of a group of replicates."""
     rms = s.reward_models
-    variance: list[dict[str, Any]] = []
+    tables = Tables()
     rows = {rm: {"replicate": label, "rm": rm} for rm in rms}
     for split in SPLITS:
         acc, shares = accuracy(replicates, split, rms, s.gold_gap)
         pairs = float(np.mean([len(rep.pairs[split].gap) for rep in replicates]))
-        for rm, columns in accuracy_columns(acc, shares, pairs, split, rms, s, variance, label).items():
+        for rm, columns in accuracy_columns(acc, shares, pairs, split, rms, s, tables.variance, label).items():
             rows[rm].update(columns)
-    bon, bon_curves = bon_rows(label, replicates, s, variance)
-    ppo, ppo_curves = ppo_rows(label, replicates, s, variance)
+    bon, tables.curves = bon_rows(label, replicates, s, tables.variance)
+    ppo, ppo_curves, tables.budgets = ppo_rows(label, replicates, s, tables.variance)
+    tables.curves += ppo_curves
     for rm in rms:
         rows[rm].update(bon[rm])
         rows[rm].update(ppo.get(rm, {}))
-    return list(rows.values()), bon_curves + ppo_curves, variance
+    tables.summary = list(rows.values())
+    return tables
 
 
-def estimate_study(replicates: list[Replicate], settings: Settings
-                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Summary, curve and variance rows of the pooled replicates, then of each replicate (when there are several)."""
+def estimate_study(replicates: list[Replicate], settings: Settings) -> Tables:
+    """The tables of the pooled replicates, then of each replicate (when there are several)."""
     groups = [(POOLED, replicates)]
     if len(replicates) > 1:
         groups += [(str(rep.seed), [rep]) for rep in replicates]
-    summary, curves, variance = [], [], []
+    tables = Tables()
     for label, group in groups:
-        rows, points, parts = group_rows(label, group, settings)
-        summary += rows
-        curves += points
-        variance += parts
-    return summary, curves, variance
+        tables += group_tables(label, group, settings)
+    return tables
 
 
 def with_interval(*names: str) -> list[str]:
@@ -413,10 +510,12 @@ SUMMARY_COLUMNS = [
     "replicate", "rm", *accuracy_summary("id"), *accuracy_summary("ood"),
     *with_interval("bon_gold_at_N", "bon_proxy_at_N"), *trend_summary("bon", "n"), *comparison("bon_delta_at_N"),
     *with_interval("bon_alpha", "bon_beta"), "bon_r2",
-    *with_interval("ppo_final_kl", "ppo_final_gold", "ppo_final_proxy"), *trend_summary("ppo", "step"),
-    "ppo_peak_kl", "ppo_kl_spearman", *comparison("ppo_delta_final"), "ppo_matched_kl",
-    *comparison("ppo_delta_matched"), *with_interval("rl_alpha", "rl_beta"), "rl_r2",
+    *with_interval("ppo_final_kl", "ppo_final_gold", "ppo_final_proxy", "ppo_final_finished", "ppo_final_kl_per_token"),
+    "ppo_degenerate_replicates", "ppo_degenerate_step", *trend_summary("ppo", "step"), "ppo_peak_kl", "ppo_kl_spearman",
+    *with_interval("rl_alpha", "rl_beta"), "rl_r2",
 ]
-CURVE_COLUMNS = ["replicate", "method", "rm", "point", *with_interval("kl", "gold", "proxy", "delta_gold")]
+CURVE_COLUMNS = ["replicate", "method", "rm", "point", *with_interval("kl", "gold", "proxy", "delta_gold"),
+                 *with_interval("finished", "kl_per_token"), "degenerate"]
+BUDGET_COLUMNS = ["replicate", "rm", "kl", "reached", *with_interval("gold"), *comparison("delta_gold")]
 VARIANCE_COLUMNS = ["replicate", "rm", "comparison", "estimate", "se", "mdd", "replicates", "prompts", "crossed",
                     "var_replicate", "var_prompt", "var_residual"]

@@ -75,18 +75,40 @@ def bon_table(pooled: Any, n_max: int, baseline: str) -> list[str]:
     return table(header, rows)
 
 
-def ppo_table(pooled: Any, baseline: str) -> list[str]:
+def degenerate(row: Row, replicates: int) -> str:
+    """`2 of 3 replicates, from update 60`, or `none`."""
+    count = row["ppo_degenerate_replicates"]
+    if not count:
+        return "none"
+    return f"{count:.0f} of {replicates} replicates, from update {row['ppo_degenerate_step']:.0f}"
+
+
+def ppo_table(pooled: Any, replicates: int) -> list[str]:
     ppo = pooled[pooled["ppo_final_gold"].notna()]
     if ppo.empty:
         return ["No PPO runs."]
-    header = ["RM", "KL, last", "gold, last", "peak update (may be highest)", "gold at peak", "rise to peak",
-              "fall from peak", "verdict", f"Δ gold vs `{baseline}`, last (detectable)",
-              f"Δ gold vs `{baseline}`, matched KL (detectable)"]
-    rows = [[f"`{r['rm']}`", cell(r, "ppo_final_kl"), cell(r, "ppo_final_gold"), peak(r, "ppo", "step"),
-             cell(r, "ppo_peak_gold"), cell(r, "ppo_rise"), cell(r, "ppo_fall"), r["ppo_verdict"],
-             detectable(r, "ppo_delta_final"),
-             f"{detectable(r, 'ppo_delta_matched')} at {r['ppo_matched_kl']:.2f} nats" if has(r, "ppo_delta_matched")
-             else "–"] for _, r in ppo.iterrows()]
+    header = ["RM", "KL, last", "gold, last", "answers that end, last", "KL per token, last", "degenerate",
+              "peak update (may be highest)", "gold at peak", "rise to peak", "fall from peak", "verdict"]
+    rows = [[f"`{r['rm']}`", cell(r, "ppo_final_kl"), cell(r, "ppo_final_gold"), cell(r, "ppo_final_finished"),
+             cell(r, "ppo_final_kl_per_token"), degenerate(r, replicates),
+             peak(r, "ppo", "step") if has(r, "ppo_peak_step") else "–", cell(r, "ppo_peak_gold"), cell(r, "ppo_rise"),
+             cell(r, "ppo_fall"), r["ppo_verdict"]] for _, r in ppo.iterrows()]
+    return table(header, rows)
+
+
+def budget_table(budgets: Any, baseline: str, replicates: int) -> list[str]:
+    """Per PPO run, gold at every KL budget and its paired difference from the baseline's run there."""
+    pooled = budgets[budgets["replicate"] == POOLED]
+    if pooled.empty:
+        return ["No PPO runs."]
+    kls = sorted(pooled["kl"].unique())
+    header = ["RM", *(f"gold at {kl:g} nats (replicates)" for kl in kls),
+              *(f"Δ vs `{baseline}` at {kl:g} nats (detectable)" for kl in kls)]
+    rows = []
+    for rm, run in pooled.groupby("rm", sort=False):
+        at = {r["kl"]: r for _, r in run.iterrows()}
+        rows.append([f"`{rm}`", *(f"{cell(at[kl], 'gold')} ({at[kl]['reached']:.0f} of {replicates})" for kl in kls),
+                     *(detectable(at[kl], "delta_gold") for kl in kls)])
     return table(header, rows)
 
 
@@ -103,6 +125,8 @@ def fit_table(pooled: Any) -> list[str]:
 
 def trend_sentence(row: Row, prefix: str, point: str) -> str:
     """`over-optimised: rises by … to n = 4, then falls by …` with what the tests could detect."""
+    if not has(row, f"{prefix}_peak_{point}"):
+        return f"{row[f'{prefix}_verdict']}: fewer than two checkpoints before a replicate degenerated"
     where = f"{'n = ' if point == 'n' else 'update '}{row[f'{prefix}_peak_{point}']:.0f}"
     parts = []
     if has(row, f"{prefix}_rise"):
@@ -110,7 +134,11 @@ def trend_sentence(row: Row, prefix: str, point: str) -> str:
     if has(row, f"{prefix}_fall"):
         parts.append(f"{'then ' if parts else f'from {where} '}falls by {cell(row, f'{prefix}_fall')} "
                      f"(detectable: {row[f'{prefix}_fall_mdd']:.3f})")
-    return f"{row[f'{prefix}_verdict']}: " + ", ".join(parts)
+    sentence = f"{row[f'{prefix}_verdict']}: " + ", ".join(parts)
+    if prefix == "ppo" and row["ppo_degenerate_replicates"]:
+        sentence += (f" — read before update {row['ppo_degenerate_step']:.0f}, from which "
+                     f"{row['ppo_degenerate_replicates']:.0f} replicate(s) degenerated")
+    return sentence
 
 
 def verdicts(pooled: Any) -> list[str]:
@@ -124,35 +152,42 @@ def verdicts(pooled: Any) -> list[str]:
     return lines
 
 
-def comparisons(pooled: Any, n_max: int, baseline: str, level: float) -> list[str]:
+def comparisons(pooled: Any, budgets: Any, n_max: int, baseline: str, level: float) -> list[str]:
     """One sentence per RM: its paired differences from the baseline RM, each a test beside what it could detect."""
     lines = []
     for _, r in pooled.iterrows():
         if r["rm"] == baseline:
             continue
-        named = [("ID accuracy", "id_delta"), ("OOD accuracy", "ood_delta"),
-                 (f"best-of-{n_max} gold", "bon_delta_at_N"), ("PPO gold, last checkpoint", "ppo_delta_final")]
-        if has(r, "ppo_delta_matched"):
-            named.append((f"PPO gold at matched KL {r['ppo_matched_kl']:.2f} nats", "ppo_delta_matched"))
-        parts = [f"{what}: " + difference_verdict(r[name], r[f"{name}_lo"], r[f"{name}_hi"], r[f"{name}_mdd"],
-                                                   baseline, level) for what, name in named if has(r, name)]
+        named = [(f"{what}: ", r, name) for what, name in (("ID accuracy", "id_delta"), ("OOD accuracy", "ood_delta"),
+                                                         (f"best-of-{n_max} gold", "bon_delta_at_N"))]
+        named += [(f"PPO gold at {b['kl']:g} nats: ", b, "delta_gold")
+                  for _, b in budgets[(budgets["replicate"] == POOLED) & (budgets["rm"] == r["rm"])].iterrows()]
+        parts = [what + difference_verdict(row[name], row[f"{name}_lo"], row[f"{name}_hi"], row[f"{name}_mdd"],
+                                           baseline, level) for what, row, name in named if has(row, name)]
         lines.append(f"- `{r['rm']}`: " + "; ".join(parts) + ".")
     return lines
 
 
-def results_block(summary: Any, level: float, baseline: str, n_max: int, gold_gap: float) -> str:
+def results_block(summary: Any, budgets: Any, level: float, baseline: str, n_max: int, gold_gap: float) -> str:
     """The pooled results: the tables and the verdict sentences (also the README's results block)."""
     pooled = summary[summary["replicate"] == POOLED]
+    replicates = max(summary["replicate"].nunique() - 1, 1)
     lines = ["**Reward models** (agreement with gold on held-out pairs; pairs clustered by prompt):", "",
              *accuracy_table(pooled, baseline, gold_gap), "",
              "**Best-of-N** (gold, mean over eval prompts and replicates; the peak's n with the range of n that may "
-             "be highest):", "", *bon_table(pooled, n_max, baseline), "", "**PPO:**", "", *ppo_table(pooled, baseline),
-             "", "**Over-optimisation** (a significant rise from the start to the peak and a significant fall from "
+             "be highest):", "", *bon_table(pooled, n_max, baseline), "",
+             "**PPO** (a checkpoint is degenerate when its answers no longer end or it drifts more than a nat per "
+             "token; the trend is read on the checkpoints before any replicate degenerated):", "",
+             *ppo_table(pooled, replicates), "",
+             "**PPO at KL budgets** (each replicate's own curve, up to its first degenerate checkpoint, read on √KL "
+             "inside its range; in brackets the replicates that reached the budget, two needed):", "",
+             *budget_table(budgets, baseline, replicates), "",
+             "**Over-optimisation** (a significant rise from the start to the peak and a significant fall from "
              "the peak to the end, each simultaneous over the points that could be the peak):", "",
              *verdicts(pooled), "",
              f"**Compared with `{baseline}`** (paired: the same prompts and replicates and, for Best-of-N, the same "
              "samples; in brackets the interval, then the smallest difference the comparison detects with 80% "
-             "power):", "", *comparisons(pooled, n_max, baseline, level)]
+             "power):", "", *comparisons(pooled, budgets, n_max, baseline, level)]
     return "\n".join(lines)
 
 
@@ -178,10 +213,20 @@ def baseline_line(curves: Any, level: float) -> str:
     return line + f" ({level:.0%} intervals)."
 
 
-def markdown_report(summary: Any, curves: Any, run: dict[str, Any], plots: dict[str, str], markdown: str,
-                    figures: list[str]) -> str:
-    """The human report: what was run and how the intervals are made, the pooled results, every replicate, the
-    plots, and the representation figures of the distribution analysis."""
+def checkpoint_table(curves: Any, replicates: int) -> list[str]:
+    """Every PPO checkpoint of every run: KL, gold, the share of answers that end, KL per token, and in how many
+    replicates it is degenerate."""
+    ppo = curves[(curves["replicate"] == POOLED) & (curves["method"] == "ppo")]
+    header = ["RM", "update", "KL", "gold", "answers that end", "KL per token", "degenerate in"]
+    return table(header, [[f"`{r['rm']}`", f"{r['point']:.0f}", cell(r, "kl"), cell(r, "gold"), cell(r, "finished"),
+                           cell(r, "kl_per_token"), f"{r['degenerate']:.0f} of {replicates}"]
+                          for _, r in ppo.iterrows()])
+
+
+def markdown_report(summary: Any, curves: Any, budgets: Any, run: dict[str, Any], plots: dict[str, str],
+                    markdown: str, figures: list[str]) -> str:
+    """The human report: what was run and how the intervals are made, the pooled results, the PPO checkpoints, every
+    replicate, the plots, and the representation figures of the distribution analysis."""
     level, baseline = run["level"], run["baseline"]
     bon_points = sorted(curves[curves["method"] == "bon"]["point"].unique())
     ppo_points = sorted(curves[curves["method"] == "ppo"]["point"].unique())
@@ -205,12 +250,16 @@ def markdown_report(summary: Any, curves: Any, run: dict[str, Any], plots: dict[
         "rises and falls use intervals simultaneous over a curve's points (`rmood/eval/stats.py`, "
         "`rmood/eval/verdicts.py`).",
         "", "## Results (pooled over the replicates)", "",
-        results_block(summary, level, baseline, n_max, run["gold_gap"]), "",
+        results_block(summary, budgets, level, baseline, n_max, run["gold_gap"]), "",
         "## Over-optimisation fits (Gao et al. 2022)", "",
         "Δgold = d(α − βd) for Best-of-N and d(α − β log d) for PPO, d = √KL, gold relative to the SFT policy: "
         "fitted to each replicate's curve, α and β their mean over replicates, R² the replicates' mean.", "",
         *fit_table(summary[summary["replicate"] == POOLED]), "",
     ]
+    if ppo_points:
+        lines += ["## PPO checkpoints", "", f"Degenerate: fewer answers that end than {run['finish_rate']:g} × the "
+                  f"run's update-0 share, or more than {run['kl_per_token']:g} nat of KL per response token.", "",
+                  *checkpoint_table(curves, len(replicates)), ""]
     if len(replicates) > 1:
         lines += ["## Every replicate", "", *replicate_table(summary), ""]
     lines += ["## Plots", ""]
@@ -219,6 +268,7 @@ def markdown_report(summary: Any, curves: Any, run: dict[str, Any], plots: dict[
         "bon_proxy": "Best-of-n: proxy reward gain vs KL_BoN",
         "ppo_gold": "PPO: gold reward vs √KL",
         "ppo_proxy": "PPO: proxy reward gain vs √KL",
+        "ppo_collapse": "PPO: answers that end and KL per token",
         "rm_accuracy": "RM accuracy, ID and OOD",
         "forest": f"Paired gold differences from `{baseline}`",
     }
@@ -238,17 +288,20 @@ def readme_markers(name: str) -> tuple[str, str]:
     return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
 
 
-def results_markdown(summary: str | os.PathLike, config: dict[str, Any]) -> str:
-    """The results block of an experiment's `reports/summary.csv`, with the config's level, baseline and N."""
+def results_markdown(reports: str | os.PathLike, config: dict[str, Any]) -> str:
+    """The results block of an experiment's `reports/` (summary.csv, budgets.csv), with the config's level, baseline
+    and N."""
     import pandas as pd
 
     from rmood.io import DataError
 
-    if not Path(summary).is_file():
-        raise DataError(f"{summary}: no such file (run the study first: snakemake mrm_eval)")
+    paths = [Path(reports) / name for name in ("summary.csv", "budgets.csv")]
+    for path in paths:
+        if not path.is_file():
+            raise DataError(f"{path}: no such file (run the study first: snakemake mrm_eval)")
     report = config["report"]
-    return results_block(pd.read_csv(summary), report["level"], report["baseline"], config["bon"]["n"],
-                         report["gold_gap"])
+    return results_block(*(pd.read_csv(path) for path in paths), report["level"], report["baseline"],
+                         config["bon"]["n"], report["gold_gap"])
 
 
 def update_readme(readme: str | os.PathLike, block: str, name: str = "results") -> None:

@@ -68,13 +68,23 @@ def curve_plot(
     style: dict[str, dict[str, str]],
     baseline: tuple[float, str] | None,
     top_axis: tuple[Sequence[float], Sequence[str], str] | None = None,
+    marked: dict[str, Sequence[bool]] | None = None,
+    budgets: Sequence[float] = (),
 ) -> None:
     """One line per RM with its interval as a band; `baseline` (value, label) is dashed; `top_axis` (positions,
-    labels, name) adds top ticks."""
+    labels, name) adds top ticks; `marked` points (per RM) get a black cross (degenerate checkpoints); `budgets`
+    are dotted vertical lines."""
     with figure(path, title) as ax:
         for rm, (x, y, lo, hi) in curves.items():
             ax.plot(x, y, label=rm, linewidth=1.5, markersize=5, **style[rm])
             ax.fill_between(x, lo, hi, color=style[rm]["color"], alpha=0.15, linewidth=0)
+        crossed = [(np.asarray(curves[rm][0])[np.asarray(m, bool)], np.asarray(curves[rm][1])[np.asarray(m, bool)])
+                   for rm, m in (marked or {}).items() if rm in curves]
+        if any(len(x) for x, _ in crossed):
+            ax.scatter(np.concatenate([x for x, _ in crossed]), np.concatenate([y for _, y in crossed]), marker="x",
+                       color="black", s=40, zorder=5, label="degenerate checkpoint")
+        for x in budgets:
+            ax.axvline(x, color="gray", linestyle=":", linewidth=1)
         if baseline is not None:
             ax.axhline(baseline[0], color="black", linestyle="--", linewidth=1, label=baseline[1])
         if not curves:
@@ -128,6 +138,29 @@ def forest_plot(path: str | os.PathLike, title: str, rms: Sequence[str],
                          color="gray")
 
 
+def collapse_plot(path: str | os.PathLike, runs: dict[str, Any], style: dict[str, dict[str, str]], finish_rate: float,
+                  kl_per_token: float, level: float) -> None:
+    """Two panels against PPO updates: the share of answers that end, and KL per response token, one line per run
+    with its band; crosses on degenerate checkpoints, the KL-per-token threshold dashed."""
+    with panels(path, f"PPO: do the policies still answer? ({level:.0%} intervals)", 2) as (finish, per_token):
+        for ax, name, ylabel in ((finish, "finished", "share of answers that end"),
+                                 (per_token, "kl_per_token", "KL per response token (nats)")):
+            for rm, c in runs.items():
+                ax.plot(c["point"], c[name], label=rm, linewidth=1.5, markersize=5, **style[rm])
+                ax.fill_between(c["point"], c[f"{name}_lo"], c[f"{name}_hi"], color=style[rm]["color"], alpha=0.15,
+                                linewidth=0)
+                bad = c["degenerate"].to_numpy() > 0
+                ax.scatter(c["point"][bad], c[name][bad], marker="x", color="black", s=40, zorder=5)
+            ax.set_xlabel("PPO update")
+            ax.set_title(ylabel, fontsize="medium")
+            ax.grid(alpha=0.3)
+        per_token.axhline(kl_per_token, color="black", linestyle="--", linewidth=1, label="degenerate above")
+        finish.text(0.02, 0.02, f"× degenerate: below {finish_rate:.0%} of the run's update-0 rate, or above "
+                    f"{kl_per_token:g} nat per token", transform=finish.transAxes, fontsize="small")
+        if runs:
+            per_token.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
+
+
 def estimate(row: Any, name: str) -> tuple[float, float, float]:
     """(value, lo, hi) of a table row's estimate `name`."""
     return row[name], row[f"{name}_lo"], row[f"{name}_hi"]
@@ -137,10 +170,11 @@ def relative(values: Any, start: float) -> np.ndarray:
     return np.asarray(values, dtype=float) - start
 
 
-def draw_plots(plots: dict[str, str], summary: Any, curves: Any, settings: Any) -> None:
-    """The six figures of the report from the pooled summary and curve tables (`rmood.eval.estimates`): gold and
-    proxy against KL with interval bands (best-of-n and PPO), accuracies, and the forest plot of paired
-    differences from the baseline RM. Proxy curves are shown relative to their start (the band is that of the
+def draw_plots(plots: dict[str, str], summary: Any, curves: Any, budgets: Any, settings: Any) -> None:
+    """The figures of the report from the pooled summary, curve and budget tables (`rmood.eval.estimates`): gold and
+    proxy against KL with interval bands (best-of-n and PPO, degenerate checkpoints crossed, KL budgets dotted),
+    whether the PPO policies still answer, accuracies, and the forest plot of paired differences from the baseline RM
+    (best-of-N at N, PPO at every KL budget). Proxy curves are shown relative to their start (the band is that of the
     proxy itself)."""
     rms = list(summary["rm"])
     style = styles(rms)
@@ -164,7 +198,9 @@ def draw_plots(plots: dict[str, str], summary: Any, curves: Any, settings: Any) 
     runs = {rm: ppo[ppo["rm"] == rm] for rm in rms if (ppo["rm"] == rm).any()}
     sqrt_kl = {rm: np.sqrt(np.clip(c["kl"].to_numpy(), 0.0, None)) for rm, c in runs.items()}
     ppo_start = float(np.mean([c["gold"].iloc[0] for c in runs.values()])) if runs else 0.0
-    ppo_axes = {"xlabel": r"$\sqrt{\mathrm{KL}(\pi\,\|\,\pi_\mathrm{SFT})}$ (nats$^{1/2}$)", "style": style}
+    ppo_axes = {"xlabel": r"$\sqrt{\mathrm{KL}(\pi\,\|\,\pi_\mathrm{SFT})}$ (nats$^{1/2}$)", "style": style,
+                "marked": {rm: c["degenerate"].to_numpy() > 0 for rm, c in runs.items()},
+                "budgets": np.sqrt(settings.kl_budgets) if runs else ()}
     curve_plot(plots["ppo_gold"], f"PPO: gold reward ({level:.0%} intervals)", ylabel="mean gold reward",
                curves={rm: (sqrt_kl[rm], c["gold"], c["gold_lo"], c["gold_hi"]) for rm, c in runs.items()},
                baseline=(ppo_start, "SFT policy (update 0)") if runs else None, **ppo_axes)
@@ -179,11 +215,11 @@ def draw_plots(plots: dict[str, str], summary: Any, curves: Any, settings: Any) 
                   *(tuple(np.array([estimate(rows[rm], f"{kind}_accuracy")[i] for rm in rms]) for i in range(3))
                     for kind in ("id", "ood")), level)
     n_max = int(ns[-1])
-    comparisons = {f"Best-of-{n_max}": {rm: estimate(r, "bon_delta_at_N") for rm, r in rows.items() if rm != baseline},
-              "PPO, last checkpoint": {rm: estimate(r, "ppo_delta_final") for rm, r in rows.items()
-                                       if np.isfinite(r["ppo_delta_final"])},
-              "PPO, matched KL": {rm: estimate(r, "ppo_delta_matched") for rm, r in rows.items()
-                                  if np.isfinite(r["ppo_delta_matched"])}}
+    collapse_plot(plots["ppo_collapse"], runs, style, settings.finish_rate, settings.kl_per_token, level)
+    comparisons = {f"Best-of-{n_max}": {rm: estimate(r, "bon_delta_at_N") for rm, r in rows.items() if rm != baseline}}
+    for budget in settings.kl_budgets:
+        at_budget = budgets[(budgets["kl"] == budget) & budgets["delta_gold"].notna()]
+        comparisons[f"PPO, {budget:g} nats"] = {r["rm"]: estimate(r, "delta_gold") for _, r in at_budget.iterrows()}
     forest_plot(plots["forest"], f"Gold minus {baseline}'s gold, paired ({level:.0%} intervals)",
                 [rm for rm in rms if rm != baseline], {name: panel for name, panel in comparisons.items() if panel},
                 style)

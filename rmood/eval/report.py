@@ -7,7 +7,8 @@ prompt and gold), the best-of-n table `bon/per_prompt.npz` (see `rmood.eval.bon`
 PPO run `ppo/<rm>/per_prompt.npz` (see `rmood.eval.ppo_curve`). `rmood.eval.estimates` turns them into
 `reports/summary.csv` (one row per RM, pooled and per replicate; every estimate `x` with `x_lo`, `x_hi`, every
 comparison with the baseline also with `x_mdd`), `reports/curves.csv` (one row per RM and best-of-n n or PPO
-checkpoint) and `reports/variance.csv` (the variance components of every comparison, read by `rmood power`);
+checkpoint), `reports/budgets.csv` (one row per PPO run and KL budget) and `reports/variance.csv` (the variance
+components of every comparison, read by `rmood power`);
 `rmood.eval.markdown` writes `reports/mrm_eval.md` from those tables alone.
 """
 
@@ -21,8 +22,8 @@ import numpy as np
 
 from rmood.eval import PLOTS
 from rmood.eval.bon import BON_ARRAYS
-from rmood.eval.estimates import (CURVE_COLUMNS, POOLED, SPLITS, SUMMARY_COLUMNS, VARIANCE_COLUMNS, Pairs, Replicate,
-                                  Settings, estimate_study)
+from rmood.eval.estimates import (BUDGET_COLUMNS, CURVE_COLUMNS, POOLED, SPLITS, SUMMARY_COLUMNS, VARIANCE_COLUMNS,
+                                  Pairs, Replicate, Settings, estimate_study)
 from rmood.eval.ppo_curve import PPO_ARRAYS
 from rmood.io import DataError, atomic_open, read_jsonl, read_npz
 
@@ -125,6 +126,7 @@ def make_report(
     figures: list[str],
     summary: str,
     curves: str,
+    budgets: str,
     variance: str,
     markdown: str,
     plots: list[str],
@@ -132,8 +134,9 @@ def make_report(
     report: dict[str, Any],
     replicate_scope: str,
 ) -> None:
-    """Write `reports/summary.csv`, `reports/curves.csv`, `reports/variance.csv`, `reports/mrm_eval.md` and the plots;
-    `figures` (PNGs made elsewhere, e.g. the distribution analysis) are linked from the Markdown."""
+    """Write `reports/summary.csv`, `reports/curves.csv`, `reports/budgets.csv`, `reports/variance.csv`,
+    `reports/mrm_eval.md` and the plots; `figures` (PNGs made elsewhere, e.g. the distribution analysis) are linked
+    from the Markdown."""
     import pandas as pd
 
     from rmood.eval.markdown import markdown_report
@@ -143,21 +146,26 @@ def make_report(
         raise DataError("reward_models is empty")
     plot_paths = plots_by_stem(plots)
     replicates = read_replicates(rewards, pairs, bon, ppo, reward_models)
-    settings = Settings(reward_models, report["baseline"], report["level"], report["gold_gap"])
-    rows, points, parts = estimate_study(replicates, settings)
+    settings = Settings(reward_models, report["baseline"], report["level"], report["gold_gap"], report["kl_budgets"],
+                        report["degenerate"]["finish_rate"], report["degenerate"]["kl_per_token"])
+    rows = estimate_study(replicates, settings)
     tables = {path: pd.DataFrame(data, columns=columns) for path, data, columns in (
-        (summary, rows, SUMMARY_COLUMNS), (curves, points, CURVE_COLUMNS), (variance, parts, VARIANCE_COLUMNS))}
+        (summary, rows.summary, SUMMARY_COLUMNS), (curves, rows.curves, CURVE_COLUMNS),
+        (budgets, rows.budgets, BUDGET_COLUMNS), (variance, rows.variance, VARIANCE_COLUMNS))}
     for path, frame in tables.items():
         with atomic_open(path) as f:
             frame.to_csv(f, index=False)  # full precision: the README block rendered from it matches mrm_eval.md
-    table, curve_table = tables[summary], tables[curves]
-    draw_plots(plot_paths, table[table["replicate"] == POOLED], curve_table[curve_table["replicate"] == POOLED],
-               settings)
+    table, curve_table, budget_table = tables[summary], tables[curves], tables[budgets]
+
+    def pooled(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[frame["replicate"] == POOLED]
+
+    draw_plots(plot_paths, pooled(table), pooled(curve_table), pooled(budget_table), settings)
     run = {"replicates": [rep.seed for rep in replicates], "prompts": len(replicates[0].bon["prompts"]),
            "level": settings.level, "baseline": settings.baseline, "gold_gap": settings.gold_gap,
-           "replicate_scope": replicate_scope}
+           "finish_rate": settings.finish_rate, "kl_per_token": settings.kl_per_token, "replicate_scope": replicate_scope}
     with atomic_open(markdown) as f:
-        f.write(markdown_report(table, curve_table, run, plot_paths, markdown, figures) + "\n")
+        f.write(markdown_report(table, curve_table, budget_table, run, plot_paths, markdown, figures) + "\n")
     pooled = table[table["replicate"] == POOLED]
     print(pooled[["rm", "id_accuracy", "bon_gold_at_N", "bon_peak_n", "bon_verdict", "ppo_final_gold",
                   "ppo_verdict"]].to_string(index=False))

@@ -92,6 +92,16 @@ def estimate(per_replicate: Sequence[ArrayLike], crossed: bool, statistic: Stati
     return Estimate(np.array(theta), tuple(pseudo), crossed)
 
 
+def join(estimates: Sequence[Estimate]) -> Estimate:
+    """One estimate of several replicates' own ones (each of one replicate, the same statistics; crossed when they
+    all are): for statistics whose form differs between replicates, e.g. a curve read up to each replicate's own
+    last usable point."""
+    if not estimates or any(e.replicates != 1 for e in estimates):
+        raise ValueError("join takes one or more estimates of one replicate each")
+    return Estimate(np.vstack([e.theta for e in estimates]), tuple(e.pseudo[0] for e in estimates),
+                    all(e.crossed for e in estimates))
+
+
 def align(prompts: Sequence[Sequence[str]], tables: Sequence[ArrayLike],
           fill: float | None = None) -> tuple[list[np.ndarray], bool]:
     """Per-replicate tables (rows = `prompts[r]`) made ready for `estimate`: (tables, crossed).

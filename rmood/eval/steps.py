@@ -17,8 +17,9 @@ STEPS: dict[str, Step] = {
     ),
     "ppo_curve": Step(
         "rmood.eval.ppo_curve:ppo_curve",
-        "KL, gold and proxy of every checkpoint of one PPO run",
+        "KL, gold, proxy, finish rate and response length of every checkpoint of one PPO run",
         inputs=(
+            FileArg("samples_files", "samples.jsonl per step", many=True),
             FileArg("kl_files", "kl.jsonl per step", many=True),
             FileArg("gold_files", "gold.jsonl per step", many=True),
             FileArg("proxy_files", "proxy.jsonl per step", many=True),
@@ -40,6 +41,7 @@ STEPS: dict[str, Step] = {
         outputs=(
             FileArg("summary", "reports/summary.csv"),
             FileArg("curves", "reports/curves.csv"),
+            FileArg("budgets", "reports/budgets.csv"),
             FileArg("variance", "reports/variance.csv"),
             FileArg("markdown", "reports/mrm_eval.md"),
             FileArg("plots", "reports/plots/*.png", many=True),

@@ -24,6 +24,7 @@ from rmood.eval.stats import Estimate
 
 OVER_OPTIMISED, RISES = "over-optimised", "rises"
 DECLINES, NO_CHANGE = "declines from the start", "no significant change"
+DEGENERATE = "degenerate"  # a PPO run with fewer than two checkpoints before one of its replicates degenerated
 Interval = tuple[float, float, float]  # value, lo, hi
 
 
