@@ -235,32 +235,35 @@ class Estimate:
         keep = np.atleast_1d(np.arange(self.theta.shape[1])[index])
         return Estimate(self.theta[:, keep], tuple(z[:, keep] for z in self.pseudo), self.crossed)
 
-    def mean_products(self) -> dict[str, np.ndarray]:
-        """The mean squares and cross-products (S, S) of the pseudo-values: A (replicates), B (prompts) and E
-        (interaction) when crossed; A (replicates) and W (prompts within replicates) when nested. One replicate:
-        B only (the prompts)."""
+    def mean_products(self, full: bool = False) -> dict[str, np.ndarray]:
+        """The mean squares of the pseudo-values per statistic (S,), or with `full` their mean cross-products (S, S):
+        A (replicates), B (prompts) and E (interaction) when crossed; A (replicates) and W (prompts within
+        replicates) when nested. One replicate: B only (the prompts)."""
+        def products(x: np.ndarray) -> np.ndarray:  # Σ over the leading axes of x_s·x_t, or of x_s² alone
+            flat = x.reshape(-1, x.shape[-1])
+            return flat.T @ flat if full else np.einsum("is,is->s", flat, flat)
+
         z = self.pseudo
         r = len(z)
         if r == 1 or not self.crossed:
             means = np.array([x.mean(axis=0) for x in z])
-            within = sum((x - m).T @ (x - m) for x, m in zip(z, means)) / sum(len(x) - 1 for x in z)
+            within = sum(products(x - m) for x, m in zip(z, means)) / sum(len(x) - 1 for x in z)
             if r == 1:
                 return {"B": within}
-            centred = means - means.mean(axis=0)
-            return {"A": self.prompts * centred.T @ centred / (r - 1), "W": within}
+            return {"A": self.prompts * products(means - means.mean(axis=0)) / (r - 1), "W": within}
         table = np.stack(z)  # (R, P, S)
         p = table.shape[1]
         grand = table.mean(axis=(0, 1))
         rows, cols = table.mean(axis=1) - grand, table.mean(axis=0) - grand
         resid = table - rows[:, None] - cols[None] - grand
-        return {"A": p * rows.T @ rows / (r - 1), "B": r * cols.T @ cols / (p - 1),
-                "E": np.einsum("rps,rpt->st", resid, resid) / ((r - 1) * (p - 1))}
+        return {"A": p * products(rows) / (r - 1), "B": r * products(cols) / (p - 1),
+                "E": products(resid) / ((r - 1) * (p - 1))}
 
     def terms(self, products: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The two estimated terms of Var(θ̂), per statistic (or as matrices of `products`): the replicates' V_A =
-        MS_A/(RP), with R − 1 degrees of freedom, and the shared prompts' V_B = max(MS_B − MS_E, 0)/(RP) (crossed;
-        none nested), with P − 1. One replicate: V_B = MS_B/P alone."""
-        ms = products if products is not None else {k: np.diag(v) for k, v in self.mean_products().items()}
+        """The two estimated terms of Var(θ̂), per statistic (or as matrices of full `products`): the replicates'
+        V_A = MS_A/(RP), with R − 1 degrees of freedom, and the shared prompts' V_B = max(MS_B − MS_E, 0)/(RP)
+        (crossed; none nested), with P − 1. One replicate: V_B = MS_B/P alone."""
+        ms = products if products is not None else self.mean_products()
         r, p = self.replicates, self.prompts
         if r == 1:
             return np.zeros_like(ms["B"]), ms["B"] / p
@@ -273,7 +276,7 @@ class Estimate:
         """Variance components per statistic, for `predicted_power`: σ²_A (replicates), σ²_B (shared prompts),
         σ²_E (the rest: interaction, or prompts within a replicate when nested), negative estimates set to 0;
         σ²_A is NaN with one replicate (it cannot be told from the prompts' part)."""
-        ms = {k: np.diag(v) for k, v in self.mean_products().items()}
+        ms = self.mean_products()
         p = self.prompts
         if self.replicates == 1:
             return {"replicate": np.full(ms["B"].shape, np.nan), "prompt": np.zeros_like(ms["B"]), "residual": ms["B"]}
@@ -298,7 +301,7 @@ class Estimate:
         if not family or len(replicate) == 1:
             return _critical(replicate, prompt, self.replicates, self.prompts, level)
         normals, u_replicate, u_prompt = _pivot_draws(len(replicate), self.replicates, round(self.prompts))
-        cov = sum(self.terms(self.mean_products()))
+        cov = sum(self.terms(self.mean_products(full=True)))
         values, vectors = np.linalg.eigh((cov + cov.T) / 2)
         root = vectors * np.sqrt(np.clip(values, 0, None))  # cov = root @ root.T, made positive semi-definite
         norms = np.sqrt(np.einsum("ij,ij->i", root, root))
