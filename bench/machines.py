@@ -27,6 +27,7 @@ from study import ROOT, Study, clock, experiment_of, replicate_costs  # noqa: E4
 
 sys.path.insert(0, str(ROOT))
 from rmood.eval.markdown import table, update_readme  # noqa: E402
+from rmood.eval.verdicts import difference  # noqa: E402
 
 COMPARISONS = {"id_delta": "Δ ID accuracy", "ood_delta": "Δ OOD accuracy", "bon_delta_at_N": "Δ best-of-N gold"}
 TRENDS = {"bon": "Best-of-N trend", "ppo": "PPO trend"}
@@ -40,11 +41,6 @@ def pooled(directory: Path, experiment: str, table: str) -> pd.DataFrame:
     return frame[frame["replicate"] == "pooled"]
 
 
-def difference(row: pd.Series, name: str) -> str:
-    lo, hi = row[f"{name}_lo"], row[f"{name}_hi"]
-    return "better" if lo > 0 else "worse" if hi < 0 else "no significant difference"
-
-
 def verdicts(directory: Path, experiment: str, baseline: str) -> dict[tuple[str, str], tuple[str, float, float]]:
     """(RM, what) -> (verdict, lo, hi): the interval it rests on (a trend: its fall from the peak, else its rise)."""
     found = {}
@@ -55,11 +51,12 @@ def verdicts(directory: Path, experiment: str, baseline: str) -> dict[tuple[str,
                 found[rm, what] = (row[f"{prefix}_verdict"], row[f"{prefix}_{part}_lo"], row[f"{prefix}_{part}_hi"])
         for name, what in COMPARISONS.items():
             if rm != baseline and pd.notna(row[name]):
-                found[rm, what] = (difference(row, name), row[f"{name}_lo"], row[f"{name}_hi"])
+                found[rm, what] = (difference(row[f"{name}_lo"], row[f"{name}_hi"]), row[f"{name}_lo"],
+                                   row[f"{name}_hi"])
     for _, row in pooled(directory, experiment, "budgets").iterrows():
         if pd.notna(row["delta_gold"]):
-            found[row["rm"], f"Δ PPO gold at {row['kl']:g} nats"] = (difference(row, "delta_gold"),
-                                                                     row["delta_gold_lo"], row["delta_gold_hi"])
+            found[row["rm"], f"Δ PPO gold at {row['kl']:g} nats"] = (
+                difference(row["delta_gold_lo"], row["delta_gold_hi"]), row["delta_gold_lo"], row["delta_gold_hi"])
     return found
 
 

@@ -100,12 +100,15 @@ def trend(curve: Estimate, level: float = 0.95) -> Trend:
                  rises, falls, level)
 
 
+def difference(lo: float, hi: float) -> str:
+    """The verdict on a paired difference A − B with interval (lo, hi): better, worse, or no significant difference
+    (also when an end is NaN)."""
+    return "better" if lo > 0 else "worse" if hi < 0 else "no significant difference"
+
+
 def difference_verdict(estimate: float, lo: float, hi: float, mdd: float, baseline: str, level: float = 0.95) -> str:
     """The sentence on a paired difference A − `baseline`: a difference only when (lo, hi) excludes 0, always with the
     smallest difference the comparison could detect."""
     numbers = f"{estimate:+.3f} ({level:.0%} CI [{lo:+.3f}, {hi:+.3f}]; detectable: ±{mdd:.3f})"
-    if lo > 0:
-        return f"better than `{baseline}`: {numbers}"
-    if hi < 0:
-        return f"worse than `{baseline}`: {numbers}"
-    return f"no significant difference from `{baseline}`: {numbers}"
+    verdict = difference(lo, hi)
+    return f"{verdict} {'from' if verdict.startswith('no') else 'than'} `{baseline}`: {numbers}"
