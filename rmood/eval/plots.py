@@ -59,6 +59,12 @@ def figure(path: str | os.PathLike, title: str) -> Iterator[Axes]:
         yield ax
 
 
+def banded_line(ax: Axes, x: Any, y: Any, lo: Any, hi: Any, rm: str, style: dict[str, dict[str, str]]) -> None:
+    """One RM's line with its interval as a band."""
+    ax.plot(x, y, label=rm, linewidth=1.5, markersize=5, **style[rm])
+    ax.fill_between(x, lo, hi, color=style[rm]["color"], alpha=0.15, linewidth=0)
+
+
 def curve_plot(
     path: str | os.PathLike,
     title: str,
@@ -76,8 +82,7 @@ def curve_plot(
     are dotted vertical lines."""
     with figure(path, title) as ax:
         for rm, (x, y, lo, hi) in curves.items():
-            ax.plot(x, y, label=rm, linewidth=1.5, markersize=5, **style[rm])
-            ax.fill_between(x, lo, hi, color=style[rm]["color"], alpha=0.15, linewidth=0)
+            banded_line(ax, x, y, lo, hi, rm, style)
         crossed = [(np.asarray(curves[rm][0])[np.asarray(m, bool)], np.asarray(curves[rm][1])[np.asarray(m, bool)])
                    for rm, m in (marked or {}).items() if rm in curves]
         if any(len(x) for x, _ in crossed):
@@ -146,9 +151,7 @@ def collapse_plot(path: str | os.PathLike, runs: dict[str, Any], style: dict[str
         for ax, name, ylabel in ((finish, "finished", "share of answers that end"),
                                  (per_token, "kl_per_token", "KL per response token (nats)")):
             for rm, c in runs.items():
-                ax.plot(c["point"], c[name], label=rm, linewidth=1.5, markersize=5, **style[rm])
-                ax.fill_between(c["point"], c[f"{name}_lo"], c[f"{name}_hi"], color=style[rm]["color"], alpha=0.15,
-                                linewidth=0)
+                banded_line(ax, c["point"], c[name], c[f"{name}_lo"], c[f"{name}_hi"], rm, style)
                 bad = c["degenerate"].to_numpy() > 0
                 ax.scatter(c["point"][bad], c[name][bad], marker="x", color="black", s=40, zorder=5)
             ax.set_xlabel("PPO update")
