@@ -54,9 +54,10 @@ def verdicts(directory: Path, experiment: str, baseline: str) -> dict[tuple[str,
                 found[rm, what] = (difference(row[f"{name}_lo"], row[f"{name}_hi"]), row[f"{name}_lo"],
                                    row[f"{name}_hi"])
     for _, row in pooled(directory, experiment, "budgets").iterrows():
-        if pd.notna(row["delta_gold"]):
-            found[row["rm"], f"Δ PPO gold at {row['kl']:g} nats"] = (
-                difference(row["delta_gold_lo"], row["delta_gold_hi"]), row["delta_gold_lo"], row["delta_gold_hi"])
+        for name, versus in (("delta_gold", ""), ("delta_penalised", " vs the KL-penalised run")):
+            if pd.notna(row[name]):
+                found[row["rm"], f"Δ PPO gold at {row['kl']:g} nats{versus}"] = (
+                    difference(row[f"{name}_lo"], row[f"{name}_hi"]), row[f"{name}_lo"], row[f"{name}_hi"])
     return found
 
 
@@ -77,12 +78,17 @@ def compare(a: Path, b: Path, experiment: str, baseline: str, names: tuple[str, 
                       for name, s in zip(names, studies))
     compared = len(first.keys() & second.keys())
     agree = compared - len(rows)
-    costs = {group: cost for group, cost in replicate_costs(studies[0]).items() if group != "shared"}
-    job, policy = (sum(cost[i] for cost in costs.values()) / len(costs) for i in (1, 2))
+    # the reported replicates have a Best-of-N stage; the tuning seed (rl.tuning.seed) only what tuning needs
+    reported = {path.name for path in (a / "results" / experiment).glob("rep*") if (path / "bon").is_dir()}
+    costs = replicate_costs(studies[0])
+    job, policy = (sum(costs[group][i] for group in reported) / len(reported) for i in (1, 2))
+    tuning = [f"{group} {cost[0]} jobs, {cost[1]:.0f} s" for group, cost in costs.items()
+              if group not in reported | {"shared"}]
     lines = [f"**{agree} of {compared} verdicts agree** between the two builds ({times}); "
              f"{len(rows)} differ, {settled} of them with intervals that do not overlap. One replicate took "
              f"{job:.0f} s of job time on average ({names[0]}), {policy:.0f} s of it re-drawing the policy: its "
-             f"own base model, SFT, sampling and gold labels (`python bench/study.py`)."]
+             f"own base model, SFT, sampling and gold labels (`python bench/study.py`)"
+             + (f"; the tuning seed's jobs ({'; '.join(tuning)}) choose the PPO learning rate." if tuning else ".")]
     if rows:
         lines += ["", *table(["RM", "verdict on", names[0], names[1], "intervals overlap?"], rows)]
     if only:

@@ -67,7 +67,7 @@ def cases(results: Path, config: dict, scratch: Path) -> dict[str, dict]:
     """Step name -> keyword arguments (outputs under `scratch/<code>/`, filled in per run)."""
     rm = {**config["rm"], "epochs": 1, "save_steps": 100000}
     sft = {**config["sft"], "epochs": 1, "save_steps": 100000}
-    rl = {**config["rl"], "steps": 20, "save_every": 10}
+    rl = {**config["rl"], "steps": 20, "checkpoints": [10]}
     return {
         "train_rm": dict(policy=str(results / "sft/model"), seed=0, dtype="float32", rm=rm,
                          pairs=first_lines(results / "pairs/train.implicit.jsonl", scratch / "pairs.jsonl", 2000)),

@@ -31,6 +31,9 @@ Total job time ÷ wall time is the average number of jobs running at once (at mo
 sampling and gold labels: what a replicate adds when it re-draws the policy, `replicate_scope: full`), and of the
 jobs all replicates share: what one more replicate costs.
 
+**Per PPO run**: the job time of each PPO run's training, checkpoint evaluation and curve, summed over the
+replicates: what a KL-penalised baseline run (`rm_kl0.05`) and the tuning seed's runs (`tune_lr<rate>`) cost.
+
 **Against a baseline** (`--against NAME`): the same table for `benchmarks/NAME/` beside this experiment's, with the
 ratio baseline ÷ this per rule and in total (job time, and wall time of the two full builds). `--run CONFIG` makes
 such a comparison from scratch in one go, on the same machine at the same moment: it deletes `results/`, `logs/` and
@@ -80,6 +83,7 @@ def read_benchmarks(folder: Path, logs: Path | None = None) -> dict[str, list[di
                 found = COMPUTED.findall(log.read_text(errors="replace")[-2000:])
                 job["compute"] = float(found[-1]) if found else None
             parts = parts[1:] if replicate else parts  # rep<seed>/<rule>…: one rule, all replicates
+            job["name"] = parts[1].removesuffix(".tsv") if len(parts) > 1 else None  # <rule>/<name>…: e.g. a PPO run
             rules[parts[0].removesuffix(".tsv")].append(job)
     return rules
 
@@ -188,6 +192,23 @@ def per_replicate(study: Study) -> None:
                    disable_numparse=True))
 
 
+PPO_RULES = ("ppo", "ppo_eval", "ppo_curve", "rl_sampling", "rl_gold", "rl_proxy", "rl_kl")  # a run's jobs
+
+
+def per_ppo_run(study: Study) -> None:
+    """What each PPO run costs (training, its checkpoints' evaluation, its curve), summed over the replicates: the
+    KL-penalised runs (`<rm>_kl<β>`) and the tuning seed's (`tune_lr<rate>`, plus `ppo_tuning`) among them."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for rule in PPO_RULES:
+        for job in study.rules.get(rule, []):
+            groups[job["name"]].append(job)
+    groups["(ppo_tuning)"] = study.rules.get("ppo_tuning", [])
+    rows = [[name, len(jobs), f"{sum(j['s'] for j in jobs):.1f}", f"{sum(j['s'] for j in jobs) / study.total:.1%}"]
+            for name, jobs in groups.items() if jobs]
+    print(tabulate(rows, headers=["PPO run (all replicates)", "jobs", "job s", "share of all job time"],
+                   disable_numparse=True))
+
+
 def wall(study: Study) -> None:
     if study.runs:
         print(tabulate([[r["log"], r["date"], r["jobs"], clock(r["elapsed"])] for r in study.runs],
@@ -291,6 +312,8 @@ def main() -> None:
     table(study, args.top)
     print()
     per_replicate(study)
+    print()
+    per_ppo_run(study)
     print()
     wall(study)
     if against:

@@ -13,9 +13,11 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
+
+from rmood.rl.tuning import TUNED, tuning_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "config" / "schema.yaml"
@@ -104,13 +106,23 @@ def check_config(config: dict[str, Any]) -> None:
         raise ConfigError("config key 'gold.source': the programmatic gold reward needs data.source synthetic")
     if config["report"]["baseline"] not in config["reward_models"]:
         raise ConfigError(f"config key 'report.baseline': {config['report']['baseline']!r} is not in reward_models")
-    if config["rl"]["save_every"] > config["rl"]["steps"]:
-        raise ConfigError("config key 'rl.save_every': larger than rl.steps, so PPO would save no checkpoint")
-    checkpoints = config["rl"]["steps"] // config["rl"]["save_every"]
-    if checkpoints > MAX_CHECKPOINTS:
-        raise ConfigError(f"config key 'rl.save_every': {checkpoints} checkpoints per PPO run (rl.steps / "
-                          f"rl.save_every), more than {MAX_CHECKPOINTS}; each is sampled, labelled and scored by jobs "
-                          "of its own")
+    rl = config["rl"]
+    if max(rl["checkpoints"]) > rl["steps"]:
+        raise ConfigError(f"config key 'rl.checkpoints': update {max(rl['checkpoints'])} is past rl.steps "
+                          f"({rl['steps']})")
+    if len(rl["checkpoints"]) > MAX_CHECKPOINTS:
+        raise ConfigError(f"config key 'rl.checkpoints': {len(rl['checkpoints'])} checkpoints per PPO run, more than "
+                          f"{MAX_CHECKPOINTS}; each is sampled, labelled and scored")
+    penalised = rl["kl_penalised"]["reward_model"]
+    if rl["kl_penalised"]["kl_coefs"] and penalised not in config["reward_models"]:
+        raise ConfigError(f"config key 'rl.kl_penalised.reward_model': {penalised!r} is not in reward_models")
+    if rl["learning_rate"] == TUNED:
+        if rl["tuning"]["seed"] in config["replicates"]:
+            raise ConfigError(f"config key 'rl.tuning.seed': {rl['tuning']['seed']} is a reported replicate; the "
+                              "learning rate must be chosen on a seed that is not")
+        if rl["tuning"]["reward_model"] not in config["reward_models"]:
+            raise ConfigError(f"config key 'rl.tuning.reward_model': {rl['tuning']['reward_model']!r} is not in "
+                              "reward_models")
     prompts, eval_size = config["distribution"]["prompts"], data["sizes"]["eval"]
     if prompts > eval_size:
         raise ConfigError(f"config key 'distribution.prompts': {prompts} analysed eval prompts, more than "
@@ -173,6 +185,39 @@ MAX_CHECKPOINTS = 1000  # per PPO run: Snakemake holds every job of the DAG in m
 VERL_SERVABLE = ("rm", "rrm", "golden", "warm", "mrm")  # plain *ForSequenceClassification: vLLM can serve them
 
 
+class Arm(NamedTuple):
+    """A PPO run: the reward model it optimises, its KL coefficient and learning rate (a number or "tuned")."""
+
+    reward_model: str
+    kl_coef: float
+    learning_rate: float | str
+
+
+def ppo_arms(rl: dict[str, Any], reward_models: list[str]) -> dict[str, Arm]:
+    """The reported PPO runs by name: one per RM of `rl.reward_models` also in `reward_models` (named as the RM,
+    `rl.kl_coef`), then one per β of `rl.kl_penalised.kl_coefs` (named `<rm>_kl<β>`)."""
+    rate = rl["learning_rate"]
+    arms = {name: Arm(name, rl["kl_coef"], rate) for name in rl["reward_models"] if name in reward_models}
+    name = rl["kl_penalised"]["reward_model"]
+    arms.update({f"{name}_kl{beta:g}": Arm(name, beta, rate) for beta in rl["kl_penalised"]["kl_coefs"]})
+    return arms
+
+
+def tuning_arms(rl: dict[str, Any]) -> dict[str, Arm]:
+    """The PPO runs of the tuning seed by name (`rmood.rl.tuning`), none unless `rl.learning_rate` is tuned."""
+    if rl["learning_rate"] != TUNED:
+        return {}
+    tuning = rl["tuning"]
+    return {tuning_run(rate): Arm(tuning["reward_model"], rl["kl_coef"], rate) for rate in tuning["learning_rates"]}
+
+
+def penalised_baseline(rl: dict[str, Any], baseline: str) -> str | None:
+    """The KL-penalised PPO run of the baseline RM (the first β of `rl.kl_penalised`), or None."""
+    penalised = rl["kl_penalised"]
+    return f"{baseline}_kl{penalised['kl_coefs'][0]:g}" if penalised["reward_model"] == baseline and \
+        penalised["kl_coefs"] else None
+
+
 def accelerate_config(config: dict[str, Any]) -> Path:
     """`training.accelerate_config`, a relative path taken from the project folder (config/accelerate/…)."""
     return ROOT / config["training"]["accelerate_config"]
@@ -183,7 +228,8 @@ def check_cluster(config: dict[str, Any]) -> None:
     rl, sampling, resources = config["rl"], config["sampling"], config["resources"]
     if rl["engine"] == "verl":
         verl = rl["verl"]
-        unservable = [name for name in rl["reward_models"] if name not in VERL_SERVABLE]
+        runs = {**ppo_arms(rl, config["reward_models"]), **tuning_arms(rl)}.values()
+        unservable = sorted({run.reward_model for run in runs} - set(VERL_SERVABLE))
         if unservable:
             raise ConfigError(f"config key 'rl.reward_models': verl serves reward models with vLLM, which cannot load "
                               f"{unservable}; use {list(VERL_SERVABLE)}")

@@ -70,10 +70,10 @@ ITEM_SETS: dict[str, list[str]] = {
         "rl.eval_jobs=checkpoint",
     ],
     "verl": [
-        "rl.engine=verl", "rl.steps=2", "rl.save_every=2", "rl.batch_size=4", "rl.mini_batches=1", "rl.ppo_epochs=1",
-        "rl.response_length=16", "rl.missing_eos_penalty=null", "rl.verl.n_gpus_per_node=1", "rl.verl.nnodes=1",
-        "rl.verl.tensor_parallel_size=1", "rl.verl.gpu_memory_utilization=0.2", "rl.verl.micro_batch_size_per_gpu=2",
-        "rl.verl.max_prompt_length=256", "rl.reward_models=[rm]", "resources.ppo.gpus=1",
+        "rl.engine=verl", "rl.steps=2", "rl.checkpoints=[2]", "rl.learning_rate=1.0e-5", "rl.batch_size=4",
+        "rl.mini_batches=1", "rl.ppo_epochs=1", "rl.response_length=16", "rl.missing_eos_penalty=null",
+        "rl.verl.n_gpus_per_node=1", "rl.verl.nnodes=1", "rl.verl.tensor_parallel_size=1", "rl.verl.gpu_memory_utilization=0.2", "rl.verl.micro_batch_size_per_gpu=2",
+        "rl.verl.max_prompt_length=256", "rl.reward_models=[rm]", "rl.kl_penalised.kl_coefs=[]", "resources.ppo.gpus=1",
     ],
     "deepspeed": ["training.launcher=accelerate", "training.num_processes=1", "model.dtype=bfloat16"],
     "bf16": ["training.launcher=python", "model.dtype=bfloat16"],
@@ -401,7 +401,7 @@ def check_verl(check: Check) -> str:
     config = check.item_config("verl")
     rl = config["rl"]
     folder = check.workdir / "verl"
-    out = [str(folder / "ppo" / "rm" / f"step_{k}" / "model") for k in checkpoint_steps(rl["steps"], rl["save_every"])]
+    out = [str(folder / "ppo" / "rm" / f"step_{k}" / "model") for k in checkpoint_steps(rl["steps"], rl["checkpoints"])]
     try:  # verl's settings from ours (pure): refuses what verl cannot do
         overrides("policy", "rm", folder / "prompts.parquet", folder / "work", SEED, rl, config["sampling"])
     except ValueError as error:

@@ -8,6 +8,7 @@ from snakemake.utils import min_version
 sys.path.insert(0, workflow.basedir)  # rmood from this checkout, installed or not
 
 from rmood.config import ConfigError, member_names, member_seed, validate_config
+from rmood.config import ppo_arms, tuning_arms
 from rmood.eval import PLOTS
 from rmood.data import SPLITS
 from rmood.labeling.pairs import FORMATS as PAIR_FORMATS, PAIR_SETS
@@ -73,10 +74,14 @@ BON_SAMPLING = {
     "shards": config["bon"]["shards"],
 }
 RL_SAMPLING = {**config["sampling"], "n": config["rl"]["eval_samples"], "shards": 1}
-RL_MODELS = [
-    name for name in config["rl"]["reward_models"] if name in config["reward_models"]
-]
-PPO_STEPS = checkpoint_steps(config["rl"]["steps"], config["rl"]["save_every"])
+PPO_ARMS = ppo_arms(
+    config["rl"], config["reward_models"]
+)  # the reported PPO runs by name
+TUNING_ARMS = tuning_arms(
+    config["rl"]
+)  # the tuning seed's runs (rl.learning_rate: tuned), else none
+TUNING_SEED = config["rl"]["tuning"]["seed"]
+PPO_STEPS = checkpoint_steps(config["rl"]["steps"], config["rl"]["checkpoints"])
 PPO_EVAL_PER_RUN = config["rl"]["eval_jobs"] == "run"
 DIST_PROMPTS = [f"eval-{i:06d}" for i in range(config["distribution"]["prompts"])]
 DIST_SAMPLING = {
@@ -201,6 +206,27 @@ def rm_training_pairs(name, rep):
     """The explicit-format pairs a reward model was trained on (for its train accuracy)."""
     special = {"rrm": "rrm/filtered.jsonl", "golden": "pairs/golden.explicit.jsonl"}
     return replicate(special.get(name, "pairs/train.explicit.jsonl"), rep)
+
+
+def arm(wildcards):
+    """A PPO run (`rmood.config.Arm`), reported or tuning."""
+    return {**PPO_ARMS, **TUNING_ARMS}[wildcards.name]
+
+
+def arm_model(wildcards):
+    """The reward model a PPO run optimises (and its proxy evaluation scores with)."""
+    return rm_model(arm(wildcards).reward_model, wildcards.rep)
+
+
+def arm_rl(wildcards):
+    """The `rl` settings of a PPO run: the config's, with the run's own KL coefficient and learning rate."""
+    run = arm(wildcards)
+    return {**config["rl"], "kl_coef": run.kl_coef, "learning_rate": run.learning_rate}
+
+
+def arm_tuning(wildcards):
+    """The tuning result a PPO run takes its learning rate from (none when its rate is a number)."""
+    return result("tuning/ppo.json") if arm(wildcards).learning_rate == "tuned" else []
 
 
 def ppo_policy(name, step, rep):

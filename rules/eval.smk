@@ -91,9 +91,10 @@ rule report:
         ),
         bon=expand(replicate("bon/per_prompt.npz"), rep=REPLICATES),
         ppo=expand(
-            replicate("ppo/{name}/per_prompt.npz"), rep=REPLICATES, name=RL_MODELS
+            replicate("ppo/{name}/per_prompt.npz"), rep=REPLICATES, name=PPO_ARMS
         ),
         figures=distribution_figures(),
+        tuning=result("tuning/ppo.json") if TUNING_ARMS else [],
     output:
         summary=report(
             result("reports/summary.csv"),

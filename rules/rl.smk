@@ -1,9 +1,10 @@
 rule ppo:
-    """PPO (TRL, or verl on GPUs) of the SFT policy against one reward model; the policy is saved every `rl.save_every` updates."""
+    """PPO (TRL, or verl on GPUs) of the SFT policy against one reward model; the policy is saved after the updates of `rl.checkpoints` and the last."""
     input:
         policy=policy_file("sft/model"),
-        reward_model=lambda wildcards: rm_model(wildcards.name, wildcards.rep),
+        reward_model=arm_model,
         prompts=result("data/unlabeled.jsonl"),
+        tuning=arm_tuning,
     output:
         out=[directory(replicate(f"ppo/{{name}}/step_{k}/model")) for k in PPO_STEPS],
     log:
@@ -19,6 +20,7 @@ rule ppo:
         **step_params(
             PPO_STEP,
             seed=replicate_seed,
+            rl=arm_rl,
             work_dir=replicate(f"ppo/{{name}}/{PPO_WORK}"),
         ),
     script:
@@ -49,7 +51,7 @@ if PPO_EVAL_PER_RUN:
         input:
             policies=[replicate(f"ppo/{{name}}/step_{k}/model") for k in PPO_STEPS],
             reference=policy_file("sft/model"),
-            reward_model=lambda wildcards: rm_model(wildcards.name, wildcards.rep),
+            reward_model=arm_model,
             step0_samples=replicate("ppo/sft/step_0/samples.jsonl"),
             prompt_files=data_files(("eval",)),
         output:
@@ -93,7 +95,7 @@ use rule gold_labeling as rl_gold with:
 
 use rule bon_score as rl_proxy with:
     input:
-        model=lambda wildcards: rm_model(wildcards.name, wildcards.rep),
+        model=arm_model,
         samples=lambda wildcards: rl_file(
             wildcards.name, wildcards.step, "samples", wildcards.rep
         ),
@@ -170,5 +172,30 @@ rule ppo_curve:
         **job_resources("light"),
     params:
         **step_params("ppo_curve", rm=lambda wildcards: wildcards.name),
+    script:
+        "../workflow_scripts/step.py"
+
+
+rule ppo_tuning:
+    """The PPO learning rate of `rl.learning_rate: tuned`: PPO against `rl.tuning.reward_model` on the tuning seed,
+    once per candidate; the smallest rate whose run reaches the largest KL budget (rmood/rl/tuning.py).
+    """
+    input:
+        curves=[
+            replicate(f"ppo/{name}/curve.json", TUNING_SEED) for name in TUNING_ARMS
+        ],
+    output:
+        out=result("tuning/ppo.json"),
+    log:
+        log_file("ppo_tuning"),
+    benchmark:
+        benchmark_file("ppo_tuning")
+    conda:
+        MAIN_ENV
+    threads: config["resources"]["light"]["cpus"]
+    resources:
+        **job_resources("light"),
+    params:
+        **step_params("ppo_tuning"),
     script:
         "../workflow_scripts/step.py"

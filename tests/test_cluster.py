@@ -65,7 +65,8 @@ def test_the_cluster_dry_run_lists_every_job_with_its_gpus(cluster_dry_run):
     assert counts["sft_sampling"] == config["sampling"]["shards"] * replicates  # replicates re-draw the policy
     assert counts["sft"] == replicates and counts["base"] == 1  # a pretrained base model is shared
     assert counts["bon_sampling"] == config["bon"]["shards"] * replicates
-    assert counts["ppo"] == len(config["rl"]["reward_models"]) * replicates
+    runs = len(config["rl"]["reward_models"]) + len(config["rl"]["kl_penalised"]["kl_coefs"])  # with the KL-penalised
+    assert counts["ppo"] == runs * replicates and "ppo_tuning" not in counts  # a fixed learning rate: no tuning
     gpus = {kind: config["resources"][kind]["gpus"] for kind in ("sample", "train", "ppo", "score")}
     for rule, kind in (("sft_sampling", "sample"), ("bon_sampling", "sample"), ("rl_sampling", "sample"),
                        ("sft", "train"), ("train_rm", "train"), ("ppo", "ppo"), ("rm_check", "score")):

@@ -420,14 +420,19 @@ def test_replicate_and_report_settings_are_checked(assignments: list[str], messa
     (["bon.shards=1025"], r"config key 'bon.shards': 1025 is greater than the maximum of 1024$"),
     (["distribution.prompts=300"], r"config key 'distribution.prompts': 300 analysed eval prompts, more than "
                                    r"data.sizes.eval \(256\)$"),
-    (["rl.steps=10010", "rl.save_every=10"], r"config key 'rl.save_every': 1001 checkpoints per PPO run \(rl.steps / rl.save_every\), more than 1000;"),
+    ([f"rl.checkpoints={list(range(1, 1002))}", "rl.steps=1001"], r"config key 'rl.checkpoints': 1001 checkpoints per PPO run, more "
+                                                 r"than 1000;"),
+    (["rl.checkpoints=[5, 121]"], r"config key 'rl.checkpoints': update 121 is past rl.steps \(120\)$"),
+    (["rl.kl_penalised.reward_model=golden", "reward_models=[rm]", "report.baseline=rm"],
+     r"config key 'rl.kl_penalised.reward_model': 'golden' is not in reward_models$"),
 ])
 def test_what_a_dry_run_or_a_job_could_not_take_is_refused(assignments: list[str], message: str) -> None:
     """Floats for integers (`range(2.0)`), NaN and inf (they pass every bound), `..` (results/.. is the project),
     seeds numpy refuses, and DAGs too large to build."""
     with pytest.raises(ConfigError, match=message):
         load_config(assignments=assignments)
-    assert load_config(assignments=["rl.steps=10000", "rl.save_every=10", "distribution.prompts=256"])
+    assert load_config(assignments=[f"rl.checkpoints={list(range(1, 1001))}", "rl.steps=1000",
+                                    "distribution.prompts=256"])
 
 
 def test_member_seeds_differ_from_every_replicate_seed_and_each_other() -> None:

@@ -238,7 +238,7 @@ def test_python_m_rmood_refuses_an_unreadable_config_file_in_one_line(tmp_path) 
 @given(edits=st.lists(changes(("set",)), min_size=1, max_size=2))  # values of the right type reach the DAG's code
 @example(edits=[Change("set", ("sampling", "shards"), 10**30)])  # took 23 GB and was killed before the bound
 @example(edits=[Change("extra", ("rl", "verl"))])
-@example(edits=[Change("set", ("rl", "save_every"), 1), Change("set", ("rl", "steps"), 10**30)])
+@example(edits=[Change("set", ("rl", "steps"), 10**30)])
 @example(edits=[Change("set", ("distribution", "prompts"), 10**30)])
 @example(edits=[Change("wrong", ("bon", "shards"), 2.0)])  # range(2.0) in common.smk: a TypeError before
 def test_a_snakemake_dry_run_refuses_a_config_in_one_line(tmp_path, edits: list[Change]) -> None:

@@ -242,6 +242,7 @@ RMS = ["rm", "mrm", "ens_mean", "golden"]
 PROMPTS = 150
 STEPS = np.array([0, 10, 20, 30, 40])
 PPO_KL = np.array([0.0, 1.0, 2.0, 4.0, 6.0])
+PENALISED = "rm_kl0.05"
 ACCURACY = {"rm": 0.6, "mrm": 0.75, "ens_mean": 0.6, "golden": 0.7}  # chance that an RM ranks a clear pair as gold
 
 
@@ -266,7 +267,7 @@ def write_pairs(rng: np.random.Generator, root: Path, name: str, prompts: list[s
 
 def write_report_inputs(folder: Path, replicates: tuple[int, ...] = (0, 1, 2)) -> dict:
     """Per replicate: held-out pairs and every RM's rewards of them (near-ties a coin flip), a best-of-n table and
-    PPO tables for rm, mrm and golden. Prompt difficulty is shared by every replicate and RM (the eval prompts are
+    PPO tables for rm, mrm, golden and rm with a KL penalty (half rm's KL). Prompt difficulty is shared by every replicate and RM (the eval prompts are
     the same), replicates differ a little (PPO: rm over-optimised, mrm rising, golden flat; rm's run of the last
     replicate degenerates from update 30: its answers stop ending)."""
     rng = np.random.default_rng(0)
@@ -295,15 +296,16 @@ def write_report_inputs(folder: Path, replicates: tuple[int, ...] = (0, 1, 2)) -
                                                    "kl": np.array([kl_bon(n) for n in ns]), "gold": gold[::-1],
                                                    "proxy": proxy[::-1]})  # RM order must not matter
         inputs["bon"].append(str(root / "bon" / "per_prompt.npz"))
-        for rm, beta in (("rm", 0.25), ("mrm", 0.0), ("golden", None)):
-            kl = PPO_KL[:, None] * np.exp(rng.normal(0, 0.2, (1, PROMPTS)))
+        for rm, beta in (("rm", 0.25), ("mrm", 0.0), ("golden", None), (PENALISED, 0.1)):
+            draw = np.random.default_rng([1, rep]) if rm == PENALISED else rng  # the other runs: as without it
+            kl = PPO_KL[:, None] * np.exp(draw.normal(0, 0.2, (1, PROMPTS))) / (2 if rm == PENALISED else 1)
             d = np.sqrt(kl)
             mean = 0.3 + 0 * d if beta is None else 0.3 + 0.1 * d - beta * d_log_d(d)
             collapsed = rm == "rm" and rep == replicates[-1] and len(replicates) > 1
             finished = np.where((STEPS[:, None] >= 30) & collapsed, 0.0, 0.9 + 0 * kl)
             write_npz(root / "ppo" / rm / "per_prompt.npz", {
                 "rm": np.array(rm), "steps": STEPS, "prompts": prompts, "kl": kl,
-                "gold": mean + shift + difficulty.T + rng.normal(0, 0.05, kl.shape), "proxy": 0.3 + d,
+                "gold": mean + shift + difficulty.T + draw.normal(0, 0.05, kl.shape), "proxy": 0.3 + d,
                 "finished": finished, "tokens": np.where(finished > 0, 8.0, 32.0)})
             inputs["ppo"].append(str(root / "ppo" / rm / "per_prompt.npz"))
     return inputs
@@ -321,6 +323,8 @@ def report_outputs(folder: Path) -> dict:
 
 
 SETTINGS = {"reward_models": RMS, "replicate_scope": "full",
+            "rl": {"reward_models": ["rm", "mrm", "golden", "warm"], "kl_coef": 0.0, "learning_rate": 1e-4,
+                   "kl_penalised": {"reward_model": "rm", "kl_coefs": [0.05]}},
             "report": {"level": 0.95, "baseline": "rm", "gold_gap": 0.1, "kl_budgets": [1, 2, 4, 8],
                        "degenerate": {"finish_rate": 0.5, "kl_per_token": 1.0}}}
 
@@ -335,8 +339,8 @@ def test_make_report(tmp_path: Path) -> None:
 
     table = pd.read_csv(first["summary"], keep_default_na=False, na_values=[""])
     assert list(table.columns) == SUMMARY_COLUMNS
-    assert table["replicate"].astype(str).tolist() == ["pooled"] * 4 + ["0"] * 4 + ["1"] * 4 + ["2"] * 4
-    assert table["rm"].tolist() == RMS * 4
+    assert table["replicate"].astype(str).tolist() == ["pooled"] * 5 + ["0"] * 5 + ["1"] * 5 + ["2"] * 5
+    assert table["rm"].tolist() == [*RMS, PENALISED] * 4  # the KL-penalised run: a row with its PPO columns only
     row = table[table["replicate"] == "pooled"].set_index("rm")
     single = table[table["replicate"] != "pooled"]
     for rm in RMS:  # the pooled estimate is the mean of the replicates' own
@@ -383,13 +387,20 @@ def test_make_report(tmp_path: Path) -> None:
     assert single["reached"] == 0 and np.isnan(single["gold"])
     ppo_columns = [c for c in SUMMARY_COLUMNS if c.startswith(("ppo_", "rl_"))]
     assert row.loc["ens_mean", ppo_columns].isna().all()  # no PPO run
+    assert row.loc[PENALISED, [c for c in SUMMARY_COLUMNS if c.startswith(("id_", "ood_", "bon_"))]].isna().all()
+    assert row.loc[PENALISED, "ppo_final_kl"] == pytest.approx(row.loc["rm", "ppo_final_kl"] / 2, rel=0.2)
+    mrm_vs_penalised = budgets.loc[("pooled", "mrm", 1)]  # mrm against rm with a KL penalty, and rm itself
+    assert mrm_vs_penalised["delta_penalised_mdd"] > 0 and np.isfinite(mrm_vs_penalised["delta_penalised"])
+    assert np.isnan(budgets.loc[("pooled", PENALISED, 1), "delta_penalised"])  # not compared with itself
+    assert budgets.loc[("pooled", "rm", 1), "delta_penalised"] == pytest.approx(
+        -budgets.loc[("pooled", PENALISED, 1), "delta_gold"])
 
     variance = pd.read_csv(first["variance"])
     assert list(variance.columns) == VARIANCE_COLUMNS
     pooled = variance[variance["replicate"] == "pooled"]
     assert sorted(set(pooled["comparison"])) == ["bon_delta_at_N", "id_delta", "ood_delta", "ppo_delta_kl1",
-                                                 "ppo_delta_kl2", "ppo_delta_kl4"]
-    assert (pooled["replicates"] == 3).sum() == len(pooled) - 2  # rm's 4 nats: the two replicates that reached it
+                                                 "ppo_delta_kl1_penalised", "ppo_delta_kl2", "ppo_delta_kl2_penalised",
+                                                 "ppo_delta_kl4"]
     assert pooled["crossed"].all()
     assert (pooled[["var_replicate", "var_prompt", "var_residual"]] >= 0).all().all()
     mdd = pooled.set_index(["rm", "comparison"]).loc[("mrm", "bon_delta_at_N"), "mdd"]
@@ -399,7 +410,7 @@ def test_make_report(tmp_path: Path) -> None:
     assert list(curves.columns) == CURVE_COLUMNS
     rm_curve = curves[(curves["replicate"] == "pooled") & (curves["rm"] == "rm") & (curves["method"] == "ppo")]
     assert rm_curve["degenerate"].tolist() == [0, 0, 0, 1, 1] and rm_curve["finished"].iloc[-1] == pytest.approx(0.6)
-    assert len(curves) == 4 * (4 * 5 + 3 * 5)  # (pooled + 3 replicates) x (4 RMs x 5 n + 3 runs x 5 updates)
+    assert len(curves) == 4 * (4 * 5 + 4 * 5)  # (pooled + 3 replicates) x (4 RMs x 5 n + 4 runs x 5 updates)
     ppo = curves[(curves["replicate"] == "pooled") & (curves["method"] == "ppo") & (curves["rm"] == "mrm")]
     assert ppo["point"].tolist() == STEPS.tolist() and (np.diff(ppo["gold"]) > 0).all()
 
@@ -416,6 +427,8 @@ def test_make_report(tmp_path: Path) -> None:
     assert "| `rm` | 1 | " not in text and "## PPO checkpoints" in text and "| `rm` | 40 |" in text
     assert "best-of-16 gold: no significant difference from `rm`" in compared["ens_mean"]
     assert "detectable: ±" in compared["ens_mean"]
+    assert f"Δ vs `{PENALISED}` at 2 nats" in text and f"- `{PENALISED}`: PPO " in text
+    assert f"- `{PENALISED}`: PPO gold at 1 nats: " in text  # compared with rm at the budgets
     assert "`replicate_scope: full`" in text and "## Every replicate" in text and "## Representations" in text
     assert "](../../rep0/distribution/visual/center.png)" in text
     assert all(f"](plots/{stem}.png)" in text for stem in PLOTS)
@@ -452,7 +465,7 @@ def test_make_report_refuses_bad_inputs(tmp_path: Path) -> None:
         "replicate 2: no check_rewards.npz of golden": {"rewards": inputs["rewards"][:-1]},
         "replicate 2: no ood pairs": {"pairs": inputs["pairs"][:-1]},
         "exactly one rep<seed> folder": {"bon": [str(tmp_path / "per_prompt.npz")]},
-        r"replicate 2: PPO runs of \['mrm', 'rm'\]": {"ppo": inputs["ppo"][:-1]},
+        r"replicate 2: PPO runs of \['golden', 'mrm', 'rm'\]": {"ppo": inputs["ppo"][:-1]},
     }
     for message, change in cases.items():
         with pytest.raises(DataError, match=message):
@@ -478,7 +491,11 @@ def test_results_block_in_a_readme(tmp_path: Path, monkeypatch) -> None:
     inputs = write_report_inputs(tmp_path)
     experiment = tmp_path / "results" / load_config()["experiment"]
     outputs = report_outputs(experiment)
-    make_report(**inputs, **outputs, **SETTINGS)
+    tuning = experiment / "tuning" / "ppo.json"  # the default's learning rate is tuned
+    write_json(tuning, {"seed": 1000, "reward_model": "rm", "learning_rate": 2e-4, "why": "the smallest …",
+                        "candidates": [{"learning_rate": 1e-4, "usable_kl": 3.0, "degenerate_from": None},
+                                       {"learning_rate": 2e-4, "usable_kl": 9.0, "degenerate_from": 80}]})
+    make_report(**inputs, **outputs, **SETTINGS, tuning=str(tuning))
     readme = tmp_path / "README.md"
     readme.write_text("# Title\n\n<!-- results:begin -->\nold numbers\n<!-- results:end -->\n\nThe end.\n")
     monkeypatch.chdir(tmp_path)
@@ -487,6 +504,8 @@ def test_results_block_in_a_readme(tmp_path: Path, monkeypatch) -> None:
     assert text.startswith("# Title\n\n<!-- results:begin -->\n**Reward models** (agreement with gold")
     assert "old numbers" not in text and text.endswith("<!-- results:end -->\n\nThe end.\n")
     assert "| `rm` | 0.617 [" in text and "best-of-n over-optimised: rises by" in text
+    assert "**PPO learning rate** 0.0002, chosen on seed 1000 (no reported replicate) against `rm`: the smallest" in text
+    assert "0.0001: 3.0 nats; 0.0002: 9.0 nats, degenerate from update 80" in text
     block = text.split("<!-- results:begin -->\n")[1].split("\n<!-- results:end -->")[0]
     assert block in Path(outputs["markdown"]).read_text()  # summary.csv keeps every digit the report printed
     main(["results", "--readme", str(readme), "--set", "bon.n=16"])

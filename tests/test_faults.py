@@ -190,7 +190,7 @@ def test_a_killed_ppo_run_resumes_from_its_last_saved_update(tiny_base, prompt_d
     from test_models import save_reward_model
 
     reward_model = save_reward_model(tiny_base, tmp_path / "rm")
-    sets = ["rl.steps=3", "rl.save_every=1", "rl.batch_size=4", "rl.mini_batches=2", "rl.ppo_epochs=1",
+    sets = ["rl.steps=3", "rl.checkpoints=[1, 2]", "rl.batch_size=4", "rl.mini_batches=2", "rl.ppo_epochs=1",
             "rl.learning_rate=0.01", "rl.response_length=8", "rl.missing_eos_penalty=null", "sampling.temperature=1.0"]
 
     def argv(folder: Path) -> list[str]:  # 8 prompts, 4 a batch: update 3 starts a second epoch

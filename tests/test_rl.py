@@ -16,7 +16,7 @@ from test_models import save_reward_model
 torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
 
-RL = dict(steps=4, save_every=2, batch_size=4, mini_batches=2, ppo_epochs=1, learning_rate=1e-2, kl_coef=0.05,
+RL = dict(steps=4, checkpoints=[2], batch_size=4, mini_batches=2, ppo_epochs=1, learning_rate=1e-2, kl_coef=0.05,
           response_length=8, missing_eos_penalty=None)
 SAMPLING = dict(backend="hf", n=2, temperature=1.0, top_p=1.0, max_new_tokens=8, batch_size=8, shards=1)
 
@@ -27,7 +27,7 @@ def run_ppo(policy: Path, reward_model: Path, prompts: Path, folder: Path, loggi
     from rmood.rl.ppo import checkpoint_steps, train_ppo
 
     rl = {**RL, **settings}
-    out = [str(folder / f"step_{k}" / "model") for k in checkpoint_steps(rl["steps"], rl["save_every"])]
+    out = [str(folder / f"step_{k}" / "model") for k in checkpoint_steps(rl["steps"], rl["checkpoints"])]
     train_ppo(str(policy), str(reward_model), str(prompts), out, str(folder / "work"), 0, rl, {"temperature": 1.0},
               "float32", logging=logging, log_dir=None if log_dir is None else str(log_dir))
     return out
@@ -64,9 +64,12 @@ def ppo_run(tiny_base, plain_rm, prompt_data, tmp_path_factory) -> tuple[Path, l
 def test_checkpoint_steps_and_out_lists():
     from rmood.rl.ppo import checkpoint_dirs, checkpoint_steps
 
-    assert checkpoint_steps(40, 10) == [10, 20, 30, 40]
-    assert checkpoint_steps(25, 10) == [10, 20, 25]  # the last update is always saved
-    assert checkpoint_dirs(["r/step_4/model", "r/step_2/model"], 4, 2) == {
+    assert checkpoint_steps(120, [20, 5, 10, 40, 80]) == [5, 10, 20, 40, 80, 120]  # the last update is always saved
+    assert checkpoint_steps(40, [10, 40]) == [10, 40]
+    for wrong_list in ([0, 10], [50]):
+        with pytest.raises(ValueError, match="must lie in 1"):
+            checkpoint_steps(40, wrong_list)
+    assert checkpoint_dirs(["r/step_4/model", "r/step_2/model"], 4, [2]) == {
         2: Path("r/step_2/model"), 4: Path("r/step_4/model")
     }
     wrong = {
@@ -77,7 +80,7 @@ def test_checkpoint_steps_and_out_lists():
     }
     for message, out in wrong.items():
         with pytest.raises(ValueError, match=message):
-            checkpoint_dirs(out, 4, 2)
+            checkpoint_dirs(out, 4, [2])
 
 
 def test_prompt_batches_are_seeded_epochs_that_restart_anywhere():
@@ -183,7 +186,7 @@ def test_ppo_does_nothing_when_every_checkpoint_exists(tiny_base, plain_rm, prom
 
 
 def test_ppo_against_an_inform_rm(tiny_base, inform_rm, prompt_data, tmp_path):
-    out = run_ppo(tiny_base, inform_rm, prompt_data["preference"], tmp_path, steps=2, save_every=1)
+    out = run_ppo(tiny_base, inform_rm, prompt_data["preference"], tmp_path, steps=2, checkpoints=[1])
     base = state_dict(tiny_base)
     for path in out:
         trained = state_dict(path)
@@ -204,7 +207,7 @@ def test_ppo_raises_the_reward_it_optimises(tiny_base, plain_rm, prompt_data, tm
     with torch.no_grad():
         sharp.score.weight.mul_(-100)
     sharp.save_pretrained(rm)
-    [last] = run_ppo(tiny_base, rm, prompt_data["preference"], tmp_path / "ppo", steps=8, save_every=8, batch_size=16,
+    [last] = run_ppo(tiny_base, rm, prompt_data["preference"], tmp_path / "ppo", steps=8, checkpoints=[8], batch_size=16,
                      ppo_epochs=4, learning_rate=0.1)
     prompts = [str(prompt_data["ood"])]
     rewards = {}
@@ -220,20 +223,18 @@ def test_ppo_raises_the_reward_it_optimises(tiny_base, plain_rm, prompt_data, tm
     assert gain > 4 * standard_error
 
 
-def test_value_model_of_plain_and_custom_rms(plain_rm, inform_rm):
+def test_value_model_is_the_policy_with_a_seeded_head(tiny_base):
+    """Every PPO run's value model: the SFT policy's backbone and a fresh scalar head, the same for a seed."""
+    from transformers import AutoModelForCausalLM
+
     from rmood.rl.engine import value_model
-    from rmood.rm.score import load_reward_model
 
-    rm, _ = load_reward_model(plain_rm)
-    value = value_model(str(plain_rm), rm, 0, "float32")
-    assert all(torch.equal(a, b) for a, b in zip(value.state_dict().values(), rm.state_dict().values()))
-
-    inform, _ = load_reward_model(inform_rm)
-    value = value_model(str(inform_rm), inform, 0, "float32")
+    value = value_model(str(tiny_base), 0, "float32")
+    policy = AutoModelForCausalLM.from_pretrained(tiny_base).model.state_dict()
     assert type(value).__name__ == "Qwen3ForSequenceClassification" and value.score.weight.shape == (1, 32)
-    backbone = inform.model.state_dict()
-    assert all(torch.equal(p, backbone[name]) for name, p in value.model.state_dict().items())
-    assert torch.equal(value_model(str(inform_rm), inform, 0, "float32").score.weight, value.score.weight)  # seeded
+    assert all(torch.equal(p, policy[name]) for name, p in value.model.state_dict().items())
+    assert torch.equal(value_model(str(tiny_base), 0, "float32").score.weight, value.score.weight)
+    assert not torch.equal(value_model(str(tiny_base), 1, "float32").score.weight, value.score.weight)
 
 
 def test_rendered_reward_is_rmood_scoring(tiny_base, inform_rm, prompt_data):
@@ -273,13 +274,6 @@ def test_ppo_refusals(tiny_base, plain_rm, prompt_data, tmp_path):
     with pytest.raises(ModelError, match="ensemble"):
         run_ppo(tiny_base, tmp_path / "ensemble", prompts, tmp_path / "a")
 
-    other = shutil.copytree(plain_rm, tmp_path / "other_vocab")
-    tokenizer = AutoTokenizer.from_pretrained(other)
-    tokenizer.add_tokens(["<extra>"])
-    tokenizer.save_pretrained(other)
-    with pytest.raises(ModelError, match="vocabulary differs"):
-        run_ppo(tiny_base, other, prompts, tmp_path / "b")
-
     pad_is_eos = shutil.copytree(tiny_base, tmp_path / "pad_is_eos")
     tokenizer = AutoTokenizer.from_pretrained(pad_is_eos)
     tokenizer.pad_token = tokenizer.eos_token
@@ -289,22 +283,36 @@ def test_ppo_refusals(tiny_base, plain_rm, prompt_data, tmp_path):
 
     with pytest.raises(ValueError, match="fewer than one PPO batch"):
         run_ppo(tiny_base, plain_rm, prompt_data["ood"], tmp_path / "d", batch_size=16)
-    assert not any((tmp_path / name).exists() for name in "abcd")
+    assert not any((tmp_path / name).exists() for name in "acd")
 
 
-def test_the_ppo_rule_declares_every_checkpoint_the_engine_saves(tmp_path):
-    """With steps not a multiple of save_every the last update is saved too, and the rule must list it."""
+def dry_run_ppo(folder: Path, overlay: str) -> str:
+    """The dry run's output for replicate 0's `rm` PPO curve with `overlay` (YAML) merged over the default."""
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parents[1]
-    (tmp_path / "rl.yaml").write_text("rl: {steps: 5, save_every: 2}\n")
+    (folder / "rl.yaml").write_text(overlay)
     result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"), "-n",
-                             "--configfile", str(tmp_path / "rl.yaml"), "--", "results/embedded/rep0/ppo/rm/curve.json"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                             "--configfile", str(folder / "rl.yaml"), "--", "results/embedded/rep0/ppo/rm/curve.json"],
+                            cwd=folder, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_the_ppo_rule_declares_every_checkpoint_the_engine_saves(tmp_path):
+    """The last update is saved even when rl.checkpoints does not list it, and the rule must list it; the default
+    learning rate is tuned on seed 1000 first."""
+    out = dry_run_ppo(tmp_path, "rl: {steps: 5, checkpoints: [2, 4]}\n")
     outputs = [f"results/embedded/rep0/ppo/rm/step_{k}/model" for k in (2, 4, 5)]
-    assert f"output: {', '.join(outputs)}\n" in result.stdout
+    assert f"output: {', '.join(outputs)}\n" in out
+    assert "input: results/embedded/rep1000/ppo/tune_lr0.0001/curve.json" in out
+    assert "output: results/embedded/tuning/ppo.json" in out
+
+
+def test_a_fixed_learning_rate_runs_no_tuning(tmp_path):
+    out = dry_run_ppo(tmp_path, "rl: {learning_rate: 5.0e-4}\n")
+    assert "rule ppo:" in out and "tuning" not in out and "rep1000" not in out
 
 
 def test_ppo_eval_refuses_outputs_that_are_not_one_per_checkpoint(tmp_path):

@@ -133,12 +133,16 @@ def test_parser_requires_every_path() -> None:
     assert exit_info.value.code == 2
 
 
-def test_the_log_folder_is_the_only_path_a_command_may_leave_out() -> None:
+def test_the_paths_a_command_may_leave_out() -> None:
+    """The log folder, and the tuning result when the learning rate is a number."""
     args = vars(parser().parse_args(["train_rm", "--policy", "p", "--pairs", "x", "--model", "m", "--work-dir", "w"]))
     assert args["log_dir"] is None and args["work_dir"] == "w"
+    args = vars(parser().parse_args(["train_ppo", "--policy", "p", "--reward-model", "r", "--prompts", "x", "--out",
+                                     "o", "--work-dir", "w"]))
+    assert args["tuning"] is None
     optional = {path.name for step in STEPS.values() for path in (*step.inputs, *step.outputs, *step.work)
                 if path.optional}
-    assert optional == {"log_dir"}
+    assert optional == {"log_dir", "tuning"}
 
 
 def test_cli_runs_a_step_in_process(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from rmood.io import read_json, read_jsonl, write_json
 from test_models import save_reward_model
 
 RL = dict(
-    steps=2, save_every=2, batch_size=4, mini_batches=2, ppo_epochs=1, learning_rate=1e-5, kl_coef=0.05,
+    steps=2, checkpoints=[2], batch_size=4, mini_batches=2, ppo_epochs=1, learning_rate=1e-5, kl_coef=0.05,
     response_length=16, missing_eos_penalty=None, eval_samples=1,
     verl=dict(kl="reward", n_gpus_per_node=2, nnodes=1, tensor_parallel_size=1, gpu_memory_utilization=0.4,
               max_prompt_length=128, micro_batch_size_per_gpu=2, strategy="fsdp",
@@ -313,7 +313,7 @@ def test_composed_config_passes_our_checks_and_verls(report, models):
     assert config["reward_model"] == str(models["reward_model"].resolve())
     assert config["actor"] == config["critic"] == str(models["policy"].resolve())
     assert config["use_kl_in_reward"] is True and config["kl_coef"] == RL["kl_coef"]
-    assert (config["save_freq"], config["total_training_steps"]) == (RL["save_every"], RL["steps"])
+    assert (config["save_freq"], config["total_training_steps"]) == (2, RL["steps"])  # every gcd(rl.checkpoints) updates
     assert "[validate_config] All configuration checks passed" in report["log"]
 
 

@@ -122,9 +122,10 @@ def test_report(study):
     from rmood.eval.estimates import SUMMARY_COLUMNS
 
     results = study / "results" / EXPERIMENT
-    summary = pd.read_csv(results / "reports" / "summary.csv")
-    assert list(summary.columns) == SUMMARY_COLUMNS and list(summary["rm"]) == REWARD_MODELS
-    assert (summary["replicate"] == "pooled").all()  # one replicate: its rows are the pooled ones
+    table = pd.read_csv(results / "reports" / "summary.csv")
+    assert list(table.columns) == SUMMARY_COLUMNS and list(table["rm"]) == [*REWARD_MODELS, "rm_kl0.05"]
+    assert (table["replicate"] == "pooled").all()  # one replicate: its rows are the pooled ones
+    summary = table[table["rm"].isin(REWARD_MODELS)]  # the KL-penalised run's row has PPO columns only
     for column in ("id_accuracy", "ood_accuracy", "bon_gold_at_N", "bon_peak_gold"):
         assert summary[column].between(0, 1).all()
         assert (summary[f"{column}_lo"] <= summary[column]).all() and (summary[column] <= summary[f"{column}_hi"]).all()
@@ -132,7 +133,7 @@ def test_report(study):
     assert set(summary["bon_verdict"]) <= verdicts and (summary["bon_fall"].dropna() >= 0).all()
     others = summary[summary["rm"] != "rm"]
     assert (others["bon_delta_at_N_mdd"] > 0).all() and (others["id_delta_mdd"] > 0).all()
-    ppo = summary[summary["rm"].isin(["rm", "rrm", "inform", "golden", "warm", "mrm", "mrm_pen"])]
+    ppo = table[table["rm"].isin(["rm", "rrm", "inform", "golden", "warm", "mrm", "mrm_pen", "rm_kl0.05"])]
     assert ppo["ppo_final_gold"].between(0, 1).all() and ppo["ppo_final_kl"].notna().all()
     assert summary[summary["rm"].str.startswith("ens_")]["ppo_final_gold"].isna().all()
     curves = pd.read_csv(results / "reports" / "curves.csv")
@@ -157,6 +158,13 @@ def test_report(study):
     budgets = pd.read_csv(results / "reports" / "budgets.csv")
     assert sorted(set(budgets["kl"])) == [1, 2, 4, 8] and set(budgets["rm"]) == set(ppo["rm"])
     assert budgets["reached"].between(0, 1).all()  # one replicate
+    assert budgets[budgets["rm"] == "rm_kl0.05"]["delta_penalised"].isna().all()  # never compared with itself
+    tuning = read_json(results / "tuning" / "ppo.json")  # the learning rate, chosen on seed 1000 (.test/config.yaml)
+    assert tuning["seed"] == 1000 and tuning["learning_rate"] in (1e-3, 3e-3) and len(tuning["candidates"]) == 2
+    assert (results / "rep1000" / "ppo" / "tune_lr0.003" / "curve.json").is_file()
+    assert not (results / "rep1000" / "bon").exists()  # the tuning seed runs only what tuning needs
+    assert f"**PPO learning rate** {tuning['learning_rate']:g}, chosen on seed 1000" in markdown
+    assert "tune_lr" not in markdown and "rep1000" not in " ".join(map(str, table["replicate"]))
     for plot in ("bon_gold", "bon_proxy", "ppo_gold", "ppo_proxy", "ppo_collapse", "rm_accuracy", "forest"):
         assert (results / "reports" / "plots" / f"{plot}.png").read_bytes().startswith(b"\x89PNG")
 
@@ -207,7 +215,8 @@ def test_a_second_replicate_redraws_the_policy(study):
         "gather_bon_gold", "bon_score", "bon_ensemble_score", "bon_report", *RM_TRAINING, "rrm_augment", "rrm_label",
         "rrm_filter", "representations", "gda", "convert_to_mrm", "preference_pairs"}
     narrow = scheduled(snakemake(study, "-n", "mrm_eval", overrides="replicates: [0, 1]\nreplicate_scope: after_sft"))
-    assert narrow["sft"] == narrow["base"] == 1 and narrow["train_rm"] == 2  # the narrower design shares the policy
+    # the narrower design shares the policy, the tuning seed's too (its rm: the third)
+    assert narrow["sft"] == narrow["base"] == 1 and narrow["train_rm"] == 3
     results = study / "results" / EXPERIMENT
     rep0 = digests(results / "rep0")
     output = snakemake(study, "mrm_eval", overrides="replicates: [0, 1]")
@@ -216,7 +225,7 @@ def test_a_second_replicate_redraws_the_policy(study):
     assert "data" not in ran and "dist_sampling" not in ran  # the prompts are shared; the analysis is replicate 0's
     assert digests(results / "rep0") == rep0  # the first replicate is untouched
     summary = (results / "reports" / "summary.csv").read_text().splitlines()
-    assert [line.split(",")[0] for line in summary[1:]] == ["pooled"] * 10 + ["0"] * 10 + ["1"] * 10
+    assert [line.split(",")[0] for line in summary[1:]] == ["pooled"] * 11 + ["0"] * 11 + ["1"] * 11  # 10 RMs, rm_kl0.05
     assert "## Every replicate" in (results / "reports" / "mrm_eval.md").read_text()
     policies = [(results / f"rep{r}" / "sft" / "model" / "model.safetensors").read_bytes() for r in (0, 1)]
     assert policies[0] != policies[1]  # another SFT policy

@@ -73,6 +73,8 @@ class Settings:
     kl_budgets: list[float]
     finish_rate: float  # a checkpoint is degenerate below this share of its run's update-0 finish rate …
     kl_per_token: float  # … or above this KL per token
+    ppo_runs: list[str] = field(default_factory=list)  # the PPO runs in order: RMs, then KL-penalised runs
+    penalised: str | None = None  # the KL-penalised run of the baseline RM, the second baseline at the KL budgets
 
 
 Interval = tuple[float, float, float]
@@ -373,11 +375,11 @@ def checkpoint(runs: Runs, j: int, k: int, level: float) -> dict[str, Interval]:
 
 def budget_rows(label: str, runs: Runs, models: list[str], j: int, s: Settings, variance: list[dict]
                 ) -> list[dict[str, Any]]:
-    """Run j's gold at every KL budget, and its paired difference from the baseline's run there: each replicate's
-    own curve read inside the range of its usable checkpoints, never beyond; a budget needs two replicates that
-    reached it (one when the group is one replicate)."""
+    """Run j's gold at every KL budget, and its paired differences from the baseline's run (`delta_gold`) and from
+    the baseline's KL-penalised run (`delta_penalised`) there: each replicate's own curve read inside the range of its
+    usable checkpoints, never beyond; a budget needs two replicates that reached it (one when the group is one
+    replicate)."""
     ppo, needed = runs.curves, min(2, len(runs.usable))
-    base = models.index(s.baseline) if s.baseline in models else None
     reach = [[ppo.est.theta[r, ppo.index(i, KL)][:runs.usable[r, i]].max(initial=0.0) for i in range(len(models))]
              for r in range(len(runs.usable))]
     rows = []
@@ -386,14 +388,16 @@ def budget_rows(label: str, runs: Runs, models: list[str], j: int, s: Settings, 
         row: dict[str, Any] = {"replicate": label, "rm": models[j], "kl": budget, "reached": len(reached)}
         put(row, "gold", at(ppo.each(reached, runs.usable_columns(j), lambda r: at_budget(budget, (runs.usable[r, j],))),
                             0, s.level) if len(reached) >= needed else NONE)
-        both = [r for r in reached if base is not None and reach[r][base] >= budget]
-        if base is not None and j != base and len(both) >= needed:
-            difference = ppo.each(both, runs.usable_columns(j, base),
-                                  lambda r: at_budget(budget, (runs.usable[r, j], runs.usable[r, base])))
-            compare(row, "delta_gold", difference, s.level, variance, label, models[j], f"ppo_delta_kl{budget:g}")
-        else:
-            put(row, "delta_gold", NONE)
-            row["delta_gold_mdd"] = np.nan
+        for name, other, suffix in (("delta_gold", s.baseline, ""), ("delta_penalised", s.penalised, "_penalised")):
+            base = models.index(other) if other in models else None
+            both = [r for r in reached if base is not None and reach[r][base] >= budget]
+            if base is not None and j != base and len(both) >= needed:
+                difference = ppo.each(both, runs.usable_columns(j, base),
+                                      lambda r: at_budget(budget, (runs.usable[r, j], runs.usable[r, base])))
+                compare(row, name, difference, s.level, variance, label, models[j], f"ppo_delta_kl{budget:g}{suffix}")
+            else:
+                put(row, name, NONE)
+                row[f"{name}_mdd"] = np.nan
         rows.append(row)
     return rows
 
@@ -401,7 +405,7 @@ def budget_rows(label: str, runs: Runs, models: list[str], j: int, s: Settings, 
 def ppo_rows(label: str, replicates: list[Replicate], s: Settings, variance: list[dict]
              ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Per RM with a PPO run its PPO summary columns; the PPO curve rows; the KL-budget rows."""
-    models, tables, crossed, steps = ppo_tables(replicates, s.reward_models)
+    models, tables, crossed, steps = ppo_tables(replicates, s.ppo_runs)
     if not models:
         return {}, [], []
     points = len(steps)
@@ -470,7 +474,8 @@ def group_tables(label: str, replicates: list[Replicate], s: Settings) -> Tables
     tables.curves += ppo_curves
     for rm in rms:
         rows[rm].update(bon[rm])
-        rows[rm].update(ppo.get(rm, {}))
+    for run, columns in ppo.items():  # a KL-penalised run has a row of its own, with its PPO columns only
+        rows.setdefault(run, {"replicate": label, "rm": run}).update(columns)
     tables.summary = list(rows.values())
     return tables
 
@@ -516,6 +521,7 @@ SUMMARY_COLUMNS = [
 ]
 CURVE_COLUMNS = ["replicate", "method", "rm", "point", *with_interval("kl", "gold", "proxy", "delta_gold"),
                  *with_interval("finished", "kl_per_token"), "degenerate"]
-BUDGET_COLUMNS = ["replicate", "rm", "kl", "reached", *with_interval("gold"), *comparison("delta_gold")]
+BUDGET_COLUMNS = ["replicate", "rm", "kl", "reached", *with_interval("gold"), *comparison("delta_gold"),
+                  *comparison("delta_penalised")]
 VARIANCE_COLUMNS = ["replicate", "rm", "comparison", "estimate", "se", "mdd", "replicates", "prompts", "crossed",
                     "var_replicate", "var_prompt", "var_residual"]

@@ -40,6 +40,12 @@ def has(row: Row, name: str) -> bool:
     return value is not None and math.isfinite(value)
 
 
+def verdict(row: Row, prefix: str) -> str:
+    """The `bon` or `ppo` verdict, or – when the row has none."""
+    value = row.get(f"{prefix}_verdict")
+    return value if isinstance(value, str) else "–"
+
+
 def detectable(row: Row, name: str) -> str:
     """`cell` of a paired difference with its minimum detectable difference."""
     return f"{cell(row, name, '+')} (±{row[name + '_mdd']:.3f})" if has(row, name) else "–"
@@ -56,13 +62,18 @@ def peak(row: Row, prefix: str, point: str) -> str:
     return f"{row[f'{prefix}_peak_{point}']:.0f} ({lo:.0f}–{hi:.0f})"
 
 
+def reward_models(pooled: Any) -> Any:
+    """The rows of the reward models (a KL-penalised PPO run's row has its PPO columns only)."""
+    return pooled[pooled["id_accuracy"].notna()]
+
+
 def accuracy_table(pooled: Any, baseline: str, gold_gap: float) -> list[str]:
     header = ["RM", "ID accuracy (pairs)", f"ID, gold gap < {gold_gap:g}", f"ID, gap ≥ {gold_gap:g}",
               f"Δ ID vs `{baseline}` (detectable)", "OOD accuracy (pairs)", f"Δ OOD vs `{baseline}` (detectable)"]
     rows = [[f"`{r['rm']}`", f"{cell(r, 'id_accuracy')} ({r['id_pairs']:.0f})", cell(r, "id_accuracy_close"),
              cell(r, "id_accuracy_clear"), detectable(r, "id_delta"),
              f"{cell(r, 'ood_accuracy')} ({r['ood_pairs']:.0f})", detectable(r, "ood_delta")]
-            for _, r in pooled.iterrows()]
+            for _, r in reward_models(pooled).iterrows()]
     return table(header, rows)
 
 
@@ -71,7 +82,7 @@ def bon_table(pooled: Any, n_max: int, baseline: str) -> list[str]:
               "verdict", f"Δ gold vs `{baseline}`, n = {n_max} (detectable)"]
     rows = [[f"`{r['rm']}`", cell(r, "bon_gold_at_N"), peak(r, "bon", "n"), cell(r, "bon_peak_gold"),
              cell(r, "bon_rise"), cell(r, "bon_fall"), r["bon_verdict"], detectable(r, "bon_delta_at_N")]
-            for _, r in pooled.iterrows()]
+            for _, r in reward_models(pooled).iterrows()]
     return table(header, rows)
 
 
@@ -96,19 +107,20 @@ def ppo_table(pooled: Any, replicates: int) -> list[str]:
     return table(header, rows)
 
 
-def budget_table(budgets: Any, baseline: str, replicates: int) -> list[str]:
-    """Per PPO run, gold at every KL budget and its paired difference from the baseline's run there."""
+def budget_table(budgets: Any, baselines: dict[str, str], replicates: int) -> list[str]:
+    """Per PPO run, gold at every KL budget and its paired differences from the baselines' runs there (`baselines`:
+    column -> run)."""
     pooled = budgets[budgets["replicate"] == POOLED]
     if pooled.empty:
         return ["No PPO runs."]
     kls = sorted(pooled["kl"].unique())
-    header = ["RM", *(f"gold at {kl:g} nats (replicates)" for kl in kls),
-              *(f"Δ vs `{baseline}` at {kl:g} nats (detectable)" for kl in kls)]
+    header = ["PPO run", *(f"gold at {kl:g} nats (replicates)" for kl in kls),
+              *(f"Δ vs `{run}` at {kl:g} nats (detectable)" for run in baselines.values() for kl in kls)]
     rows = []
     for rm, run in pooled.groupby("rm", sort=False):
         at = {r["kl"]: r for _, r in run.iterrows()}
         rows.append([f"`{rm}`", *(f"{cell(at[kl], 'gold')} ({at[kl]['reached']:.0f} of {replicates})" for kl in kls),
-                     *(detectable(at[kl], "delta_gold") for kl in kls)])
+                     *(detectable(at[kl], name) for name in baselines for kl in kls)])
     return table(header, rows)
 
 
@@ -145,49 +157,66 @@ def verdicts(pooled: Any) -> list[str]:
     """One sentence per RM: has its gold risen and then fallen significantly, under best-of-n and PPO?"""
     lines = []
     for _, r in pooled.iterrows():
-        sentence = f"- `{r['rm']}`: best-of-n {trend_sentence(r, 'bon', 'n')}"
+        parts = [f"best-of-n {trend_sentence(r, 'bon', 'n')}"] if isinstance(r.get("bon_verdict"), str) else []
         if isinstance(r.get("ppo_verdict"), str):
-            sentence += f"; PPO {trend_sentence(r, 'ppo', 'step')}"
+            parts.append(f"PPO {trend_sentence(r, 'ppo', 'step')}")
+        sentence = f"- `{r['rm']}`: " + "; ".join(parts)
         lines.append(sentence + ".")
     return lines
 
 
-def comparisons(pooled: Any, budgets: Any, n_max: int, baseline: str, level: float) -> list[str]:
-    """One sentence per RM: its paired differences from the baseline RM, each a test beside what it could detect."""
+def comparisons(pooled: Any, budgets: Any, n_max: int, baselines: dict[str, str], level: float) -> list[str]:
+    """One sentence per RM or PPO run: its paired differences from the baseline RM (and at the KL budgets from the
+    baseline's KL-penalised run), each a test beside what it could detect."""
     lines = []
     for _, r in pooled.iterrows():
-        if r["rm"] == baseline:
-            continue
-        named = [(f"{what}: ", r, name) for what, name in (("ID accuracy", "id_delta"), ("OOD accuracy", "ood_delta"),
-                                                         (f"best-of-{n_max} gold", "bon_delta_at_N"))]
-        named += [(f"PPO gold at {b['kl']:g} nats: ", b, "delta_gold")
+        named = [(f"{what}: ", r, name, "delta_gold") for what, name in (
+            ("ID accuracy", "id_delta"), ("OOD accuracy", "ood_delta"), (f"best-of-{n_max} gold", "bon_delta_at_N"))]
+        named += [(f"PPO gold at {b['kl']:g} nats: ", b, name, name) for name in baselines
                   for _, b in budgets[(budgets["replicate"] == POOLED) & (budgets["rm"] == r["rm"])].iterrows()]
         parts = [what + difference_verdict(row[name], row[f"{name}_lo"], row[f"{name}_hi"], row[f"{name}_mdd"],
-                                           baseline, level) for what, row, name in named if has(row, name)]
-        lines.append(f"- `{r['rm']}`: " + "; ".join(parts) + ".")
+                                           baselines[versus], level) for what, row, name, versus in named
+                 if has(row, name)]
+        if parts:
+            lines.append(f"- `{r['rm']}`: " + "; ".join(parts) + ".")
     return lines
 
 
-def results_block(summary: Any, budgets: Any, level: float, baseline: str, n_max: int, gold_gap: float) -> str:
+def tuning_line(tuning: dict[str, Any] | None) -> list[str]:
+    """How the PPO learning rate was chosen (`tuning/ppo.json`), when it was tuned."""
+    if tuning is None:
+        return []
+    runs = "; ".join(f"{c['learning_rate']:g}: {c['usable_kl']:.1f} nats"
+                     + (f", degenerate from update {c['degenerate_from']}" if c["degenerate_from"] is not None else "")
+                     for c in tuning["candidates"])
+    return [f"**PPO learning rate** {tuning['learning_rate']:g}, chosen on seed {tuning['seed']} (no reported "
+            f"replicate) against `{tuning['reward_model']}`: {tuning['why']} (the largest KL each candidate reached "
+            f"before degenerating — {runs}).", ""]
+
+
+def results_block(summary: Any, budgets: Any, level: float, baseline: str, penalised: str | None, n_max: int,
+                  gold_gap: float, tuning: dict[str, Any] | None = None) -> str:
     """The pooled results: the tables and the verdict sentences (also the README's results block)."""
     pooled = summary[summary["replicate"] == POOLED]
+    baselines = {"delta_gold": baseline, **({"delta_penalised": penalised} if penalised else {})}
     replicates = max(summary["replicate"].nunique() - 1, 1)
     lines = ["**Reward models** (agreement with gold on held-out pairs; pairs clustered by prompt):", "",
              *accuracy_table(pooled, baseline, gold_gap), "",
              "**Best-of-N** (gold, mean over eval prompts and replicates; the peak's n with the range of n that may "
-             "be highest):", "", *bon_table(pooled, n_max, baseline), "",
+             "be highest):", "", *bon_table(pooled, n_max, baseline), "", *tuning_line(tuning),
              "**PPO** (a checkpoint is degenerate when its answers no longer end or it drifts more than a nat per "
              "token; the trend is read on the checkpoints before any replicate degenerated):", "",
              *ppo_table(pooled, replicates), "",
              "**PPO at KL budgets** (each replicate's own curve, up to its first degenerate checkpoint, read on √KL "
              "inside its range; in brackets the replicates that reached the budget, two needed):", "",
-             *budget_table(budgets, baseline, replicates), "",
+             *budget_table(budgets, baselines, replicates), "",
              "**Over-optimisation** (a significant rise from the start to the peak and a significant fall from "
              "the peak to the end, each simultaneous over the points that could be the peak):", "",
              *verdicts(pooled), "",
-             f"**Compared with `{baseline}`** (paired: the same prompts and replicates and, for Best-of-N, the same "
-             "samples; in brackets the interval, then the smallest difference the comparison detects with 80% "
-             "power):", "", *comparisons(pooled, budgets, n_max, baseline, level)]
+             f"**Compared with `{baseline}`**{f' and, at the KL budgets, with `{penalised}`' if penalised else ''} "
+             "(paired: the same prompts and replicates and, for Best-of-N, the same samples; in brackets the interval, "
+             "then the smallest difference the comparison detects with 80% power):", "",
+             *comparisons(pooled, budgets, n_max, baselines, level)]
     return "\n".join(lines)
 
 
@@ -197,8 +226,8 @@ def replicate_table(summary: Any) -> list[str]:
     header = ["replicate", "RM", "ID accuracy", "BoN gold, n = N", "BoN fall from peak", "BoN verdict",
               "PPO gold, last", "PPO fall from peak", "PPO verdict"]
     return table(header, [[str(r["replicate"]), f"`{r['rm']}`", cell(r, "id_accuracy"), cell(r, "bon_gold_at_N"),
-                           cell(r, "bon_fall"), r["bon_verdict"], cell(r, "ppo_final_gold"), cell(r, "ppo_fall"),
-                           r["ppo_verdict"] if isinstance(r["ppo_verdict"], str) else "–"]
+                           cell(r, "bon_fall"), verdict(r, "bon"), cell(r, "ppo_final_gold"), cell(r, "ppo_fall"),
+                           verdict(r, "ppo")]
                           for _, r in rows.iterrows()])
 
 
@@ -250,7 +279,7 @@ def markdown_report(summary: Any, curves: Any, budgets: Any, run: dict[str, Any]
         "rises and falls use intervals simultaneous over a curve's points (`rmood/eval/stats.py`, "
         "`rmood/eval/verdicts.py`).",
         "", "## Results (pooled over the replicates)", "",
-        results_block(summary, budgets, level, baseline, n_max, run["gold_gap"]), "",
+        results_block(summary, budgets, level, baseline, run["penalised"], n_max, run["gold_gap"], run["tuning"]), "",
         "## Over-optimisation fits (Gao et al. 2022)", "",
         "Δgold = d(α − βd) for Best-of-N and d(α − β log d) for PPO, d = √KL, gold relative to the SFT policy: "
         "fitted to each replicate's curve, α and β their mean over replicates, R² the replicates' mean.", "",
@@ -293,15 +322,19 @@ def results_markdown(reports: str | os.PathLike, config: dict[str, Any]) -> str:
     and N."""
     import pandas as pd
 
-    from rmood.io import DataError
+    from rmood.config import penalised_baseline
+    from rmood.io import DataError, read_json
 
-    paths = [Path(reports) / name for name in ("summary.csv", "budgets.csv")]
+    tuned = config["rl"]["learning_rate"] == "tuned"  # then tuning/ppo.json says how
+    paths = [Path(reports) / name for name in ("summary.csv", "budgets.csv")] + (
+        [Path(reports).parent / "tuning" / "ppo.json"] if tuned else [])
     for path in paths:
         if not path.is_file():
             raise DataError(f"{path}: no such file (run the study first: snakemake mrm_eval)")
     report = config["report"]
-    return results_block(*(pd.read_csv(path) for path in paths), report["level"], report["baseline"],
-                         config["bon"]["n"], report["gold_gap"])
+    return results_block(*(pd.read_csv(path) for path in paths[:2]), report["level"], report["baseline"],
+                         penalised_baseline(config["rl"], report["baseline"]), config["bon"]["n"], report["gold_gap"],
+                         read_json(paths[2]) if tuned else None)
 
 
 def update_readme(readme: str | os.PathLike, block: str, name: str = "results") -> None:

@@ -179,8 +179,9 @@ def draw_plots(plots: dict[str, str], summary: Any, curves: Any, budgets: Any, s
     whether the PPO policies still answer, accuracies, and the forest plot of paired differences from the baseline RM
     (best-of-N at N, PPO at every KL budget). Proxy curves are shown relative to their start (the band is that of the
     proxy itself)."""
-    rms = list(summary["rm"])
-    style = styles(rms)
+    runs_and_rms = list(summary["rm"])  # the RMs, then the KL-penalised PPO runs (PPO columns only)
+    rms = list(summary[summary["id_accuracy"].notna()]["rm"])
+    style = styles(runs_and_rms)
     level, baseline = settings.level, settings.baseline
     bon = curves[curves["method"] == "bon"]
     ppo = curves[curves["method"] == "ppo"]
@@ -198,7 +199,7 @@ def draw_plots(plots: dict[str, str], summary: Any, curves: Any, budgets: Any, s
                curves={rm: (c["kl"], *(relative(c[k], c["proxy"].iloc[0]) for k in ("proxy", "proxy_lo", "proxy_hi")))
                        for rm, c in by_rm.items()},
                baseline=(0.0, "SFT policy (n = 1)"), **bon_axes)
-    runs = {rm: ppo[ppo["rm"] == rm] for rm in rms if (ppo["rm"] == rm).any()}
+    runs = {rm: ppo[ppo["rm"] == rm] for rm in runs_and_rms if (ppo["rm"] == rm).any()}
     sqrt_kl = {rm: np.sqrt(np.clip(c["kl"].to_numpy(), 0.0, None)) for rm, c in runs.items()}
     ppo_start = float(np.mean([c["gold"].iloc[0] for c in runs.values()])) if runs else 0.0
     ppo_axes = {"xlabel": r"$\sqrt{\mathrm{KL}(\pi\,\|\,\pi_\mathrm{SFT})}$ (nats$^{1/2}$)", "style": style,
@@ -213,16 +214,16 @@ def draw_plots(plots: dict[str, str], summary: Any, curves: Any, budgets: Any, s
                                                                                          "proxy_hi")))
                        for rm, c in runs.items()},
                baseline=(0.0, "SFT policy (update 0)") if runs else None, **ppo_axes)
-    rows = {rm: summary[summary["rm"] == rm].iloc[0] for rm in rms}
+    rows = {rm: summary[summary["rm"] == rm].iloc[0] for rm in runs_and_rms}
     accuracy_plot(plots["rm_accuracy"], rms,
                   *(tuple(np.array([estimate(rows[rm], f"{kind}_accuracy")[i] for rm in rms]) for i in range(3))
                     for kind in ("id", "ood")), level)
     n_max = int(ns[-1])
     collapse_plot(plots["ppo_collapse"], runs, style, settings.finish_rate, settings.kl_per_token, level)
-    comparisons = {f"Best-of-{n_max}": {rm: estimate(r, "bon_delta_at_N") for rm, r in rows.items() if rm != baseline}}
+    comparisons = {f"Best-of-{n_max}": {rm: estimate(rows[rm], "bon_delta_at_N") for rm in rms if rm != baseline}}
     for budget in settings.kl_budgets:
         at_budget = budgets[(budgets["kl"] == budget) & budgets["delta_gold"].notna()]
         comparisons[f"PPO, {budget:g} nats"] = {r["rm"]: estimate(r, "delta_gold") for _, r in at_budget.iterrows()}
     forest_plot(plots["forest"], f"Gold minus {baseline}'s gold, paired ({level:.0%} intervals)",
-                [rm for rm in rms if rm != baseline], {name: panel for name, panel in comparisons.items() if panel},
+                [rm for rm in runs_and_rms if rm != baseline], {name: panel for name, panel in comparisons.items() if panel},
                 style)

@@ -20,12 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from rmood.config import penalised_baseline, ppo_arms
 from rmood.eval import PLOTS
 from rmood.eval.bon import BON_ARRAYS
 from rmood.eval.estimates import (BUDGET_COLUMNS, CURVE_COLUMNS, POOLED, SPLITS, SUMMARY_COLUMNS, VARIANCE_COLUMNS,
                                   Pairs, Replicate, Settings, estimate_study)
 from rmood.eval.ppo_curve import PPO_ARRAYS
-from rmood.io import DataError, atomic_open, read_jsonl, read_npz
+from rmood.io import DataError, atomic_open, read_json, read_jsonl, read_npz
 
 PAIR_FILES = {"id": "test", "ood": "ood"}  # split -> pairs/<name>.explicit.jsonl and <name>_* of check_rewards.npz
 REPLICATE_DIR = re.compile(r"rep(\d+)")
@@ -75,7 +76,7 @@ def read_correct(path: str, split: str, pairs: int) -> np.ndarray:
 
 
 def read_replicates(rewards: list[str], pairs: list[str], bon: list[str], ppo: list[str],
-                    reward_models: list[str]) -> list[Replicate]:
+                    reward_models: list[str], ppo_runs: list[str]) -> list[Replicate]:
     """The per-replicate inputs, grouped by the seed in their paths (in seed order)."""
     tables = {}
     for path in bon:
@@ -108,8 +109,9 @@ def read_replicates(rewards: list[str], pairs: list[str], bon: list[str], ppo: l
         rep = replicates.get(replicate_of(path))
         run = read_npz(path, PPO_ARRAYS, "PPO table")
         rm = str(run["rm"])
-        if rep is None or rm not in reward_models or rm in rep.ppo:
-            raise DataError(f"{path}: unexpected (no best-of-n table of its replicate, an unknown RM, or a repeat)")
+        if rep is None or rm not in ppo_runs or rm in rep.ppo:
+            raise DataError(f"{path}: unexpected (no best-of-n table of its replicate, an unknown PPO run, or a "
+                            "repeat)")
         rep.ppo[rm] = run
     for rep in replicates.values():
         missing = [rm for rm in reward_models if rm not in rep.pairs["id"].correct]
@@ -132,7 +134,9 @@ def make_report(
     plots: list[str],
     reward_models: list[str],
     report: dict[str, Any],
+    rl: dict[str, Any],
     replicate_scope: str,
+    tuning: str | None = None,
 ) -> None:
     """Write `reports/summary.csv`, `reports/curves.csv`, `reports/budgets.csv`, `reports/variance.csv`,
     `reports/mrm_eval.md` and the plots; `figures` (PNGs made elsewhere, e.g. the distribution analysis) are linked
@@ -145,9 +149,11 @@ def make_report(
     if not reward_models:
         raise DataError("reward_models is empty")
     plot_paths = plots_by_stem(plots)
-    replicates = read_replicates(rewards, pairs, bon, ppo, reward_models)
+    runs = list(ppo_arms(rl, reward_models))
+    replicates = read_replicates(rewards, pairs, bon, ppo, reward_models, runs)
     settings = Settings(reward_models, report["baseline"], report["level"], report["gold_gap"], report["kl_budgets"],
-                        report["degenerate"]["finish_rate"], report["degenerate"]["kl_per_token"])
+                        report["degenerate"]["finish_rate"], report["degenerate"]["kl_per_token"], runs,
+                        penalised_baseline(rl, report["baseline"]))
     rows = estimate_study(replicates, settings)
     tables = {path: pd.DataFrame(data, columns=columns) for path, data, columns in (
         (summary, rows.summary, SUMMARY_COLUMNS), (curves, rows.curves, CURVE_COLUMNS),
@@ -162,8 +168,9 @@ def make_report(
 
     draw_plots(plot_paths, pooled(table), pooled(curve_table), pooled(budget_table), settings)
     run = {"replicates": [rep.seed for rep in replicates], "prompts": len(replicates[0].bon["prompts"]),
-           "level": settings.level, "baseline": settings.baseline, "gold_gap": settings.gold_gap,
-           "finish_rate": settings.finish_rate, "kl_per_token": settings.kl_per_token, "replicate_scope": replicate_scope}
+           "level": settings.level, "baseline": settings.baseline, "penalised": settings.penalised,
+           "gold_gap": settings.gold_gap, "finish_rate": settings.finish_rate, "kl_per_token": settings.kl_per_token,
+           "replicate_scope": replicate_scope, "tuning": None if tuning is None else read_json(tuning)}
     with atomic_open(markdown) as f:
         f.write(markdown_report(table, curve_table, budget_table, run, plot_paths, markdown, figures) + "\n")
     pooled = table[table["replicate"] == POOLED]

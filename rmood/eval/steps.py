@@ -37,6 +37,7 @@ STEPS: dict[str, Step] = {
             FileArg("bon", "rep<seed>/bon/per_prompt.npz files", many=True),
             FileArg("ppo", "rep<seed>/ppo/<rm>/per_prompt.npz files", many=True),
             FileArg("figures", "distribution figures to link from the Markdown", many=True),
+            FileArg("tuning", "tuning/ppo.json (rl.learning_rate tuned)", optional=True),
         ),
         outputs=(
             FileArg("summary", "reports/summary.csv"),
@@ -46,6 +47,6 @@ STEPS: dict[str, Step] = {
             FileArg("markdown", "reports/mrm_eval.md"),
             FileArg("plots", "reports/plots/*.png", many=True),
         ),
-        config={"reward_models": "reward_models", "report": "report", "replicate_scope": "replicate_scope"},
+        config={"reward_models": "reward_models", "report": "report", "rl": "rl", "replicate_scope": "replicate_scope"},
     ),
 }

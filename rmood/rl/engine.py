@@ -11,7 +11,6 @@ reward rmood's scoring gives the decoded response: the same number the proxy eva
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from collections.abc import Iterator
@@ -72,22 +71,12 @@ class RenderedReward(nn.Module):
         return SimpleNamespace(hidden_states=(rewards[:, None, None].expand(-1, input_ids.shape[1], 1),))
 
 
-def value_model(reward_model: str, rm: nn.Module, seed: int, dtype: str) -> nn.Module:
-    """PPO's value model: the RM itself when it is a plain Hugging Face class, else the RM's backbone with a fresh head.
-
-    rmood's own classes (model_type "rmood_*": InfoRM, the rich MRM) have heads TRL's value loss cannot
-    train as a per-token value, so their value model is the plain `*ForSequenceClassification` of the
-    config class they extend (Qwen3), with the RM's backbone weights and a scalar head seeded by `seed`.
-    """
+def value_model(policy: str, seed: int, dtype: str) -> nn.Module:
+    """PPO's value model, the same for every reward model: the SFT policy's backbone with a scalar head seeded by
+    `seed` (as verl's critic, `critic.model.path`). Runs against different RMs then differ in their reward only; an
+    RM's own weights would give each run another critic (and rmood's own RM classes have no per-token value head)."""
     torch.manual_seed(seed)
-    if not rm.config.model_type.startswith("rmood_"):
-        return AutoModelForSequenceClassification.from_pretrained(reward_model, dtype=getattr(torch, dtype))
-    base = next(c for c in type(rm.config).__mro__ if not c.model_type.startswith("rmood_"))
-    fields = {f.name for f in dataclasses.fields(base)}
-    config = base(**{k: v for k, v in rm.config.to_dict().items() if k in fields}, num_labels=1)
-    value = AutoModelForSequenceClassification.from_config(config, dtype=getattr(torch, dtype))
-    getattr(value, value.base_model_prefix).load_state_dict(getattr(rm, rm.base_model_prefix).state_dict())
-    return value
+    return AutoModelForSequenceClassification.from_pretrained(policy, num_labels=1, dtype=getattr(torch, dtype))
 
 
 class PromptBatches:

@@ -1,4 +1,4 @@
-"""PPO against one reward model with TRL's PPOTrainer, saving the policy after every `save_every` updates.
+"""PPO against one reward model with TRL's PPOTrainer, saving the policy after each update of `rl.checkpoints`.
 
 The actor and the reference both start from the SFT policy. The reward of a rollout is the RM's logit on
 the conversation rendered with the RM's own chat template (`rmood.rl.engine.RenderedReward`), without
@@ -17,20 +17,21 @@ from typing import Any
 from rmood.data.prompts import context_length, fit_prompts
 from rmood.generation import encode_prompt
 from rmood.io import link_dir, read_jsonl
+from rmood.rl.tuning import resolve
 from rmood.training import finish, fingerprint, prepare_checkpoints, training_logs
 
-TRAINING_KEYS = ("steps", "save_every", "batch_size", "mini_batches", "ppo_epochs", "learning_rate", "kl_coef",
+TRAINING_KEYS = ("steps", "checkpoints", "batch_size", "mini_batches", "ppo_epochs", "learning_rate", "kl_coef",
                  "response_length", "missing_eos_penalty")  # the rl settings a resumed run must share
 
 
-def checkpoint_steps(steps: int, save_every: int) -> list[int]:
-    """The updates after which the policy is saved: save_every, 2·save_every, …, and always the last."""
-    if steps < 1 or save_every < 1:
-        raise ValueError(f"rl.steps ({steps}) and rl.save_every ({save_every}) must be positive")
-    return sorted({*range(save_every, steps + 1, save_every), steps})
+def checkpoint_steps(steps: int, checkpoints: list[int]) -> list[int]:
+    """The updates after which the policy is saved: those of `checkpoints`, and always the last."""
+    if steps < 1 or any(not 1 <= k <= steps for k in checkpoints):
+        raise ValueError(f"rl.checkpoints ({checkpoints}) must lie in 1 … rl.steps ({steps})")
+    return sorted({*checkpoints, steps})
 
 
-def checkpoint_dirs(out: list[str], steps: int, save_every: int) -> dict[int, Path]:
+def checkpoint_dirs(out: list[str], steps: int, checkpoints: list[int]) -> dict[int, Path]:
     """The checkpoint directory of each saved update, from `out` = [.../step_{k}/model, …]; refuses any other list."""
     dirs = {}
     for path in map(Path, out):
@@ -40,9 +41,9 @@ def checkpoint_dirs(out: list[str], steps: int, save_every: int) -> dict[int, Pa
         if int(match[1]) in dirs:
             raise ValueError(f"{path}: update {match[1]} is listed twice")
         dirs[int(match[1])] = path
-    expected = checkpoint_steps(steps, save_every)
+    expected = checkpoint_steps(steps, checkpoints)
     if sorted(dirs) != expected:
-        raise ValueError(f"PPO with steps={steps}, save_every={save_every} saves updates {expected}, "
+        raise ValueError(f"PPO with steps={steps}, checkpoints={checkpoints} saves updates {expected}, "
                          f"but the outputs are for {sorted(dirs)}")
     return dirs
 
@@ -59,6 +60,7 @@ def train_ppo(
     dtype: str,
     logging: dict[str, Any] | None = None,
     log_dir: str | None = None,
+    tuning: str | None = None,
 ) -> None:
     """Optimise `policy` against `reward_model` on `prompts` for `rl.steps` PPO updates; save to the `out` dirs.
 
@@ -67,11 +69,10 @@ def train_ppo(
     `rl.mini_batches` mini-batches. The reward is the RM's score of the conversation rendered with its own
     chat template, without `config.reward_bias` (a constant: it changes no advantage), minus `rl.kl_coef`·KL to
     the reference (and minus `rl.missing_eos_penalty`, if set, for a response cut before its end-of-turn
-    token). The value model is the RM itself, or for rmood's own classes the RM's backbone with a fresh head
-    (`engine.value_model`).
+    token). The value model is the SFT policy with a fresh scalar head, whatever the RM (`engine.value_model`): runs
+    against different RMs differ in their reward only.
 
-    Refuses an ensemble (PPO engines serve one model) and an RM whose tokenizer vocabulary differs from the
-    policy's (its value model reads the policy's token ids). Deterministic on CPU for a fixed seed.
+    Refuses an ensemble (PPO engines serve one model). Deterministic on CPU for a fixed seed.
 
     Resume: if every `out` dir exists the run is done and nothing happens. Otherwise, after each saved update k
     `work_dir` holds the policy (`policy-<k>`, hard-linked into `out`) and the rest of the state
@@ -85,9 +86,11 @@ def train_ppo(
     an uninterrupted one writes (bit for bit on CPU; on a GPU as far as its kernels are deterministic).
 
     `logging.report_to` sends TRL's per-update metrics (rewards, KL, losses) to `log_dir`
-    (`rmood.training.training_logs`); it changes no checkpoint.
+    (`rmood.training.training_logs`); it changes no checkpoint. `rl.learning_rate: tuned` takes the rate from the
+    `tuning` file (`rmood.rl.tuning`).
     """
-    targets = checkpoint_dirs(out, rl["steps"], rl["save_every"])
+    rl = resolve(rl, tuning)
+    targets = checkpoint_dirs(out, rl["steps"], rl["checkpoints"])
     if all((path / "config.json").is_file() for path in targets.values()):
         print(f"every PPO checkpoint of {reward_model} exists; nothing to do", flush=True)
         return
@@ -108,9 +111,6 @@ def train_ppo(
     if pad is None or pad == eos:
         raise ModelError(f"{policy}: TRL's PPO masks every pad token, so the policy needs a pad token other than eos")
     rm, rm_tokenizer = load_reward_model(reward_model, dtype)
-    if rm_tokenizer.get_vocab() != tokenizer.get_vocab():
-        raise ModelError(f"{reward_model}: its tokenizer vocabulary differs from the policy's ({policy}); TRL's PPO "
-                         "feeds the policy's token ids to the value model initialised from it")
     kept = fit_prompts([(r, encode_prompt(tokenizer, r["messages"])) for r in read_jsonl(prompts, required=("id", "messages"))],
                        context_length(AutoConfig.from_pretrained(policy), tokenizer), rl["response_length"], prompts)
     records, encoded = [r for r, _ in kept], [ids for _, ids in kept]
@@ -128,7 +128,7 @@ def train_ppo(
 
     with training_logs(logging, log_dir, start > 0) as report:
         set_seed(seed)
-        value = value_model(reward_model, rm, seed, dtype)
+        value = value_model(policy, seed, dtype)
         actor = AutoModelForCausalLM.from_pretrained(policy, dtype=getattr(torch, dtype))
         on_gpu = torch.cuda.is_available()
         args = PPOConfig(

@@ -10,11 +10,13 @@ from rmood.declaration import LOG_DIR, FileArg, Step
 STEPS: dict[str, Step] = {
     "train_ppo": Step(
         "rmood.rl.ppo:train_ppo",
-        "PPO (TRL) of the SFT policy against a reward model, saving the policy every rl.save_every updates",
+        "PPO (TRL) of the SFT policy against a reward model, saving the policy after the updates of rl.checkpoints",
         inputs=(
             FileArg("policy", "SFT model directory"),
             FileArg("reward_model", "reward model directory"),
             FileArg("prompts", "prompt JSONL for the rollouts"),
+            FileArg("tuning", "tuning/ppo.json: the learning rate chosen on the tuning seed (rl.learning_rate tuned)",
+                    optional=True),
         ),
         outputs=(FileArg("out", "ppo/<rm>/step_<k>/model directories", many=True),),
         work=(FileArg("work_dir", "scratch folder"), LOG_DIR),
@@ -24,16 +26,25 @@ STEPS: dict[str, Step] = {
     "train_ppo_verl": Step(
         "rmood.rl.verl:train_ppo_verl",
         "PPO (verl: Ray, FSDP, vLLM rollouts) of the SFT policy against a reward model, saving the policy every "
-        "rl.save_every updates",
+        "the updates of rl.checkpoints",
         inputs=(
             FileArg("policy", "SFT model directory"),
             FileArg("reward_model", "reward model directory (rm, rrm, golden, warm or mrm)"),
             FileArg("prompts", "prompt JSONL for the rollouts"),
+            FileArg("tuning", "tuning/ppo.json: the learning rate chosen on the tuning seed (rl.learning_rate tuned)",
+                    optional=True),
         ),
         outputs=(FileArg("out", "ppo/<rm>/step_<k>/model directories", many=True),),
         work=(FileArg("work_dir", "verl's checkpoints (resume), config.yaml, prompts.parquet"),),
         config={"seed": "seed", "rl": "rl", "sampling": "sampling"},
         env="verl",
+    ),
+    "ppo_tuning": Step(
+        "rmood.rl.tuning:choose_learning_rate",
+        "the PPO learning rate: the smallest candidate whose run on the tuning seed reaches the largest KL budget",
+        inputs=(FileArg("curves", "rep<tuning seed>/ppo/tune_lr<rate>/curve.json per candidate", many=True),),
+        outputs=(FileArg("out", "tuning/ppo.json"),),
+        config={"tuning": "rl.tuning", "report": "report"},
     ),
     "ppo_eval": Step(
         "rmood.rl.evaluate:evaluate_run",

@@ -18,6 +18,7 @@ and mrm are; InfoRM and the penalised MRM (rmood's own classes) are not. The exp
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from typing import Any
 from rmood.config import VERL_SERVABLE
 from rmood.io import UMASK, DataError, atomic_dir, atomic_open, atomic_path, read_json, read_jsonl
 from rmood.rl.ppo import checkpoint_dirs
+from rmood.rl.tuning import resolve
 from rmood.training import fingerprint, prepare_checkpoints
 
 KL_MODES = ("reward", "loss")
@@ -97,8 +99,9 @@ def overrides(
     actor and critic (the reference follows the actor in verl's config).
     Actor, reference and critic start from the SFT `policy`; the reward is `reward_model` served by vLLM;
     KL to the reference goes into the reward (`rl.verl.kl: reward`, as TRL does) or into the actor loss
-    (`loss`), weighted by `rl.kl_coef`. Checkpoints go to `work_dir/global_step_<k>` every `rl.save_every`
-    updates and at the last; `trainer.resume_mode=auto` resumes a killed run from the last one.
+    (`loss`), weighted by `rl.kl_coef`. Checkpoints go to `work_dir/global_step_<k>` every g updates (verl saves
+    periodically; g = the greatest common divisor of `rl.checkpoints`, so each of them is among the saved) and at
+    the last; `trainer.resume_mode=auto` resumes a killed run from the last one.
     """
     verl = rl["verl"]
     if verl["kl"] not in KL_MODES:
@@ -159,7 +162,7 @@ def overrides(
         "data.seed": seed,
         "trainer.total_training_steps": rl["steps"],
         "trainer.total_epochs": rl["steps"],  # an epoch holds at least one update, so the step count decides
-        "trainer.save_freq": rl["save_every"],
+        "trainer.save_freq": math.gcd(*rl["checkpoints"]),
         "trainer.test_freq": -1,
         "trainer.val_before_train": False,
         "trainer.n_gpus_per_node": verl["n_gpus_per_node"],
@@ -487,6 +490,7 @@ def train_ppo_verl(
     seed: int,
     rl: dict[str, Any],
     sampling: dict[str, Any],
+    tuning: str | None = None,
 ) -> None:
     """Optimise `policy` against `reward_model` with verl's PPO for `rl.steps` updates; save to the `out` dirs.
 
@@ -494,8 +498,10 @@ def train_ppo_verl(
     `work_dir` (beside `config.yaml`, the composed config, and the prompts parquet); a killed run resumes from
     its last checkpoint when rerun with the same settings and inputs (other settings start afresh), and the
     checkpoints are deleted once every policy is merged. If every `out` dir exists nothing happens.
+    `rl.learning_rate: tuned` takes the rate from the `tuning` file (`rmood.rl.tuning`).
     """
-    targets = checkpoint_dirs(out, rl["steps"], rl["save_every"])
+    rl = resolve(rl, tuning)
+    targets = checkpoint_dirs(out, rl["steps"], rl["checkpoints"])
     if all((path / "config.json").is_file() for path in targets.values()):
         print(f"every PPO checkpoint of {reward_model} exists; nothing to do", flush=True)
         return

@@ -1,0 +1,65 @@
+"""The PPO learning rate chosen on the tuning seed (rmood/rl/tuning.py): the rule, and how a run takes it."""
+
+from pathlib import Path
+
+import pytest
+
+from rmood.io import DataError, read_json, write_json
+from rmood.rl.tuning import choose_learning_rate, resolve, tuning_run, usable_kl
+
+TUNING = {"seed": 1000, "reward_model": "rm", "learning_rates": [5e-4, 1e-4, 2e-4]}
+REPORT = {"kl_budgets": [1, 2, 4, 8], "degenerate": {"finish_rate": 0.5, "kl_per_token": 1.0}}
+
+
+def curve(kl: list[float], finished: list[float] | None = None, tokens: list[float] | None = None) -> dict:
+    steps = [0, 5, 10, 20][: len(kl)]
+    return {"rm": "x", "steps": steps, "kl": kl, "finished": finished or [0.9] * len(kl),
+            "tokens": tokens or [10.0] * len(kl), "gold": [0.0] * len(kl), "proxy": [0.0] * len(kl)}
+
+
+def write_curves(folder: Path, runs: dict[float, dict]) -> list[str]:
+    paths = []
+    for rate, data in runs.items():
+        path = folder / tuning_run(rate) / "curve.json"
+        write_json(path, {**data, "rm": tuning_run(rate)})
+        paths.append(str(path))
+    return paths
+
+
+def test_usable_kl_stops_at_the_first_degenerate_checkpoint():
+    assert usable_kl(curve([0, 2, 5, 9]), 0.5, 1.0) == (9, None)
+    assert usable_kl(curve([0, 2, 9, 12], finished=[0.8, 0.8, 0.3, 0.8]), 0.5, 1.0) == (2, 10)  # answers stop ending
+    assert usable_kl(curve([0, 2, 15, 20]), 0.5, 1.0) == (2, 10)  # 15 nats over 10 tokens: more than a nat a token
+
+
+def test_the_smallest_rate_that_reaches_the_largest_budget_is_chosen(tmp_path):
+    curves = write_curves(tmp_path, {1e-4: curve([0, 1, 2, 4]), 2e-4: curve([0, 3, 6, 9]),
+                                     5e-4: curve([0, 5, 9, 30], tokens=[10, 10, 10, 32])})
+    out = tmp_path / "ppo.json"
+    choose_learning_rate(curves[::-1], str(out), TUNING, REPORT)
+    chosen = read_json(out)
+    assert chosen["learning_rate"] == 2e-4 and chosen["target_kl"] == 8
+    assert [c["learning_rate"] for c in chosen["candidates"]] == [1e-4, 2e-4, 5e-4]
+    assert [c["usable_kl"] for c in chosen["candidates"]] == [4, 9, 30]
+    assert "smallest" in chosen["why"]
+
+
+def test_without_a_rate_that_reaches_it_the_largest_is_chosen(tmp_path):
+    curves = write_curves(tmp_path, {1e-4: curve([0, 1, 2, 4]), 2e-4: curve([0, 1, 3, 5]),
+                                     5e-4: curve([0, 6, 30, 60], finished=[0.9, 0.9, 0.1, 0.1])})
+    out = tmp_path / "ppo.json"
+    choose_learning_rate(curves, str(out), TUNING, REPORT)
+    chosen = read_json(out)
+    assert chosen["learning_rate"] == 5e-4 and chosen["candidates"][-1]["degenerate_from"] == 10
+    assert "no candidate reached 8 nats" in chosen["why"]
+    with pytest.raises(DataError, match="no tuning curve of learning rate 0.0005"):
+        choose_learning_rate(curves[:2], str(tmp_path / "other.json"), TUNING, REPORT)
+
+
+def test_a_tuned_run_takes_the_chosen_rate(tmp_path):
+    write_json(tmp_path / "ppo.json", {"learning_rate": 2e-4})
+    assert resolve({"learning_rate": "tuned", "steps": 3}, str(tmp_path / "ppo.json")) == {"learning_rate": 2e-4,
+                                                                                            "steps": 3}
+    assert resolve({"learning_rate": 1e-3}, None) == {"learning_rate": 1e-3}
+    with pytest.raises(ValueError, match="no tuning file"):
+        resolve({"learning_rate": "tuned"}, None)
