@@ -101,7 +101,7 @@ def job_request(snakemake: Any) -> dict[str, Any]:
         files = snakemake.input if path in step.inputs else snakemake.output
         value = getattr(files, path.name)
         paths[path.name] = list(value) if path.many else str(value) if value else None  # optional: [] when left out
-    settings = {k: v for k, v in snakemake.params.items() if k != "step"}
+    settings = {k: v for k, v in snakemake.params.items() if k not in ("step", "code")}
     settings |= logging_settings(name, snakemake.config, snakemake.log[0])  # not params: they change no output
     return {"step": name, "paths": paths, "settings": settings, "log": os.path.abspath(snakemake.log[0]),
             "cwd": os.getcwd(), "threads": snakemake.threads}

@@ -21,7 +21,8 @@ from rmood.rrm_data.steps import STEPS as RRM_DATA
 from rmood.sft.steps import STEPS as SFT
 from rmood.upload import STEPS as UPLOAD
 
-__all__ = ["LOG_DIR", "RUNS", "STAGES", "STEPS", "FileArg", "Step", "logging_settings", "rule_mismatch", "settings"]
+__all__ = ["LOG_DIR", "RUNS", "STAGES", "STEPS", "FileArg", "Step", "code_version", "logging_settings", "rule_mismatch",
+           "settings"]
 
 RUNS = "runs"  # a Snakemake job's run folder: logs/<experiment>/runs/<its log file's name without .log>
 
@@ -41,6 +42,13 @@ STAGES: dict[str, dict[str, Step]] = {
 STEPS: dict[str, Step] = {name: step for steps in STAGES.values() for name, step in steps.items()}
 if len(STEPS) != sum(map(len, STAGES.values())):
     raise ValueError("two stages declare a step of the same name")
+
+
+def code_version(step: str) -> str:
+    """The version of the code a step runs (`rmood.code`): a Snakemake param, so that a code change reruns its jobs."""
+    from rmood.code import code_version as version
+
+    return version(STEPS[step].target)
 
 
 def settings(step: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +88,8 @@ def rule_mismatch(step: str, inputs: Iterable[str], outputs: Iterable[str], para
         "input": {arg.name for arg in declared.inputs},
         "output": {arg.name for arg in declared.outputs},
         # the work folders are the rule's to choose; the log run folder is not a param (see logging_settings)
-        "params": {"step", *declared.config, *declared.options, *(arg.name for arg in declared.work if not arg.optional)},
+        "params": {"step", "code", *declared.config, *declared.options,
+                   *(arg.name for arg in declared.work if not arg.optional)},
     }
     problems = []
     for kind, names in (("input", set(inputs)), ("output", set(outputs)), ("params", set(params))):

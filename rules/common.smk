@@ -13,7 +13,7 @@ from rmood.eval import PLOTS
 from rmood.data import SPLITS
 from rmood.labeling.pairs import FORMATS as PAIR_FORMATS, PAIR_SETS
 from rmood.rl.ppo import checkpoint_steps
-from rmood.steps import rule_mismatch, settings
+from rmood.steps import code_version, rule_mismatch, settings
 from rmood import worker
 from rmood.runner import use_worker
 
@@ -160,8 +160,9 @@ def job_resources(kind):
 
 
 def step_params(step, **extra):
-    """Params for workflow_scripts/step.py: the step's name, its config values, then extras (which win)."""
-    return {"step": step, **settings(step, config), **extra}
+    """Params for workflow_scripts/step.py: the step's name, the version of its code (a job reruns when the code it
+    runs changes, rmood/code.py), its config values, then extras (which win)."""
+    return {"step": step, "code": code_version(step), **settings(step, config), **extra}
 
 
 def check_rule_steps(rules):

@@ -96,12 +96,11 @@ def snakemake(workdir: Path, *args: str, overrides: str | None = None) -> subpro
     return result
 
 
-def run_snakemake(workdir: Path, *args: str, timeout: float = 900, env: dict[str, str] | None = None
-                  ) -> subprocess.CompletedProcess:
-    """`snakemake --directory workdir *args` on this checkout's Snakefile, in `env` (default: this process's), with
-    the venv's bin first on PATH."""
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               *args]
+def run_snakemake(workdir: Path, *args: str, timeout: float = 900, env: dict[str, str] | None = None,
+                  snakefile: Path = ROOT / "Snakefile") -> subprocess.CompletedProcess:
+    """`snakemake --directory workdir *args` on this checkout's Snakefile (or `snakefile`), in `env` (default: this
+    process's), with the venv's bin first on PATH."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(workdir), *args]
     env = env or dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)

@@ -51,13 +51,15 @@ def test_each_stage_declares_the_steps_of_its_own_code() -> None:
 
 
 def test_a_rule_whose_names_differ_from_its_step_is_named() -> None:
-    assert rule_mismatch("gold", ["samples", "prompt_files"], ["out"], ["step", "gold", "judge", "dtype"]) is None
-    assert rule_mismatch("train_rm", ["policy", "pairs"], ["model"], ["step", "seed", "rm", "dtype", "work_dir"]) is None
-    assert rule_mismatch("gold", ["sample", "prompt_files"], ["out"], ["step", "gold", "judge", "dtype"]) == (
+    assert rule_mismatch("gold", ["samples", "prompt_files"], ["out"], ["step", "code", "gold", "judge", "dtype"]) is None
+    assert rule_mismatch("train_rm", ["policy", "pairs"], ["model"], ["step", "code", "seed", "rm", "dtype", "work_dir"]) is None
+    assert rule_mismatch("gold", ["sample", "prompt_files"], ["out"], ["step", "code", "gold", "judge", "dtype"]) == (
         "input names ['prompt_files', 'sample'] differ from the declaration of step 'gold' (missing ['samples'], "
         "not declared ['sample'])")
-    assert "output names" in rule_mismatch("gold", ["samples", "prompt_files"], [], ["step", "gold", "judge", "dtype"])
-    assert "params names" in rule_mismatch("gold", ["samples", "prompt_files"], ["out"], ["step", "gold", "dtype"])
+    assert "output names" in rule_mismatch("gold", ["samples", "prompt_files"], [], ["step", "code", "gold", "judge", "dtype"])
+    assert "params names" in rule_mismatch("gold", ["samples", "prompt_files"], ["out"], ["step", "code", "gold", "dtype"])
+    assert "missing ['code']" in rule_mismatch("gold", ["samples", "prompt_files"], ["out"],
+                                               ["step", "gold", "judge", "dtype"])  # the code version is a param
     assert rule_mismatch("golden", [], [], ["step"]) == "names step 'golden', which no stage declares"
 
 

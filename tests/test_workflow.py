@@ -97,6 +97,56 @@ def test_forcerun_rrm_filter_rebuilds_only_the_rrm(study):
     assert changed == {"rrm_filter": 1, "train_rrm": 1, **ONE_RM_DOWNSTREAM}
 
 
+def test_a_code_edit_reruns_what_runs_that_code(study, tmp_path):
+    """The RRM's loss edited in a copy of this checkout: its training and what depends on it rerun, nothing else; a
+    docstring edit reruns nothing (rmood/code.py)."""
+    import shutil
+
+    from conftest import ROOT, run_snakemake
+    from test_code import EDITS
+
+    checkout = tmp_path / "checkout"
+    shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", "results", "logs", "benchmarks", ".snakemake", "__pycache__", "*.egg-info"))
+    source = checkout / "rmood" / "rm" / "rrm.py"
+    original = source.read_text()
+    for kind, expected in (("loss", {"train_rrm": 1, **ONE_RM_DOWNSTREAM}), ("docstring", {})):
+        source.write_text(original.replace(*EDITS[kind]))
+        result = run_snakemake(study, "-n", "--cores", "2", "--configfile", str(ROOT / ".test" / "config.yaml"),
+                               "--", "mrm_eval", snakefile=checkout / "Snakefile")
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert scheduled(result) == expected, kind
+
+
+def test_every_rm_loads_as_the_readme_says(study):
+    """The README's loading snippet, in a fresh interpreter, on every RM folder of the study (ensembles: a list of
+    members, not a model)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.S)
+    [snippet] = [block for block in blocks if "register_models()" in block]
+    documented = re.search(r'from_pretrained\("([^"]+)"\)', snippet)[1]
+    rep = study / "results" / EXPERIMENT / "rep0"
+    folders = sorted(str(p.parent) for p in rep.glob("**/model/config.json") if "ppo" not in p.parts
+                     and p.parts[p.parts.index("rep0") + 1] in ("rm", "warm", "mrm"))
+    assert len(folders) == len(REWARD_MODELS) - 3 + 1  # the ensembles have no model; rm_seed<k>: one more
+    code = "\n".join([f"snippet = {snippet!r}", "import sys",
+                      "for path in sys.argv[1:]:",
+                      f"    exec(snippet.replace({documented!r}, path))",
+                      "    print(type(model).__name__)"])
+    result = subprocess.run([sys.executable, "-c", code, *folders], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = dict(zip(folders, result.stdout.split()))
+    assert loaded[str(rep / "rm" / "mrm_pen" / "model")] == "MRMForSequenceClassification"
+    assert loaded[str(rep / "rm" / "inform" / "model")] == "InfoRMForSequenceClassification"
+    assert loaded[str(rep / "mrm" / "model")] == "Qwen3ForSequenceClassification"
+
+
 def test_mrm_artifacts(study):
     import numpy as np
 
