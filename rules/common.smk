@@ -74,12 +74,9 @@ BON_SAMPLING = {
     "shards": config["bon"]["shards"],
 }
 RL_SAMPLING = {**config["sampling"], "n": config["rl"]["eval_samples"], "shards": 1}
-PPO_ARMS = ppo_arms(
-    config["rl"], config["reward_models"]
-)  # the reported PPO runs by name
-TUNING_ARMS = tuning_arms(
-    config["rl"]
-)  # the tuning seed's runs (rl.learning_rate: tuned), else none
+# The reported PPO runs by name, and the tuning seed's (rl.learning_rate: tuned; else none).
+PPO_ARMS = ppo_arms(config["rl"], config["reward_models"])
+TUNING_ARMS = tuning_arms(config["rl"])
 TUNING_SEED = config["rl"]["tuning"]["seed"]
 PPO_STEPS = checkpoint_steps(config["rl"]["steps"], config["rl"]["checkpoints"])
 PPO_EVAL_PER_RUN = config["rl"]["eval_jobs"] == "run"
