@@ -199,8 +199,13 @@ def ppo_arms(rl: dict[str, Any], reward_models: list[str]) -> dict[str, Arm]:
     rate = rl["learning_rate"]
     arms = {name: Arm(name, rl["kl_coef"], rate) for name in rl["reward_models"] if name in reward_models}
     name = rl["kl_penalised"]["reward_model"]
-    arms.update({f"{name}_kl{beta:g}": Arm(name, beta, rate) for beta in rl["kl_penalised"]["kl_coefs"]})
+    arms.update({penalised_run(name, beta): Arm(name, beta, rate) for beta in rl["kl_penalised"]["kl_coefs"]})
     return arms
+
+
+def penalised_run(reward_model: str, kl_coef: float) -> str:
+    """The name of the PPO run against `reward_model` with KL coefficient `kl_coef` (`rl.kl_penalised`)."""
+    return f"{reward_model}_kl{kl_coef:g}"
 
 
 def tuning_arms(rl: dict[str, Any]) -> dict[str, Arm]:
@@ -214,7 +219,7 @@ def tuning_arms(rl: dict[str, Any]) -> dict[str, Arm]:
 def penalised_baseline(rl: dict[str, Any], baseline: str) -> str | None:
     """The KL-penalised PPO run of the baseline RM (the first β of `rl.kl_penalised`), or None."""
     penalised = rl["kl_penalised"]
-    return f"{baseline}_kl{penalised['kl_coefs'][0]:g}" if penalised["reward_model"] == baseline and \
+    return penalised_run(baseline, penalised["kl_coefs"][0]) if penalised["reward_model"] == baseline and \
         penalised["kl_coefs"] else None
 
 

@@ -13,6 +13,7 @@ from rmood.eval import PLOTS
 from rmood.data import SPLITS
 from rmood.labeling.pairs import FORMATS as PAIR_FORMATS, PAIR_SETS
 from rmood.rl.ppo import checkpoint_steps
+from rmood.rl.tuning import TUNED
 from rmood.steps import code_version, rule_mismatch, settings
 from rmood import worker
 from rmood.runner import use_worker
@@ -224,7 +225,7 @@ def arm_rl(wildcards):
 
 def arm_tuning(wildcards):
     """The tuning result a PPO run takes its learning rate from (none when its rate is a number)."""
-    return result("tuning/ppo.json") if arm(wildcards).learning_rate == "tuned" else []
+    return result("tuning/ppo.json") if arm(wildcards).learning_rate == TUNED else []
 
 
 def ppo_policy(name, step, rep):

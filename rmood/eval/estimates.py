@@ -34,6 +34,7 @@ from rmood.eval.fit import fit_bon, fit_bon_rows, fit_rl, fit_rl_rows
 from rmood.eval.ppo_curve import CHANNELS
 from rmood.eval.stats import Estimate, align, estimate, interpolate_at, join
 from rmood.eval.verdicts import DEGENERATE, Trend, differences, trend
+from rmood.rl.tuning import degenerate as is_degenerate
 from rmood.io import DataError
 
 POOLED = "pooled"
@@ -345,7 +346,7 @@ class Runs:
         kl_per_token = curves.of(sum(pairs[0], []) + sum(pairs[1], []), per_token)
         finished = np.stack([curves.est.theta[:, curves.index(j, FINISHED)] for j in range(runs)], axis=1)
         ratio = kl_per_token.theta.reshape(len(tables), runs, points)
-        degenerate = (finished < s.finish_rate * finished[..., :1]) | (ratio > s.kl_per_token)
+        degenerate = is_degenerate(finished, finished[..., :1], ratio, s.finish_rate, s.kl_per_token)
         usable = np.where(degenerate.any(axis=-1), degenerate.argmax(axis=-1), points)
         return cls(curves, kl_per_token, usable, degenerate)
 

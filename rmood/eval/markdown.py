@@ -324,8 +324,9 @@ def results_markdown(reports: str | os.PathLike, config: dict[str, Any]) -> str:
 
     from rmood.config import penalised_baseline
     from rmood.io import DataError, read_json
+    from rmood.rl.tuning import TUNED
 
-    tuned = config["rl"]["learning_rate"] == "tuned"  # then tuning/ppo.json says how
+    tuned = config["rl"]["learning_rate"] == TUNED  # then tuning/ppo.json says how
     paths = [Path(reports) / name for name in ("summary.csv", "budgets.csv")] + (
         [Path(reports).parent / "tuning" / "ppo.json"] if tuned else [])
     for path in paths:

@@ -25,8 +25,8 @@ STEPS: dict[str, Step] = {
     ),
     "train_ppo_verl": Step(
         "rmood.rl.verl:train_ppo_verl",
-        "PPO (verl: Ray, FSDP, vLLM rollouts) of the SFT policy against a reward model, saving the policy every "
-        "the updates of rl.checkpoints",
+        "PPO (verl: Ray, FSDP, vLLM rollouts) of the SFT policy against a reward model, saving the policy after the "
+        "updates of rl.checkpoints",
         inputs=(
             FileArg("policy", "SFT model directory"),
             FileArg("reward_model", "reward model directory (rm, rrm, golden, warm or mrm)"),

@@ -1,6 +1,6 @@
 """The PPO learning rate, chosen on a tuning seed that no reported replicate uses (`rl.learning_rate: tuned`).
 
-The rule (README, "How PPO is tuned"): PPO against `rl.tuning.reward_model` runs on the tuning seed's own policy
+The rule (README, "How PPO is set up"): PPO against `rl.tuning.reward_model` runs on the tuning seed's own policy
 and RM once per candidate in `rl.tuning.learning_rates`, on the study's schedule; the chosen learning rate is the
 smallest whose run reaches the largest KL budget of the report (`max(report.kl_budgets)`, the mean KL over the eval
 prompts) at a checkpoint before its first degenerate one (`report.degenerate`, as the report marks them), so every
@@ -24,13 +24,20 @@ def tuning_run(learning_rate: float) -> str:
     return f"tune_lr{learning_rate:g}"
 
 
+def degenerate(finished: Any, start: Any, kl_per_token: Any, finish_rate: float, max_kl_per_token: float) -> Any:
+    """Whether a PPO checkpoint is degenerate (floats or NumPy arrays): its answers that end fall below `finish_rate`
+    × its run's share at update 0 (`start`), or its KL per response token exceeds `max_kl_per_token` (the report's
+    `report.degenerate`, also used by the tuning rule)."""
+    return (finished < finish_rate * start) | (kl_per_token > max_kl_per_token)
+
+
 def usable_kl(curve: dict[str, Any], finish_rate: float, kl_per_token: float) -> tuple[float, int | None]:
     """The largest mean KL a run's curve (`ppo/<run>/curve.json`) reaches before its first degenerate checkpoint
     (answers that end below `finish_rate` × update 0's share, or mean KL over mean response tokens above
     `kl_per_token`), and the update of that checkpoint (None: none degenerate)."""
     reached = 0.0
     for step, kl, finished, tokens in zip(curve["steps"], curve["kl"], curve["finished"], curve["tokens"]):
-        if finished < finish_rate * curve["finished"][0] or (tokens > 0 and kl / tokens > kl_per_token):
+        if degenerate(finished, curve["finished"][0], kl / tokens if tokens > 0 else 0.0, finish_rate, kl_per_token):
             return reached, step
         reached = max(reached, kl)
     return reached, None
