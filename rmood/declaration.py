@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -44,9 +45,26 @@ class Step:
         module, name = self.target.split(":")
         return getattr(importlib.import_module(module), name)
 
+    def written(self, paths: dict[str, Any]) -> list[Path]:
+        """The paths among `paths` this step writes: its work folders, then its outputs."""
+        found = []
+        for arg in (*self.work, *self.outputs):
+            value = paths.get(arg.name)
+            found += [Path(path) for path in (value or [] if arg.many else [value]) if path is not None]
+        return found
+
     def run(self, paths: dict[str, Any], settings: dict[str, Any]) -> None:
-        """Call the step function with its paths and settings (config values and options)."""
-        self.function()(**paths, **settings)
+        """Call the step function with its paths and settings (config values and options); a failure to write that
+        no `rmood.io.writing` block named is raised as a WriteError naming a work folder or output of the step."""
+        from rmood.io import failed_write
+
+        try:
+            self.function()(**paths, **settings)
+        except Exception as err:
+            translated = failed_write(err, self.written(paths))
+            if translated is None or translated is err:
+                raise
+            raise translated from err
 
 
 # The run folder of a training step's logs (`logging.report_to`): outside its work folder and its artifact.

@@ -45,19 +45,18 @@ def write_error(path: Path, err: BaseException, location: bool) -> WriteError | 
     `location`: `err` came from creating or renaming files at `path` (every OSError counts); otherwise it came
     from the caller's block writing the temporary copy, where only a full disk or another write-only errno
     counts. Writers that are not Python's report these in their own ways: Rust's "(os error 28)" (safetensors,
-    tokenizers), or an OSError without errno (NumPy's short write) when the file system has no space left.
+    tokenizers), or an error without errno (NumPy's short write, torch.save's "file write failed") when the file
+    system has no space left.
     """
     if isinstance(err, WriteError):
         return err
-    folder = next((p for p in path.parents if p.exists()), Path("/"))
+    folder = existing_folder(path)
     code = err.errno if isinstance(err, OSError) else None
     if code is None:
         match = re.search(r"\(os error (\d+)\)", str(err))
         code = int(match[1]) if match else None
-    if code is None and isinstance(err, OSError):
-        with contextlib.suppress(OSError):
-            if os.statvfs(folder).f_bavail == 0:
-                code = errno.ENOSPC
+    if code is None and no_space_left(folder):
+        code = errno.ENOSPC
     if code is None or not (location or code in WRITE_ERRNOS):
         return None
     cause = os.strerror(code)
@@ -72,6 +71,29 @@ def write_error(path: Path, err: BaseException, location: bool) -> WriteError | 
     elif code == errno.EFBIG:
         cause += " (beyond the file system's or the process's file-size limit)"
     return WriteError(code, cause, str(path))
+
+
+def existing_folder(path: Path) -> Path:
+    """The nearest folder above `path` that exists (where `path` would be created)."""
+    return next((p for p in path.parents if p.exists()), Path("/"))
+
+
+def no_space_left(folder: Path) -> bool:
+    """Whether the file system of `folder` has no block left for this process."""
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
+
+
+def failed_write(err: BaseException, paths: Sequence[Path]) -> WriteError | None:
+    """`err`, raised by a step whose outputs and work folders are `paths`, as a failure to write one of them, or
+    None when it is not a failure to write. A safety net for the writes no `writing` block names (a Trainer's
+    checkpoints, an appended shard): the first of `paths` on a file system with no space left, else the first."""
+    if not paths:
+        return None
+    full = [path for path in paths if no_space_left(existing_folder(path))]
+    return write_error((full or paths)[0], err, location=False)
 
 
 @contextlib.contextmanager

@@ -242,3 +242,23 @@ def test_a_step_that_cannot_write_its_output_says_which_and_why(tmp_path, fault)
     assert result.stderr.strip().splitlines()[-1] == f"rmood gather: cannot write {out}: {cause}"
     if fault == "read-only folder":  # (the full disk is gone with its namespace: test_io looks inside it)
         assert not list(folder.iterdir())
+
+
+def test_a_training_step_whose_checkpoints_fill_the_disk_names_its_work_folder(tiny_base, prompt_data, tmp_path):
+    """The Trainer writes its checkpoints itself (safetensors, torch.save, JSON): the step names its work folder."""
+    from test_io import write_full_disk
+    from test_models import conversations
+
+    convs = conversations(prompt_data["preference"], 8)
+    write_jsonl(tmp_path / "pairs.jsonl", [{"chosen": c, "rejected": convs[i - 1]} for i, c in enumerate(convs)])
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    sets = ["rm.epochs=1", *(f"rm.{s}" for s in TRAINER), "rm.save_steps=1"]  # a checkpoint does not fit 64 KiB
+    result = write_full_disk(folder, ["-m", "rmood", "train_rm", "--policy", str(tiny_base),
+                                      "--pairs", str(tmp_path / "pairs.jsonl"), "--model", str(tmp_path / "rm"),
+                                      "--work-dir", str(folder / "work"), *[a for s in sets for a in ("--set", s)]],
+                             timeout=300)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert (f"rmood train_rm: cannot write {folder / 'work'}: No space left on device (the file system of {folder} is "
+            "full)") in result.stderr.splitlines()  # (the Trainer's progress bar is closed after it, at exit)
+    assert not (tmp_path / "rm").exists()

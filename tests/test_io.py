@@ -458,9 +458,15 @@ def big_model():  # safetensors reports a full disk as its own error, not an OSE
 def big_array():  # NumPy reports a short write without an errno
     with atomic_path(folder / "a.npy") as tmp, open(tmp, "wb") as f:
         np.save(f, np.zeros(100_000), allow_pickle=False)
+def big_torch():  # torch.save (a Trainer's optimizer state) fails with a RuntimeError without errno
+    import torch
+    with atomic_path(folder / "optimizer.pt") as tmp:
+        torch.save({"w": torch.zeros(100_000)}, tmp)
 def nested():
     write_json(folder / "sub" / "a.json", {})
-for name, write in [("jsonl", big_jsonl), ("model", big_model), ("array", big_array), ("nested", nested)]:
+# (torch's writer holds its unlinked file until collected: last)
+for name, write in [("jsonl", big_jsonl), ("model", big_model), ("array", big_array), ("nested", nested),
+                    ("torch", big_torch)]:
     try:
         write()
         print(name, "written")
@@ -481,6 +487,7 @@ def test_a_full_disk_names_the_output_and_leaves_nothing_behind(tmp_path: Path) 
         f"model 28 cannot write {folder}/model: {full}",
         f"array 28 cannot write {folder}/a.npy: {full}",
         "nested written",  # the failed writes freed their space
+        f"torch 28 cannot write {folder}/optimizer.pt: {full}",
         '["sub"]',  # no temporary file is left to keep the disk full
     ]
 
