@@ -503,5 +503,6 @@ def test_a_read_only_folder_names_the_output_and_the_folder(tmp_path: Path) -> N
         f"model 13 cannot write {folder}/model: {denied}",
         f"array 13 cannot write {folder}/a.npy: {denied}",
         f"nested 13 cannot write {folder}/sub/a.json: {denied}",
+        f"torch 13 cannot write {folder}/optimizer.pt: {denied}",
         "[]",
     ]
