@@ -31,6 +31,11 @@ Total job time ÷ wall time is the average number of jobs running at once (at mo
 sampling and gold labels: what a replicate adds when it re-draws the policy, `replicate_scope: full`), and of the
 jobs all replicates share: what one more replicate costs.
 
+**Arithmetic**: per training and scoring rule, the FLOPs its jobs did (the tokens they put through how many
+parameters, logged by rmood/arithmetic.py: 2 FLOPs per parameter and token forward, 6 training) and the floor they
+set at the machine's float32 matmul rate, measured in the same run on the model's MLP shape: how far each rule's
+compute time is from what its arithmetic needs (PPO is not counted).
+
 **Per PPO run**: the job time of each PPO run's training, checkpoint evaluation and curve, summed over the
 replicates: what a KL-penalised baseline run (`rm_kl0.05`) and the tuning seed's runs (`tune_lr<rate>`) cost.
 
@@ -46,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import re
 import shutil
 import subprocess
@@ -65,6 +71,8 @@ STEPS = re.compile(r"^(\d+) of (\d+) steps \(100%\) done$", re.M)
 DATE = re.compile(r"^\s*Date: (.+)$", re.M)
 REPLICATE = re.compile(r"rep\d+")
 COMPUTED = re.compile(r"^rmood: \S+ computed in ([0-9.]+) s", re.M)
+ARITHMETIC = re.compile(r"^rmood: arithmetic (forward|training) (\d+) tokens through (\d+) parameters$", re.M)
+FLOPS_PER = {"forward": 2, "training": 6}  # per parameter and token: a multiply-add forward; backward twice that
 
 
 def read_benchmarks(folder: Path, logs: Path | None = None) -> dict[str, list[dict[str, float]]]:
@@ -77,11 +85,16 @@ def read_benchmarks(folder: Path, logs: Path | None = None) -> dict[str, list[di
         for row in rows[-1:]:  # `repeat(...)` benchmarks have several rows; a job's last one is its latest
             parts = path.relative_to(folder).parts
             replicate = parts[0] if REPLICATE.fullmatch(parts[0]) else None
-            job = {"s": float(row["s"]), "mtime": path.stat().st_mtime, "compute": None, "replicate": replicate}
+            job = {"s": float(row["s"]), "mtime": path.stat().st_mtime, "compute": None, "replicate": replicate,
+                   "flops": None}
             log = logs / path.relative_to(folder).with_suffix(".log") if logs else None
             if log is not None and log.is_file():
-                found = COMPUTED.findall(log.read_text(errors="replace")[-2000:])
+                tail = log.read_text(errors="replace")[-2000:]
+                found = COMPUTED.findall(tail)
                 job["compute"] = float(found[-1]) if found else None
+                counted = ARITHMETIC.findall(tail)
+                job["flops"] = sum(FLOPS_PER[kind] * int(tokens) * int(parameters)
+                                   for kind, tokens, parameters in counted) if counted else None
             parts = parts[1:] if replicate else parts  # rep<seed>/<rule>…: one rule, all replicates
             job["name"] = parts[1].removesuffix(".tsv") if len(parts) > 1 else None  # <rule>/<name>…: e.g. a PPO run
             rules[parts[0].removesuffix(".tsv")].append(job)
@@ -209,6 +222,45 @@ def per_ppo_run(study: Study) -> None:
                    disable_numparse=True))
 
 
+def gemm_rate(hidden: int, intermediate: int, threads: int, tokens: int = 512) -> float:
+    """FLOP/s of a float32 torch matmul of a batch of `tokens` through the model's MLP shape, on `threads` threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(tokens, hidden), torch.randn(hidden, intermediate)
+    for _ in range(3):
+        a @ b
+    repeats, start = 20, time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * tokens * hidden * intermediate * repeats / (time.perf_counter() - start)
+
+
+def arithmetic(study: Study, directory: Path, cores: int) -> None:
+    """Per rule that logs its arithmetic (training, and reward-model forward passes: rmood/arithmetic.py): its FLOPs,
+    and the floor they set at the machine's matmul rate measured now, against the compute time the jobs took."""
+    configs = sorted((directory / "results" / study.experiment).glob("**/sft/model/config.json"))
+    if not configs:
+        print("no SFT model under results/: no matmul shape to measure the machine's rate with")
+        return
+    shape = yaml.safe_load(configs[0].read_text())
+    hidden, intermediate = shape["hidden_size"], shape["intermediate_size"]
+    rates = {threads: gemm_rate(hidden, intermediate, threads) for threads in sorted({1, cores})}
+    rate = rates[cores]
+    rows = []
+    for name in sorted(study.rules, key=lambda n: -sum(j["flops"] or 0 for j in study.rules[n])):
+        counted = [job for job in study.rules[name] if job["flops"] is not None]
+        if not counted:
+            continue
+        flops, compute = sum(j["flops"] for j in counted), sum(study.compute(j) for j in counted)
+        rows.append([name, len(counted), f"{flops / 1e9:.1f}", f"{flops / rate:.2f}", f"{compute:.1f}",
+                     f"{compute / max(flops / rate, 1e-9):.0f}×"])
+    print(f"matmul rate ({hidden}×{intermediate}, float32): " + ", ".join(
+        f"{r / 1e9:.1f} GFLOP/s on {t} thread(s)" for t, r in rates.items()) + f"; floor = FLOPs at {cores} thread(s)")
+    print(tabulate(rows, headers=["rule", "jobs", "GFLOP", "floor s", "compute s", "compute ÷ floor"],
+                   disable_numparse=True))
+
+
 def wall(study: Study) -> None:
     if study.runs:
         print(tabulate([[r["log"], r["date"], r["jobs"], clock(r["elapsed"])] for r in study.runs],
@@ -292,6 +344,8 @@ def main() -> None:
                         help="--run builds these replicates of both configs (default: each config's own)")
     parser.add_argument("--directory", default=str(ROOT), help="the study's working directory (default: the project)")
     parser.add_argument("--top", type=int, default=12, help="rules shown (default 12)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="threads of the matmul rate the FLOP floor is taken at (default: the CPUs)")
     args = parser.parse_args()
 
     directory = Path(args.directory)
@@ -314,6 +368,8 @@ def main() -> None:
     per_replicate(study)
     print()
     per_ppo_run(study)
+    print()
+    arithmetic(study, directory, args.threads)
     print()
     wall(study)
     if against:

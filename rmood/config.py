@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from rmood.rl.tuning import TUNED, tuning_run
+from rmood.rm.methods import methods, servable_methods, single_methods
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "config" / "schema.yaml"
@@ -182,8 +183,6 @@ def require_full_support(sampling: dict[str, Any]) -> None:
 
 MAX_CHECKPOINTS = 1000  # per PPO run: Snakemake holds every job of the DAG in memory
 
-VERL_SERVABLE = ("rm", "rrm", "golden", "warm", "mrm")  # plain *ForSequenceClassification: vLLM can serve them
-
 
 class Arm(NamedTuple):
     """A PPO run: the reward model it optimises, its KL coefficient and learning rate (a number or "tuned")."""
@@ -201,6 +200,28 @@ def ppo_arms(rl: dict[str, Any], reward_models: list[str]) -> dict[str, Arm]:
     name = rl["kl_penalised"]["reward_model"]
     arms.update({penalised_run(name, beta): Arm(name, beta, rate) for beta in rl["kl_penalised"]["kl_coefs"]})
     return arms
+
+
+def canonical(value: Any) -> Any:
+    """`value` with the keys of every mapping in it sorted. Snakemake compares a job's params as written, so two
+    configs that differ only in key order (config files merged in another order: `--configfile config/config.yaml
+    my.yaml` against `--configfile my.yaml`) would otherwise rerun every job."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
+# The keys of `rl` that say which runs the study has and how they are evaluated, not how one run trains.
+STUDY_KEYS = ("reward_models", "kl_penalised", "tuning", "eval_samples", "eval_jobs")
+
+
+def run_settings(rl: dict[str, Any], arm: Arm) -> dict[str, Any]:
+    """The `rl` settings of one PPO run: its own KL coefficient and learning rate, without the keys that list the
+    study's runs (STUDY_KEYS), so that adding a run (a method in `rl.reward_models`) reruns no other."""
+    return canonical({key: value for key, value in rl.items() if key not in STUDY_KEYS} | {
+        "kl_coef": arm.kl_coef, "learning_rate": arm.learning_rate})
 
 
 def penalised_run(reward_model: str, kl_coef: float) -> str:
@@ -234,10 +255,10 @@ def check_cluster(config: dict[str, Any]) -> None:
     if rl["engine"] == "verl":
         verl = rl["verl"]
         runs = {**ppo_arms(rl, config["reward_models"]), **tuning_arms(rl)}.values()
-        unservable = sorted({run.reward_model for run in runs} - set(VERL_SERVABLE))
+        unservable = sorted({run.reward_model for run in runs} - set(servable_methods()))
         if unservable:
             raise ConfigError(f"config key 'rl.reward_models': verl serves reward models with vLLM, which cannot load "
-                              f"{unservable}; use {list(VERL_SERVABLE)}")
+                              f"{unservable}; use {servable_methods()}")
         if rl["missing_eos_penalty"] is not None:
             raise ConfigError("config key 'rl.missing_eos_penalty': the verl engine has no such penalty; set it to null")
         gpus = verl["n_gpus_per_node"] * verl["nnodes"]
@@ -292,11 +313,33 @@ def schema_validator() -> Any:
             isinstance(value, int) or isinstance(value, float) and math.isfinite(value)),
     })
     validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=checker)
-    return validator(yaml.safe_load(SCHEMA.read_text(encoding="utf-8")))
+    return validator(schema())
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    """config/schema.yaml with the names of the reward-model methods filled in from their registry
+    (`rmood.rm.methods`). Read only: it is cached."""
+    document = yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
+    names = {"reward_model": list(methods()), "single_reward_model": single_methods(),
+             "uploadable_model": ["sft", *single_methods()]}
+    for name, values in names.items():
+        document["$defs"][name]["enum"] = values
+    for method in methods().values():  # a plugin's own section
+        if method.schema is not None:
+            if method.section in document["properties"]:
+                raise ConfigError(f"config key {method.section!r}: the section of reward-model method {method.name!r} "
+                                  "is already a config key")
+            document["properties"][method.section] = method.schema
+    return document
 
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Validate against the schema and across keys; a ConfigError names the key and the reason."""
+    """Validate against the schema and across keys; a ConfigError names the key and the reason. The sections of
+    plugin methods the config leaves out are filled in with their defaults first (in place)."""
+    for method in methods().values():
+        if method.schema is not None:
+            config.setdefault(method.section, copy.deepcopy(method.defaults))
     error = next(schema_validator().iter_errors(config), None)
     if error is not None:
         key = ".".join(map(str, error.absolute_path)) or "(top level)"

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from rmood import arithmetic
 from rmood.steps import STEPS
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -27,6 +28,13 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 def thread_environment(threads: int) -> dict[str, str]:
     """The environment variables that give the libraries a process loads `threads` threads each."""
     return {name: str(threads) for name in THREAD_VARIABLES}
+
+
+def checkout_environment() -> dict[str, str]:
+    """This process's environment with the rmood it runs importable first: a process started with it (a step's own
+    process, the warm worker) runs the same code, a copy of the checkout's too, not an installed rmood."""
+    root = str(Path(__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
 
 
 def limit_threads(threads: int) -> None:
@@ -74,7 +82,9 @@ def run(request: dict[str, Any]) -> None:
     with output_to(request["log"]):
         start = time.perf_counter()
         STEPS[request["step"]].run(request["paths"], request["settings"])
-        print(f"rmood: {request['step']} computed in {time.perf_counter() - start:.2f} s")  # read by bench/study.py
+        # read by bench/study.py
+        print(f"rmood: {request['step']} computed in {time.perf_counter() - start:.2f} s", *arithmetic.summary(),
+              sep="\n")
 
 
 def main(argv: list[str]) -> None:

@@ -24,9 +24,9 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from rmood.config import ROOT, ConfigError, accelerate_config
+from rmood.config import ConfigError, accelerate_config
 from rmood.io import remove_stale_temporaries
-from rmood.job import thread_environment
+from rmood.job import checkout_environment, thread_environment
 from rmood.steps import STEPS, logging_settings
 
 OWN_PROCESS, WORKER, HERE = "own process", "worker", "here"
@@ -74,8 +74,7 @@ def place(name: str, command: list[str] | None) -> str:
 
 def own_process_env(threads: int) -> dict[str, str]:
     """The environment of a step's own process: this checkout importable first, `threads` threads per library."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
-            **thread_environment(threads)}
+    return checkout_environment() | thread_environment(threads)
 
 
 def run_own_process(command: list[str], request: dict[str, Any], log: str, threads: int) -> int:

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from rmood import arithmetic
 from rmood.io import atomic_dir, atomic_path, write_json, writing
 
 FINGERPRINT = "fingerprint.json"
@@ -88,11 +89,20 @@ def save_trained(trainer, out: str | Path, work_dir: str | Path, merge_lora: boo
     state_dict = accelerator.get_state_dict(trainer.model) if sharded else None  # ZeRO-3 gathers on every process
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(trainer.model)
+        arithmetic.count("training", arithmetic.matmul_parameters(model), trained_tokens(trainer))
         with atomic_dir(out) as tmp:
             (model.merge_and_unload() if merge_lora else model).save_pretrained(tmp, state_dict=state_dict)
             trainer.processing_class.save_pretrained(tmp)
         finish(work_dir)
     accelerator.wait_for_everyone()
+
+
+def trained_tokens(trainer) -> int:
+    """The tokens of the trainer's data set (SFT's `input_ids`, a reward model's `chosen_ids` and `rejected_ids`)
+    times its epochs."""
+    dataset = trainer.train_dataset
+    columns = [column for column in ("input_ids", "chosen_ids", "rejected_ids") if column in dataset.column_names]
+    return round(sum(len(ids) for column in columns for ids in dataset[column]) * trainer.args.num_train_epochs)
 
 
 def finish(work_dir: str | Path) -> None:

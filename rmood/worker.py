@@ -36,8 +36,7 @@ PRELOAD = (
     "trl",
     "datasets",
     "sklearn.covariance",
-    "rmood.rm.inform",
-    "rmood.mrm.check",  # the MRM classes, GDA, representations, scoring and checks
+    "rmood.mrm.check",  # the MRM's GDA, representations, scoring and checks
 )
 
 
@@ -46,10 +45,13 @@ class WorkerDied(RuntimeError):
 
 
 def preload() -> None:
-    """Import what the steps import, before any job forks (no threads or devices are started)."""
+    """Import what the steps import (PRELOAD, and the modules of the reward-model methods' model classes) before
+    any job forks (no threads or devices are started)."""
     import importlib
 
-    for module in PRELOAD:
+    from rmood.rm.methods import registrations
+
+    for module in (*PRELOAD, *(target.split(":")[0] for target in registrations())):
         importlib.import_module(module)
 
 
@@ -161,8 +163,10 @@ def start(folder: str = FOLDER) -> subprocess.Popen:
     """
     Path(folder).mkdir(parents=True, exist_ok=True)
     path = str(Path(folder).resolve() / f"worker-{os.getpid()}.sock")
+    from rmood.job import checkout_environment
+
     process = subprocess.Popen([sys.executable, "-m", "rmood.worker", path], stdin=subprocess.DEVNULL,
-                               start_new_session=True)
+                               start_new_session=True, env=checkout_environment())
     os.environ[SOCKET_ENV] = path
     return process
 

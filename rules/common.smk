@@ -8,12 +8,19 @@ from snakemake.utils import min_version
 sys.path.insert(0, workflow.basedir)  # rmood from this checkout, installed or not
 
 from rmood.config import ConfigError, member_names, member_seed, validate_config
-from rmood.config import ppo_arms, tuning_arms
+from rmood.config import canonical, ppo_arms, run_settings, tuning_arms
 from rmood.eval import PLOTS
 from rmood.data import SPLITS
 from rmood.labeling.pairs import FORMATS as PAIR_FORMATS, PAIR_SETS
 from rmood.rl.ppo import checkpoint_steps
 from rmood.rl.tuning import TUNED
+from rmood.rm.methods import CHECK_PAIRS, MethodError, methods
+
+try:  # the plugin methods, before the steps they add: a broken one stops the parse with one line
+    METHODS = methods()
+except MethodError as error:
+    sys.exit(f"rmood: {error}")
+
 from rmood.steps import code_version, rule_mismatch, settings
 from rmood import worker
 from rmood.runner import use_worker
@@ -92,6 +99,8 @@ DIST_MODELS = [
     for name in config["distribution"]["reward_models"]
     if name in config["reward_models"]
 ]
+# The methods trained from the SFT policy: a rule each (rules/rm.smk).
+TRAINED_METHODS = [method for method in METHODS.values() if method.trained]
 PCA_MODES = ("pair", "prompt_subtract", "w_projection", "residualize", "regression")
 
 
@@ -159,8 +168,19 @@ def job_resources(kind):
 
 def step_params(step, **extra):
     """Params for workflow_scripts/step.py: the step's name, the version of its code (a job reruns when the code it
-    runs changes, rmood/code.py), its config values, then extras (which win)."""
-    return {"step": step, "code": code_version(step), **settings(step, config), **extra}
+    runs changes, rmood/code.py), its config values, then extras (which win); mappings with their keys sorted
+    (`rmood.config.canonical`: the order the config files were merged in reruns nothing).
+    """
+    params = {
+        "step": step,
+        "code": code_version(step),
+        **settings(step, config),
+        **extra,
+    }
+    return {
+        name: value if callable(value) else canonical(value)
+        for name, value in params.items()
+    }
 
 
 def check_rule_steps(rules):
@@ -196,15 +216,15 @@ def data_files(splits):
 
 
 def rm_model(name, rep="{rep}"):
-    """The model folder of a reward model (WARM's and the MRM's live where the design fixes them)."""
-    special = {"warm": "warm/model", "mrm": "mrm/model"}
-    return replicate(special.get(name, f"rm/{name}/model"), rep)
+    """The model folder of a reward model: its method's (rmood/rm/methods.py), or rm/<name>/model (a member)."""
+    return replicate(
+        METHODS[name].model_path if name in METHODS else f"rm/{name}/model", rep
+    )
 
 
 def rm_training_pairs(name, rep):
     """The explicit-format pairs a reward model was trained on (for its train accuracy)."""
-    special = {"rrm": "rrm/filtered.jsonl", "golden": "pairs/golden.explicit.jsonl"}
-    return replicate(special.get(name, "pairs/train.explicit.jsonl"), rep)
+    return replicate(METHODS[name].check_pairs if name in METHODS else CHECK_PAIRS, rep)
 
 
 def arm(wildcards):
@@ -218,9 +238,8 @@ def arm_model(wildcards):
 
 
 def arm_rl(wildcards):
-    """The `rl` settings of a PPO run: the config's, with the run's own KL coefficient and learning rate."""
-    run = arm(wildcards)
-    return {**config["rl"], "kl_coef": run.kl_coef, "learning_rate": run.learning_rate}
+    """The `rl` settings of a PPO run (`rmood.config.run_settings`)."""
+    return run_settings(config["rl"], arm(wildcards))
 
 
 def arm_tuning(wildcards):

@@ -1,43 +1,32 @@
-rule train_rm:
-    """Bradley–Terry reward model (TRL RewardTrainer) initialised from the SFT policy."""
-    input:
-        policy=policy_file("sft/model"),
-        pairs=replicate("pairs/train.implicit.jsonl"),
-    output:
-        model=directory(rm_model("rm")),
-    log:
-        log_file("rep{rep}/train_rm"),
-    benchmark:
-        benchmark_file("rep{rep}/train_rm")
-    conda:
-        MAIN_ENV
-    threads: config["resources"]["train"]["cpus"]
-    resources:
-        **job_resources("train"),
-    params:
-        **step_params(
-            "train_rm", seed=replicate_seed, work_dir=replicate("rm/rm/checkpoints")
-        ),
-    script:
-        "../workflow_scripts/step.py"
+# One rule per trained method of rmood/rm/methods.py (train_rm, train_rrm, train_inform, train_golden): its model
+# from the SFT policy and its pairs, by its training step (golden: rm's, on the gold-labelled pairs).
+for method in TRAINED_METHODS:
 
-
-use rule train_rm as train_golden with:
-    input:
-        policy=policy_file("sft/model"),
-        pairs=replicate("pairs/golden.implicit.jsonl"),
-    output:
-        model=directory(rm_model("golden")),
-    log:
-        log_file("rep{rep}/train_golden"),
-    benchmark:
-        benchmark_file("rep{rep}/train_golden")
-    params:
-        **step_params(
-            "train_rm",
-            seed=replicate_seed,
-            work_dir=replicate("rm/golden/checkpoints"),
-        ),
+    rule:
+        name:
+            f"train_{method.name}"
+        input:
+            policy=policy_file("sft/model"),
+            pairs=replicate(method.pairs),
+        output:
+            model=directory(rm_model(method.name)),
+        log:
+            log_file(f"rep{{rep}}/train_{method.name}"),
+        benchmark:
+            benchmark_file(f"rep{{rep}}/train_{method.name}")
+        conda:
+            MAIN_ENV
+        threads: config["resources"]["train"]["cpus"]
+        resources:
+            **job_resources("train"),
+        params:
+            **step_params(
+                method.step,
+                seed=replicate_seed,
+                work_dir=replicate(f"rm/{method.name}/checkpoints"),
+            ),
+        script:
+            "../workflow_scripts/step.py"
 
 
 use rule train_rm as train_rm_seed with:
@@ -54,37 +43,6 @@ use rule train_rm as train_rm_seed with:
                 int(wildcards.rep), int(wildcards.member)
             ),
             work_dir=replicate("rm/rm_seed{member}/checkpoints"),
-        ),
-
-
-use rule train_rm as train_rrm with:
-    input:
-        policy=policy_file("sft/model"),
-        pairs=replicate("rrm/filtered.jsonl"),
-    output:
-        model=directory(rm_model("rrm")),
-    log:
-        log_file("rep{rep}/train_rrm"),
-    benchmark:
-        benchmark_file("rep{rep}/train_rrm")
-    params:
-        **step_params(
-            "train_rrm", seed=replicate_seed, work_dir=replicate("rm/rrm/checkpoints")
-        ),
-
-
-use rule train_rm as train_inform with:
-    output:
-        model=directory(rm_model("inform")),
-    log:
-        log_file("rep{rep}/train_inform"),
-    benchmark:
-        benchmark_file("rep{rep}/train_inform")
-    params:
-        **step_params(
-            "train_inform",
-            seed=replicate_seed,
-            work_dir=replicate("rm/inform/checkpoints"),
         ),
 
 

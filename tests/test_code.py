@@ -46,3 +46,5 @@ def test_a_step_counts_the_modules_it_imports_transitively():
     assert "rmood.rm.rrm" not in step_modules(STEPS["train_rm"].target)
     assert "rmood.rl.ppo" in step_modules(STEPS["train_ppo"].target)
     assert "rmood.rl.engine" in step_modules(STEPS["train_ppo"].target)  # imported inside train_ppo
+    # the modules of the model classes rmood.rm.auto registers, named in the methods' registry
+    assert {"rmood.rm.inform", "rmood.mrm.model"} <= set(step_modules(STEPS["score"].target))

@@ -106,7 +106,7 @@ def test_the_import_graph_has_no_cycle():
 def test_the_graph_sees_function_level_and_relative_imports(tmp_path):
     graph = import_graph()
     assert "rmood.rm.ensemble" in graph["rmood.rm.score"]  # imported inside load_reward_model only
-    assert "rmood.mrm.model" in graph["rmood.rm.auto"]  # inside register_models only
+    assert "rmood.rm.methods" in graph["rmood.rm.auto"]  # inside register_models only
     assert "rmood.rm" in graph["rmood.rm.score"] and "rmood" in graph["rmood.rm"]  # parent packages
     code = "def f():\n    from .b import g\n    from . import c\n    import rmood.x.d\n"
     (tmp_path / "a.py").write_text(code)

@@ -2,7 +2,7 @@
 
 Each command runs in a stand-in of a fresh clone (links to this checkout's files, stand-in model dirs where the
 cluster config names its models, `my.yaml` and the README's own `judge.yaml`, the `slurm` profile linked as
-`make profile` links it) in a harmless form: snakemake with `-n`, make with `-n`, and `python -m rmood` as written
+`make profile` links it, the example plugin installed as the README installs it) in a harmless form: snakemake with `-n`, make with `-n`, and `python -m rmood` as written
 when it asks for `--help`, else parsed by the CLI's parser with its config and `--set` values loaded (not run).
 """
 
@@ -106,7 +106,11 @@ def clone(tmp_path_factory, tiny_base) -> tuple[Path, dict[str, str]]:
     link_profile("slurm", folder=xdg / "snakemake")  # what `make profile` does, in a temporary config folder
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     env |= OFFLINE | {"XDG_CONFIG_HOME": str(xdg), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"}
-    return folder, env
+    from test_plugins import EXAMPLE, install, plugin_environment
+
+    site = tmp_path_factory.mktemp("site")  # the README's `pip install … examples/rmood-lenbt`, into a folder of its own
+    install(EXAMPLE, site)
+    return folder, env | {"PYTHONPATH": plugin_environment(site)["PYTHONPATH"]}
 
 
 def dry_run(argv: list[str]) -> list[str]:

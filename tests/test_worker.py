@@ -134,3 +134,20 @@ def test_a_worker_exits_when_its_run_is_killed(tmp_path):
     run.wait()
     gone, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive and not list((tmp_path / worker.FOLDER).glob("*.sock"))
+
+
+def test_processes_started_from_a_copy_of_the_checkout_run_the_copy(tmp_path):
+    """The worker and a step's own process import the rmood that started them (rmood.job.checkout_environment), not
+    the one installed in the venv: a copy of the checkout with an edit (bench/edit.py, a user's branch in another
+    folder) runs its own code."""
+    import shutil
+
+    from conftest import ROOT
+
+    shutil.copytree(ROOT / "rmood", tmp_path / "copy" / "rmood", ignore=shutil.ignore_patterns("__pycache__"))
+    code = ("import subprocess, sys; sys.path.insert(0, sys.argv[1]); from rmood.job import checkout_environment; "
+            "print(subprocess.run([sys.executable, '-c', 'import rmood; print(rmood.__file__)'], "
+            "env=checkout_environment(), capture_output=True, text=True, check=True).stdout)")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "copy")], capture_output=True, text=True,
+                            check=True, cwd=tmp_path)
+    assert result.stdout.strip() == str(tmp_path / "copy" / "rmood" / "__init__.py")

@@ -29,7 +29,7 @@ STEPS: dict[str, Step] = {
         "updates of rl.checkpoints",
         inputs=(
             FileArg("policy", "SFT model directory"),
-            FileArg("reward_model", "reward model directory (rm, rrm, golden, warm or mrm)"),
+            FileArg("reward_model", "reward model directory: a method vLLM can serve (rmood.rm.methods)"),
             FileArg("prompts", "prompt JSONL for the rollouts"),
             FileArg("tuning", "tuning/ppo.json: the learning rate chosen on the tuning seed (rl.learning_rate tuned)",
                     optional=True),

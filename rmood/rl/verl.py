@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rmood.config import VERL_SERVABLE
+from rmood.rm.methods import servable_methods
 from rmood.io import UMASK, DataError, atomic_dir, atomic_open, atomic_path, read_json, read_jsonl
 from rmood.rl.ppo import checkpoint_dirs
 from rmood.rl.tuning import resolve
@@ -336,7 +336,7 @@ def check_servable(reward_model: str | Path) -> None:
     from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
 
     path = Path(reward_model)
-    usable = f"the reward models verl can serve are {', '.join(VERL_SERVABLE)}"
+    usable = f"the reward models verl can serve are {', '.join(servable_methods())}"
     if (path / "ensemble.json").is_file():
         raise ValueError(f"{path}: an ensemble cannot be served by verl (one model per PPO run); {usable}")
     config = read_json(path / "config.json")

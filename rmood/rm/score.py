@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from rmood import arithmetic
 from rmood.data.prompts import context_length, conversation
 from rmood.generation import read_samples
 from rmood.io import Record, read_json, write_jsonl
@@ -131,6 +132,7 @@ def padded_batches(
             "pooling would skip it; give the tokenizer a pad token that never ends a conversation"
         )
     sequences = fit_context(model, sequences, desc)
+    arithmetic.count("forward", arithmetic.matmul_parameters(model), sum(map(len, sequences)))
     device = next(model.parameters()).device
     for batch in tqdm(length_sorted_batches(list(map(len, sequences)), batch_size), desc=desc, mininterval=5):
         yield batch, *right_pad([sequences[i] for i in batch], pad_id, device)

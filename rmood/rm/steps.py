@@ -1,5 +1,5 @@
-"""The reward models: training (BT, RRM, InfoRM), WARM, ensembles, checks, scoring samples (rules/rm.smk, and the
-`score` step of rules/eval.smk).
+"""The reward models: training (one step per trained method of `rmood.rm.methods`), WARM, ensembles, checks,
+scoring samples (rules/rm.smk, and the `score` step of rules/eval.smk).
 
 The declarations of this stage's steps (see rmood/declaration.py); the functions are imported only when a step
 runs, so this module stays cheap to import."""
@@ -7,38 +7,25 @@ runs, so this module stays cheap to import."""
 from __future__ import annotations
 
 from rmood.declaration import CHECKPOINTS, LOG_DIR, FileArg, Step
+from rmood.rm.methods import Method, trainers
+
+def training_step(method: Method) -> Step:
+    """The step training a method's model from the SFT policy on its pairs (`rmood.rm.methods.Method.trainer`)."""
+    section = {method.section: method.section} if method.section else {}
+    return Step(
+        method.trainer,
+        method.help,
+        inputs=(FileArg("policy", "SFT model directory"), FileArg("pairs", f"training pairs (as {method.pairs})")),
+        outputs=(FileArg("model", "reward model directory"),),
+        work=(CHECKPOINTS, LOG_DIR),
+        config={"seed": "seed", "rm": "rm", **section, "dtype": "model.dtype"},
+        trains=True,
+        logs=True,
+    )
+
 
 STEPS: dict[str, Step] = {
-    "train_rm": Step(
-        "rmood.rm.train:train_reward_model",
-        "Bradley–Terry reward model with TRL's RewardTrainer",
-        inputs=(FileArg("policy", "SFT model directory"), FileArg("pairs", "implicit-format training pairs")),
-        outputs=(FileArg("model", "reward model directory"),),
-        work=(CHECKPOINTS, LOG_DIR),
-        config={"seed": "seed", "rm": "rm", "dtype": "model.dtype"},
-        trains=True,
-        logs=True,
-    ),
-    "train_rrm": Step(
-        "rmood.rm.rrm:train_rrm",
-        "RRM: reward model with the tie-aware loss on the filtered pairs",
-        inputs=(FileArg("policy", "SFT model directory"), FileArg("pairs", "filtered RRM pairs")),
-        outputs=(FileArg("model", "reward model directory"),),
-        work=(CHECKPOINTS, LOG_DIR),
-        config={"seed": "seed", "rm": "rm", "rrm": "rrm", "dtype": "model.dtype"},
-        trains=True,
-        logs=True,
-    ),
-    "train_inform": Step(
-        "rmood.rm.inform_trainer:train_inform",
-        "InfoRM: reward model with a variational information bottleneck",
-        inputs=(FileArg("policy", "SFT model directory"), FileArg("pairs", "implicit-format training pairs")),
-        outputs=(FileArg("model", "reward model directory"),),
-        work=(CHECKPOINTS, LOG_DIR),
-        config={"seed": "seed", "rm": "rm", "inform": "inform", "dtype": "model.dtype"},
-        trains=True,
-        logs=True,
-    ),
+    **{step: training_step(method) for step, method in trainers().items()},
     "warm_merge": Step(
         "rmood.rm.warm:merge_models",
         "WARM: average the weights of several reward models",
