@@ -55,6 +55,11 @@ def parser() -> argparse.ArgumentParser:
     calibration.add_argument("--datasets", type=int, default=2000, help="simulated data sets per cell (default 2000)")
     calibration.add_argument("--readme", help="replace the block between <!-- calibration:begin --> and "
                                               "<!-- calibration:end --> of this file instead of printing")
+    reference = commands.add_parser(
+        "config-reference", help="the configuration reference (every key of config/schema.yaml) as Markdown",
+        description="Every config key with its type, default, allowed values and description, generated from "
+                    "config/schema.yaml and config/config.yaml (rmood/config_reference.py).")
+    reference.add_argument("--out", help="write it to this file (config/README.md) instead of printing")
     commands.add_parser("unlock", help="unlock this folder if a killed run left Snakemake's lock (never a live run's)",
                         description="Remove the lock a killed Snakemake run left in this folder; refuse, changing "
                                     "nothing, while a run is alive here. `make study` runs it first.")
@@ -75,6 +80,18 @@ def unlock() -> None:
             print("rmood: a killed run had left Snakemake's lock on this folder, and no run is alive here: unlocked")
     except LockHeld as error:
         sys.exit(f"rmood unlock: {error}")
+
+
+def write_reference(out: str | None) -> None:
+    from rmood.config_reference import reference
+
+    if out is None:
+        print(reference(), end="")
+    else:
+        from rmood.io import atomic_open
+
+        with atomic_open(out) as f:
+            f.write(reference())
 
 
 def link_user_profile(name: str) -> None:
@@ -135,6 +152,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if name == "profile":
         link_user_profile(**args)
+        return
+    if name == "config-reference":
+        write_reference(**args)
         return
     from rmood.generation import BackendError
     from rmood.io import DataError, WriteError
