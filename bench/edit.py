@@ -34,6 +34,7 @@ from test_code import EDITS  # noqa: E402
 
 CHAIN = ("train_rrm", "ppo", "ppo_eval", "ppo_curve")  # one replicate's longest chain, before the pooled report
 POOLED = ("report",)
+UPSTREAM = {"data", "base", "sft", "sft_sampling", "train_rm", "train_inform", "train_golden"}  # never the RRM's
 OUTPUTS = ("results", "logs", "benchmarks", ".snakemake")
 
 
@@ -95,6 +96,9 @@ def main() -> None:
             raise SystemExit(dry.stderr[-3000:])
         jobs = planned(dry)
         print("the dry run after the edit: " + ", ".join(f"{rule} {n}" for rule, n in jobs.items()))
+        if UPSTREAM & jobs.keys() or "train_rrm" not in jobs:
+            raise SystemExit("the dry run does not rebuild just the RRM and what depends on it: was the study built "
+                             "by this checkout (--checkout) and with these configs (--config), and is it finished?")
         start = time.time()
         run = snakemake(checkout, study, configs, args.cores)
         wall = time.time() - start
