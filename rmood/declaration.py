@@ -15,6 +15,13 @@ from pathlib import Path
 from typing import Any
 
 
+def load(target: str) -> Any:
+    """What a "module:function" target names, its module imported (a step's function, a method's trainer or
+    model-class registration)."""
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
 @dataclass(frozen=True)
 class FileArg:
     """A file or directory argument: `many` takes a list; an `optional` one may be left out on the command line (the
@@ -42,8 +49,7 @@ class Step:
     logs: bool = False
 
     def function(self):
-        module, name = self.target.split(":")
-        return getattr(importlib.import_module(module), name)
+        return load(self.target)
 
     def written(self, paths: dict[str, Any]) -> list[Path]:
         """The paths among `paths` this step writes: its work folders, then its outputs."""

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 def register_models() -> None:
     """Register every method's model classes with AutoConfig and AutoModelForSequenceClassification (idempotent)."""
-    import importlib
-
+    from rmood.declaration import load
     from rmood.rm.methods import registrations
 
     for target in registrations():
-        module, name = target.split(":")
-        getattr(importlib.import_module(module), name)()
+        load(target)()

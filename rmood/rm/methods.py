@@ -79,7 +79,7 @@ def ensemble(reduction: str, help: str) -> Method:
     return Method(f"ens_{reduction}", f"ensemble of the member RMs: {help}", made_by="ensemble", single=False)
 
 
-BUILTIN: tuple[Method, ...] = (
+BUILT_IN: dict[str, Method] = {method.name: method for method in (
     Method("rm", "Bradley–Terry reward model (TRL's RewardTrainer)", trainer="rmood.rm.train:train_reward_model",
            servable=True),
     Method("rrm", "RRM: Bradley–Terry with a tie-aware loss on causally augmented, filtered pairs",
@@ -98,7 +98,7 @@ BUILTIN: tuple[Method, ...] = (
            model="mrm/model", servable=True),
     Method("mrm_pen", "MRM with a Mahalanobis-distance penalty on the reward", made_by="convert_to_mrm",
            register="rmood.mrm.model:register"),
-)
+)}
 NAME = re.compile(r"[a-z][a-z0-9_]*")
 TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")  # "module:function"
 
@@ -126,9 +126,6 @@ def plugin_problem(method: Any, known: dict[str, Method]) -> str | None:
     if (method.section is None) != (method.schema is None):
         return "a config section needs its JSON schema (schema) and the schema its section"
     return None
-
-
-BUILT_IN = {method.name: method for method in BUILTIN}
 
 
 @functools.cache
