@@ -262,7 +262,7 @@ def rl_file(name, step, kind, rep):
 
 
 def rl_outputs(kind, steps):
-    """One PPO run's `kind` file (samples, gold, proxy, kl) of every checkpoint in `steps`."""
+    """One PPO run's `kind` file (samples, gold, proxy, kl, distance) of every checkpoint in `steps`."""
     return [replicate(f"ppo/{{name}}/step_{step}/{kind}.jsonl") for step in steps]
 
 

@@ -49,7 +49,8 @@ use rule gather_samples as gather_bon_gold with:
 
 
 rule bon_report:
-    """Expected gold and proxy reward of best-of-n (n = 1, 2, 4, ..., N) per prompt and RM, and their means."""
+    """Expected gold, proxy reward, distance and outlier share of best-of-n (n = 1, 2, 4, ..., N) per prompt and RM,
+    and their means."""
     input:
         scores=expand(
             replicate("bon/scores/{name}.jsonl"),
@@ -57,6 +58,8 @@ rule bon_report:
             allow_missing=True,
         ),
         gold=replicate("bon/gold.jsonl"),
+        distance=replicate("bon/distance.jsonl"),
+        reference=replicate("mrm/distance_reference.json"),
     output:
         out=replicate("bon/report.json"),
         per_prompt=replicate("bon/per_prompt.npz"),
@@ -94,6 +97,7 @@ rule report:
             replicate("ppo/{name}/per_prompt.npz"), rep=REPLICATES, name=PPO_ARMS
         ),
         figures=distribution_figures(),
+        references=expand(replicate("mrm/distance_reference.json"), rep=REPLICATES),
         tuning=result("tuning/ppo.json") if TUNING_ARMS else [],
     output:
         summary=report(

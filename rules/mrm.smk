@@ -122,3 +122,72 @@ rule mrm_ood:
         **step_params("mrm_ood"),
     script:
         "../workflow_scripts/step.py"
+
+
+rule sft_distance:
+    """The Mahalanobis distance of the SFT policy's own eval samples (step 0 of every PPO run), the outlier threshold
+    (their `mrm.outlier_quantile`) and the training responses' mean distance."""
+    input:
+        model=rm_model("rm"),
+        gda=replicate("mrm/gda_parameters.npz"),
+        samples=replicate("ppo/sft/step_0/samples.jsonl"),
+        prompt_files=data_files(("eval",)),
+        representations=expand(
+            replicate("mrm/representations/{kind}.npy"),
+            kind=("chosen", "rejected"),
+            allow_missing=True,
+        ),
+    output:
+        out=replicate("ppo/sft/step_0/distance.jsonl"),
+        reference=replicate("mrm/distance_reference.json"),
+    log:
+        log_file("rep{rep}/sft_distance"),
+    benchmark:
+        benchmark_file("rep{rep}/sft_distance")
+    conda:
+        MAIN_ENV
+    threads: config["resources"]["score"]["cpus"]
+    resources:
+        **job_resources("score"),
+    params:
+        **step_params("sft_distance"),
+    script:
+        "../workflow_scripts/step.py"
+
+
+rule ppo_distance:
+    """The Mahalanobis distance of every sample of every checkpoint of one PPO run."""
+    input:
+        model=rm_model("rm"),
+        gda=replicate("mrm/gda_parameters.npz"),
+        samples=rl_outputs("samples", PPO_STEPS),
+        prompt_files=data_files(("eval",)),
+    output:
+        out=rl_outputs("distance", PPO_STEPS),
+    log:
+        log_file("rep{rep}/ppo_distance/{name}"),
+    benchmark:
+        benchmark_file("rep{rep}/ppo_distance/{name}")
+    conda:
+        MAIN_ENV
+    threads: config["resources"]["score"]["cpus"]
+    resources:
+        **job_resources("score"),
+    params:
+        **step_params("sample_distance"),
+    script:
+        "../workflow_scripts/step.py"
+
+
+use rule ppo_distance as bon_distance with:
+    input:
+        model=rm_model("rm"),
+        gda=replicate("mrm/gda_parameters.npz"),
+        samples=[replicate("bon/samples.jsonl")],
+        prompt_files=data_files(("eval",)),
+    output:
+        out=[replicate("bon/distance.jsonl")],
+    log:
+        log_file("rep{rep}/bon_distance"),
+    benchmark:
+        benchmark_file("rep{rep}/bon_distance")

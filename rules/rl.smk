@@ -137,8 +137,9 @@ rule rl_kl:
 
 
 rule ppo_curve:
-    """Gold, proxy, KL, finish rate and response length of every checkpoint of one PPO run, per prompt and on
-    average (step 0: the SFT policy)."""
+    """Gold, proxy, KL, finish rate, response length, distance from the RM's training distribution and share of
+    outliers of every checkpoint of one PPO run, per prompt and on average (step 0: the SFT policy).
+    """
     input:
         samples_files=lambda wildcards: [
             rl_file(wildcards.name, step, "samples", wildcards.rep)
@@ -158,6 +159,11 @@ rule ppo_curve:
             step=[0, *PPO_STEPS],
             allow_missing=True,
         ),
+        distance_files=lambda wildcards: [
+            rl_file(wildcards.name, step, "distance", wildcards.rep)
+            for step in [0, *PPO_STEPS]
+        ],
+        reference=replicate("mrm/distance_reference.json"),
     output:
         out=replicate("ppo/{name}/curve.json"),
         per_prompt=replicate("ppo/{name}/per_prompt.npz"),

@@ -71,12 +71,17 @@ def test_kl_bon_and_n_values() -> None:
 
 
 def write_bon_files(folder: Path) -> tuple[Path, dict[str, Path]]:
-    """Two prompts x 4 samples; `good` ranks by gold, `bad` ranks against it."""
+    """Two prompts x 4 samples; `good` ranks by gold, `bad` ranks against it; a sample's distance is 10 × its gold
+    (`distance.jsonl`), outliers beyond 5 (`reference.json`)."""
     gold = {"a": [0.1, 0.4, 0.2, 0.9], "b": [0.5, 0.0, 1.0, 0.3]}
     gold_path = folder / "gold.jsonl"
     write_jsonl(
         gold_path, [{"prompt_id": p, "sample": i, "gold": g} for p, gs in gold.items() for i, g in enumerate(gs)]
     )
+    write_jsonl(folder / "distance.jsonl",
+                [{"prompt_id": p, "sample": i, "distance": 10 * g} for p, gs in gold.items() for i, g in enumerate(gs)])
+    write_json(folder / "reference.json", {"quantile": 0.95, "threshold": 5.0, "sft": {"n": 8, "mean": 4.25},
+                                           "train": {"n": 2, "mean": 3.0}})
     scores = {}
     for rm, sign in (("good", 1.0), ("bad", -1.0)):
         scores[rm] = folder / f"{rm}.jsonl"
@@ -89,7 +94,7 @@ def write_bon_files(folder: Path) -> tuple[Path, dict[str, Path]]:
 
 def test_bon_curves_on_tiny_files(tmp_path: Path) -> None:
     gold, scores = write_bon_files(tmp_path)
-    table = bon_curves(scores, gold, 4)
+    table = bon_curves(scores, gold, 4, tmp_path / "distance.jsonl", 5.0)
     assert table["rms"].tolist() == ["good", "bad"] and table["prompts"].tolist() == ["a", "b"]
     assert table["n"].tolist() == [1, 2, 4] and table["kl"].tolist() == [kl_bon(n) for n in (1, 2, 4)]
     assert table["gold"].shape == table["proxy"].shape == (2, 2, 3)  # (RMs, prompts, n)
@@ -98,27 +103,40 @@ def test_bon_curves_on_tiny_files(tmp_path: Path) -> None:
     assert good[:, -1] == pytest.approx([0.9, 1.0]) and bad[:, -1] == pytest.approx([0.1, 0.0])  # the proxy's argmax
     assert table["proxy"][0] == pytest.approx(10 * good)
     assert np.all(np.diff(good, axis=1) > 0) and np.all(np.diff(bad, axis=1) < 0)
+    assert table["distance"] == pytest.approx(10 * table["gold"])  # the selected sample's distance
+    assert table["outlier"][0, :, 0] == pytest.approx([0.25, 0.25]) and table["outlier"][0, :, -1].tolist() == [1, 1]
+    assert table["outlier"][1, :, -1].tolist() == [0, 0]  # bad picks the lowest gold, never an outlier
 
     out, per_prompt = tmp_path / "bon" / "report.json", tmp_path / "bon" / "per_prompt.npz"
-    bon_report([str(scores["good"]), str(scores["bad"])], str(gold), str(out), str(per_prompt), 4)
+    bon_report([str(scores["good"]), str(scores["bad"])], str(gold), str(tmp_path / "distance.jsonl"),
+               str(tmp_path / "reference.json"), str(out), str(per_prompt), 4)
     saved = read_npz(per_prompt, BON_ARRAYS)
     assert all(np.array_equal(saved[key], table[key]) for key in BON_ARRAYS)
     means = read_json(out)
     assert means["n"] == [1, 2, 4] and means["prompts"] == 2
     assert means["rms"]["good"]["gold"] == pytest.approx(good.mean(axis=0).tolist())
+    assert means["rms"]["good"]["outlier"] == pytest.approx(table["outlier"][0].mean(axis=0).tolist())
 
 
 def test_bon_curves_refuses_mismatched_files(tmp_path: Path) -> None:
     gold, scores = write_bon_files(tmp_path)
+    distance = tmp_path / "distance.jsonl"
     write_jsonl(tmp_path / "short.jsonl", [{"prompt_id": "a", "sample": i, "reward": 0.0} for i in range(4)])
     with pytest.raises(DataError, match="different prompts"):
-        bon_curves({"short": tmp_path / "short.jsonl"}, gold, 2)
+        bon_curves({"short": tmp_path / "short.jsonl"}, gold, 2, distance, 5.0)
     records = [{"prompt_id": p, "sample": i, "reward": 0.0} for p in "ab" for i in range(1, 5)]
     write_jsonl(tmp_path / "shifted.jsonl", records)
     with pytest.raises(DataError, match="different samples of prompt a"):
-        bon_curves({"shifted": tmp_path / "shifted.jsonl"}, gold, 2)
+        bon_curves({"shifted": tmp_path / "shifted.jsonl"}, gold, 2, distance, 5.0)
     with pytest.raises(DataError, match="best-of-5 needs 5 samples"):
-        bon_curves(scores, gold, 5)
+        bon_curves(scores, gold, 5, distance, 5.0)
+    write_jsonl(tmp_path / "other.jsonl", [{**r, "distance": 1.0} for r in records])  # distances of other samples
+    with pytest.raises(DataError, match="other.jsonl and .*gold.jsonl hold different samples of prompt a"):
+        bon_curves(scores, gold, 2, tmp_path / "other.jsonl", 5.0)
+    write_json(tmp_path / "reference.json", {"quantile": 0.95})
+    with pytest.raises(DataError, match="reference.json: no finite outlier threshold"):
+        bon_report([str(scores["good"])], str(gold), str(distance), str(tmp_path / "reference.json"),
+                   str(tmp_path / "out.json"), str(tmp_path / "per_prompt.npz"), 2)
 
 
 # --- fits -------------------------------------------------------------------------------------
@@ -165,8 +183,12 @@ def write_ppo_run(
 ) -> dict[str, list[str]]:
     """Files of a PPO run with checkpoints at steps 0, 10, 20, …: prompts a (two samples) and b (one sample);
     prompt b scores `delta` above a's mean and its KL is twice a's; at step k the responses are k // 10 + 2 tokens
-    long and a's second one never ended."""
-    files: dict[str, list[str]] = {"samples_files": [], "kl_files": [], "gold_files": [], "proxy_files": []}
+    long and a's second one never ended; a sample's distance is its checkpoint's index + 1 (+ 2 for b), outliers
+    (`reference`) beyond 2.5."""
+    files: dict[str, list[str]] = {"samples_files": [], "kl_files": [], "gold_files": [], "proxy_files": [],
+                                   "distance_files": []}
+    write_json(folder / "reference.json", {"quantile": 0.9, "threshold": 2.5, "sft": {"n": 3, "mean": 1.7},
+                                           "train": {"n": 4, "mean": 1.0}})
     samples = (("a", 0, -0.1), ("a", 1, 0.1), ("b", 0, 0.2))
     for i, (g, p, k) in enumerate(zip(gold, proxy, kl)):
         step = folder / f"step_{10 * i}"
@@ -181,6 +203,9 @@ def write_ppo_run(
             files["kl_files"].append(str(step / "kl.jsonl"))
         files["gold_files"].append(str(step / "gold.jsonl"))
         files["proxy_files"].append(str(step / "scores.jsonl"))
+        write_jsonl(step / "distance.jsonl", [{"prompt_id": q, "sample": s, "distance": i + 1 + 2 * (q == "b")}
+                                              for q, s, _ in samples])
+        files["distance_files"].append(str(step / "distance.jsonl"))
     return files
 
 
@@ -188,51 +213,59 @@ def test_ppo_curve(tmp_path: Path) -> None:
     files = write_ppo_run(tmp_path / "run", [0.3, 0.5, 0.4], [0.0, 2.0, 5.0], [0.0, 1.0, 4.0])
     files = {k: v[::-1] for k, v in files.items()}  # matched by step folder, not by position
     out, per_prompt = tmp_path / "curve.json", tmp_path / "per_prompt.npz"
-    ppo_curve("rm", **files, out=str(out), per_prompt=str(per_prompt))
+    reference = str(tmp_path / "run" / "reference.json")
+    ppo_curve("rm", **files, reference=reference, out=str(out), per_prompt=str(per_prompt))
     table = read_npz(per_prompt, PPO_ARRAYS)
     assert str(table["rm"]) == "rm" and table["steps"].tolist() == [0, 10, 20] and table["prompts"].tolist() == ["a", "b"]
     assert table["gold"] == pytest.approx(np.array([[0.3, 0.5], [0.5, 0.7], [0.4, 0.6]]))  # (steps, prompts)
     assert table["proxy"] == pytest.approx(np.array([[0.0, 2.0], [2.0, 4.0], [5.0, 7.0]]))
     assert table["kl"].tolist() == [[0.0, 0.0], [1.0, 2.0], [4.0, 8.0]]
     assert table["finished"].tolist() == [[0.5, 1.0]] * 3 and table["tokens"].tolist() == [[2, 2], [3, 3], [4, 4]]
+    assert table["distance"].tolist() == [[1, 3], [2, 4], [3, 5]]  # (steps, prompts)
+    assert table["outlier"].tolist() == [[0, 1], [0, 1], [1, 1]]  # beyond 2.5
     curve = read_json(out)
     assert curve["rm"] == "rm" and curve["steps"] == [0, 10, 20] and curve["kl"] == [0.0, 1.5, 6.0]
     assert curve["gold"] == pytest.approx([0.4, 0.6, 0.5]) and curve["proxy"] == pytest.approx([1.0, 3.0, 6.0])
 
     files = write_ppo_run(tmp_path / "with0", [0.3, 0.5], [0.0, 1.0], [0.002, 1.0], kl_at_0=True)
-    ppo_curve("rm", **files, out=str(out), per_prompt=str(per_prompt))
+    ppo_curve("rm", **files, reference=reference, out=str(out), per_prompt=str(per_prompt))
     assert read_json(out)["kl"] == pytest.approx([0.003, 1.5])  # a measured step-0 KL is kept
 
 
 def test_ppo_curve_refuses_inconsistent_files(tmp_path: Path) -> None:
     files = write_ppo_run(tmp_path / "run", [0.3, 0.5, 0.4], [0.0, 2.0, 5.0], [0.0, 1.0, 4.0])
     out, per_prompt = str(tmp_path / "curve.json"), str(tmp_path / "per_prompt.npz")
-    samples = files["samples_files"]
+
+    def curve(**changed: list[str]) -> None:
+        ppo_curve("rm", **{**files, **changed}, reference=str(tmp_path / "run" / "reference.json"), out=out,
+                  per_prompt=per_prompt)
+
     with pytest.raises(DataError, match=r"KL files missing for steps \[20\]"):
-        ppo_curve("rm", samples, files["kl_files"][:1], files["gold_files"], files["proxy_files"], out, per_prompt)
+        curve(kl_files=files["kl_files"][:1])
     with pytest.raises(DataError, match="proxy files"):
-        ppo_curve("rm", samples, files["kl_files"], files["gold_files"], files["proxy_files"][:2], out, per_prompt)
+        curve(proxy_files=files["proxy_files"][:2])
+    with pytest.raises(DataError, match="distance files"):
+        curve(distance_files=files["distance_files"][1:])
     with pytest.raises(DataError, match="samples files"):
-        ppo_curve("rm", samples[1:], files["kl_files"], files["gold_files"], files["proxy_files"], out, per_prompt)
+        curve(samples_files=files["samples_files"][1:])
     with pytest.raises(DataError, match="no gold file for step 0"):
-        ppo_curve("rm", samples[1:], files["kl_files"], files["gold_files"][1:], files["proxy_files"][1:], out,
-                  per_prompt)
+        curve(**{name: paths[1:] for name, paths in files.items() if name != "kl_files"})
     with pytest.raises(DataError, match="step_<k> folder"):
-        ppo_curve("rm", [], [], [str(tmp_path / "gold.jsonl")], [], out, per_prompt)
+        curve(gold_files=[str(tmp_path / "gold.jsonl")])
     write_jsonl(files["kl_files"][0], [{"kl_sequence": 1.0, "kl_token": 0.1, "n": 2}])  # the old per-file summary
     with pytest.raises(DataError, match=r"step_10/kl\.jsonl:1: missing field\(s\) prompt_id, sample, kl"):
-        ppo_curve("rm", **files, out=out, per_prompt=per_prompt)
+        curve()
     write_jsonl(files["kl_files"][0], [{"prompt_id": "a", "sample": 0, "kl": 1.0, "tokens": 3}])
     with pytest.raises(DataError, match="hold different samples"):
-        ppo_curve("rm", **files, out=out, per_prompt=per_prompt)
+        curve()
     step = Path(files["gold_files"][2])
     write_jsonl(step, [{"prompt_id": "c", "sample": 0, "gold": 0.1}])
     write_jsonl(step.parent / "scores.jsonl", [{"prompt_id": "c", "sample": 0, "reward": 0.1}])
     write_jsonl(step.parent / "kl.jsonl", [{"prompt_id": "c", "sample": 0, "kl": 0.1}])
+    write_jsonl(step.parent / "distance.jsonl", [{"prompt_id": "c", "sample": 0, "distance": 1.0}])
     write_jsonl(step.parent / "samples.jsonl", [{"prompt_id": "c", "sample": 0, "finished": True, "tokens": [1]}])
     with pytest.raises(DataError, match="other prompts than step 0"):
-        ppo_curve("rm", samples[::2], files["kl_files"][1:], files["gold_files"][::2], files["proxy_files"][::2], out,
-                  per_prompt)
+        curve(**{**{name: paths[::2] for name, paths in files.items()}, "kl_files": files["kl_files"][1:]})
     assert not Path(out).exists() and not Path(per_prompt).exists()
 
 
@@ -269,13 +302,16 @@ def write_report_inputs(folder: Path, replicates: tuple[int, ...] = (0, 1, 2)) -
     """Per replicate: held-out pairs and every RM's rewards of them (near-ties a coin flip), a best-of-n table and
     PPO tables for rm, mrm, golden and rm with a KL penalty (half rm's KL). Prompt difficulty is shared by every replicate and RM (the eval prompts are
     the same), replicates differ a little (PPO: rm over-optimised, mrm rising, golden flat; rm's run of the last
-    replicate degenerates from update 30: its answers stop ending)."""
+    replicate degenerates from update 30: its answers stop ending). The responses' distance from the training
+    distribution grows with √KL for rm, ens_mean and the KL-penalised rm, and stays flat for mrm and golden (noise
+    from a generator of its own, so the other numbers are as without it)."""
     rng = np.random.default_rng(0)
     ns = n_values(16)
     prompts = np.array([f"eval-{i}" for i in range(PROMPTS)])
     difficulty = rng.normal(0.0, 0.1, size=(PROMPTS, 1))
-    inputs: dict = {"rewards": [], "pairs": [], "bon": [], "ppo": [],
+    inputs: dict = {"rewards": [], "pairs": [], "bon": [], "ppo": [], "references": [],
                     "figures": [str(folder / "rep0/distribution/visual/center.png")]}
+    drifting = {"rm", "ens_mean", PENALISED}
     for rep in replicates:
         root = folder / f"rep{rep}"
         gaps = {split: write_pairs(rng, root, split, [f"{split}-{i}" for i in range(count)])
@@ -289,12 +325,26 @@ def write_report_inputs(folder: Path, replicates: tuple[int, ...] = (0, 1, 2)) -
                            f"{split}_pairs": np.array(len(gap))}
             write_npz(root / "rm" / rm / "check_rewards.npz", arrays)
             inputs["rewards"].append(str(root / "rm" / rm / "check_rewards.npz"))
+        noise = np.random.default_rng([2, rep])
+        write_json(root / "mrm" / "distance_reference.json", {"quantile": 0.95, "threshold": 9.5,
+                                                             "sft": {"n": 300, "mean": 8.0},
+                                                             "train": {"n": 500, "mean": 7.0 + 0.1 * rep}})
+        inputs["references"].append(str(root / "mrm" / "distance_reference.json"))
+
+        def distances(rm: str, kl: np.ndarray) -> dict[str, np.ndarray]:
+            distance = 8.0 + (1.5 * np.sqrt(kl) if rm in drifting else 0) + noise.normal(0, 0.3, kl.shape)
+            return {"distance": distance, "outlier": np.clip(0.05 + (distance - 8.0) / 10, 0, 1)}
+
         shift = rng.normal(0.0, 0.005)  # the replicate's own level
         gold = np.stack([m + shift + difficulty + rng.normal(0, 0.05, (PROMPTS, len(ns))) for m in bon_means().values()])
         proxy = np.stack([np.sqrt(np.arange(len(ns))) + rng.normal(0, 0.1, (PROMPTS, len(ns))) for _ in RMS])
+        bon_kl = np.broadcast_to(np.array([kl_bon(n) for n in ns]), (PROMPTS, len(ns)))
+        drift = [distances(rm, bon_kl) for rm in RMS]
         write_npz(root / "bon" / "per_prompt.npz", {"rms": np.array(RMS[::-1]), "prompts": prompts, "n": np.array(ns),
                                                    "kl": np.array([kl_bon(n) for n in ns]), "gold": gold[::-1],
-                                                   "proxy": proxy[::-1]})  # RM order must not matter
+                                                   "proxy": proxy[::-1],  # RM order must not matter
+                                                   **{name: np.stack([d[name] for d in drift])[::-1]
+                                                      for name in ("distance", "outlier")}})
         inputs["bon"].append(str(root / "bon" / "per_prompt.npz"))
         for rm, beta in (("rm", 0.25), ("mrm", 0.0), ("golden", None), (PENALISED, 0.1)):
             draw = np.random.default_rng([1, rep]) if rm == PENALISED else rng  # the other runs: as without it
@@ -306,7 +356,7 @@ def write_report_inputs(folder: Path, replicates: tuple[int, ...] = (0, 1, 2)) -
             write_npz(root / "ppo" / rm / "per_prompt.npz", {
                 "rm": np.array(rm), "steps": STEPS, "prompts": prompts, "kl": kl,
                 "gold": mean + shift + difficulty.T + draw.normal(0, 0.05, kl.shape), "proxy": 0.3 + d,
-                "finished": finished, "tokens": np.where(finished > 0, 8.0, 32.0)})
+                "finished": finished, "tokens": np.where(finished > 0, 8.0, 32.0), **distances(rm, kl)})
             inputs["ppo"].append(str(root / "ppo" / rm / "per_prompt.npz"))
     return inputs
 
@@ -395,6 +445,21 @@ def test_make_report(tmp_path: Path) -> None:
     assert budgets.loc[("pooled", "rm", 1), "delta_penalised"] == pytest.approx(
         -budgets.loc[("pooled", PENALISED, 1), "delta_gold"])
 
+    for name in ("bon_distance_shift", "ppo_distance_shift"):  # the planted drift of rm's responses, none of golden's
+        assert row.loc["rm", f"{name}_verdict"] == "moves away" and row.loc["rm", f"{name}_mdd"] > 0, name
+        assert row.loc["golden", f"{name}_verdict"] == "no significant change", name
+    assert mrm["bon_distance_shift_verdict"] == "no significant change"
+    assert row.loc["ens_mean", "bon_distance_shift_verdict"] == "moves away"
+    assert rm["ppo_distance_step"] == 20  # read like its verdict: before its last replicate degenerated
+    assert row.loc[PENALISED, "ppo_distance_shift_verdict"] == "moves away"
+    assert 0 <= rm["ppo_outlier_usable_lo"] < rm["ppo_outlier_usable"] and rm["ppo_final_outlier_hi"] <= 1
+    assert row.loc["golden", "bon_outlier_at_N"] == pytest.approx(0.05, abs=0.01)
+    closer = budgets.loc[("pooled", "mrm", 2)]  # at equal KL, mrm's responses stay closer than rm's
+    assert closer["delta_distance_hi"] < 0 and closer["delta_distance_mdd"] > 0
+    assert closer["distance"] == pytest.approx(8.0, abs=0.1)
+    same = budgets.loc[("pooled", "rm", 2)]  # rm and its KL-penalised run drift alike per nat of KL (up to the
+    assert abs(same["delta_distance_penalised"]) < 0.05 < same["distance"] - 8.0  # interpolation between checkpoints)
+
     variance = pd.read_csv(first["variance"])
     assert list(variance.columns) == VARIANCE_COLUMNS
     pooled = variance[variance["replicate"] == "pooled"]
@@ -431,6 +496,11 @@ def test_make_report(tmp_path: Path) -> None:
     assert f"- `{PENALISED}`: PPO gold at 1 nats: " in text  # compared with rm at the budgets
     assert "`replicate_scope: full`" in text and "## Every replicate" in text and "## Representations" in text
     assert "](../../rep0/distribution/visual/center.png)" in text
+    assert "## Does over-optimisation leave the training distribution?" in text
+    assert ("in 2 of 4 best-of-n curves (`rm`, `ens_mean`) from n = 1 to N, and in 2 of 4 PPO runs (`rm`, "
+            "`rm_kl0.05`) from update 0" in text)
+    assert "the SFT policy's own eval samples 8.000, the training pairs' responses 7.100" in text
+    assert "| `mrm` | 8.0" in text.split("**Distance at the KL budgets**")[1]
     assert all(f"](plots/{stem}.png)" in text for stem in PLOTS)
     for path in first["plots"]:
         data = Path(path).read_bytes()
@@ -466,6 +536,7 @@ def test_make_report_refuses_bad_inputs(tmp_path: Path) -> None:
         "replicate 2: no ood pairs": {"pairs": inputs["pairs"][:-1]},
         "exactly one rep<seed> folder": {"bon": [str(tmp_path / "per_prompt.npz")]},
         r"replicate 2: PPO runs of \['golden', 'mrm', 'rm'\]": {"ppo": inputs["ppo"][:-1]},
+        "no distance_reference.json of replicate\\(s\\) 2": {"references": inputs["references"][:-1]},
     }
     for message, change in cases.items():
         with pytest.raises(DataError, match=message):

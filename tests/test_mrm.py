@@ -278,3 +278,58 @@ def test_conversion_refuses_a_gda_of_another_width(study, tmp_path):
     with pytest.raises(ModelError, match="bias-free score layer of shape"):
         export_mrm(str(study["rm"]), str(tmp_path / "wide.npz"), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+def write_samples(prompt_file: Path, out: Path, answer) -> Path:
+    """Two samples per prompt of the first 6 prompts: the reference answer transformed by `answer`."""
+    records = read_jsonl(prompt_file)[:6]
+    write_jsonl(out, [{"prompt_id": r["id"], "sample": i, "response": answer(r["reference"]) + "!" * i,
+                       "finished": True, "tokens": [1, 2]} for r in records for i in range(2)])
+    return out
+
+
+def test_distances_of_samples_and_the_sft_reference(study, prompt_data, tmp_path):
+    from rmood.mrm.distance import outlier_threshold, reference_distances, sample_distances
+    from rmood.mrm.gda import load_gda
+    from rmood.mrm.representations import features
+    from rmood.rm.score import load_reward_model
+    from rmood.data.prompts import conversation
+    from rmood.io import DataError
+
+    prompts = [str(prompt_data["preference"])]
+    sft = write_samples(prompt_data["preference"], tmp_path / "step_0" / "samples.jsonl", lambda a: a)
+    drifted = write_samples(prompt_data["preference"], tmp_path / "step_5" / "samples.jsonl", lambda a: a[::-1] * 3)
+    out = [tmp_path / "step_0" / "distance.jsonl", tmp_path / "step_5" / "distance.jsonl"]
+    sample_distances(str(study["rm"]), str(study["gda"]), [str(sft), str(drifted)], prompts, [str(p) for p in out],
+                     SCORING, "float32")
+    model, tokenizer = load_reward_model(study["rm"])
+    params = load_gda(study["gda"])
+    by_id = {r["id"]: r for r in read_jsonl(prompt_data["preference"])}
+    for samples, written in zip((sft, drifted), out):  # the rm's features of prompt + response under the GDA fit
+        records = read_jsonl(samples)
+        expected = mahalanobis(features(model, tokenizer, [conversation(by_id[r["prompt_id"]], r["response"])
+                                                           for r in records], 4), params)
+        rows = read_jsonl(written)
+        assert [(r["prompt_id"], r["sample"]) for r in rows] == [(r["prompt_id"], r["sample"]) for r in records]
+        assert [r["distance"] for r in rows] == pytest.approx(expected.tolist(), rel=1e-4)
+
+    reference = tmp_path / "distance_reference.json"
+    reference_distances(str(study["rm"]), str(study["gda"]), str(sft), prompts,
+                        [str(study["chosen"]), str(study["rejected"])], str(tmp_path / "sft.jsonl"), str(reference),
+                        0.9, SCORING, "float32")
+    summary = read_json(reference)
+    distances = np.array([r["distance"] for r in read_jsonl(out[0])])
+    assert read_jsonl(tmp_path / "sft.jsonl") == read_jsonl(out[0])
+    assert summary["quantile"] == 0.9 and summary["sft"] == {"n": 12, "mean": pytest.approx(distances.mean())}
+    assert outlier_threshold(str(reference)) == pytest.approx(np.quantile(distances, 0.9))
+    _, train = train_conversations(study)
+    assert summary["train"] == {"n": 32, "mean": pytest.approx(mahalanobis(train, params).mean(), rel=1e-4)}
+
+    np.save(tmp_path / "nan.npy", np.full((2, train.shape[1]), np.nan, dtype=np.float32))
+    with pytest.raises(DataError, match=r"nan\.npy: 2 of 2 feature rows are not finite \(first: row 0\)"):
+        reference_distances(str(study["rm"]), str(study["gda"]), str(sft), prompts, [str(tmp_path / "nan.npy")],
+                            str(tmp_path / "sft.jsonl"), str(reference), 0.9, SCORING, "float32")
+    write_jsonl(tmp_path / "empty.jsonl", [])
+    with pytest.raises(DataError, match="empty.jsonl: no samples"):
+        sample_distances(str(study["rm"]), str(study["gda"]), [str(tmp_path / "empty.jsonl")], prompts,
+                         [str(tmp_path / "x.jsonl")], SCORING, "float32")

@@ -3,4 +3,5 @@
 This package's own import stays light (the workflow reads `PLOTS` at parse time); its modules import numpy and
 SciPy."""
 
-PLOTS = ("bon_gold", "bon_proxy", "ppo_gold", "ppo_proxy", "ppo_collapse", "rm_accuracy", "forest")  # figures (.png)
+PLOTS = ("bon_gold", "bon_proxy", "ppo_gold", "ppo_proxy", "ppo_collapse", "rm_accuracy", "forest",
+         "ood_distance")  # figures (.png)

@@ -1,4 +1,5 @@
-"""The `bon_report` step: gold and proxy reward of best-of-n sampling against KL_BoN (Gao et al. 2022).
+"""The `bon_report` step: gold and proxy reward of best-of-n sampling against KL_BoN (Gao et al. 2022), and how
+far the selected responses lie from the reward model's training distribution (`rmood.mrm.distance`).
 
 For each prompt with N scored samples, the expected reward of the best of n samples (n ≤ N) is
 estimated without bias by averaging over all n-subsets of the N samples. The sample ranked best by
@@ -18,6 +19,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from rmood.io import DataError, read_jsonl, write_json, write_npz
+from rmood.mrm.distance import outlier_threshold
 
 Scores = dict[str, dict[int, float]]  # prompt id -> sample id -> score
 
@@ -84,59 +86,62 @@ def check_same_samples(
             raise DataError(f"{path} and {reference_path} hold different samples of prompt {prompt_id}")
 
 
-BON_ARRAYS = ("rms", "prompts", "n", "kl", "gold", "proxy")  # bon/per_prompt.npz
+VALUES = ("gold", "proxy", "distance", "outlier")  # the (RMs, prompts, n values) arrays of a best-of-n table
+BON_ARRAYS = ("rms", "prompts", "n", "kl", *VALUES)  # bon/per_prompt.npz
 
 
-def bon_curves(proxy_by_rm: dict[str, str | os.PathLike], gold: str | os.PathLike, n_max: int) -> dict[str, Any]:
-    """Best-of-n for n in `n_values(n_max)`, per prompt: the expected gold and proxy reward of the proxy-best of n.
+def bon_curves(proxy_by_rm: dict[str, str | os.PathLike], gold: str | os.PathLike, n_max: int,
+               distance: str | os.PathLike, threshold: float) -> dict[str, Any]:
+    """Best-of-n for n in `n_values(n_max)`, per prompt: the expected gold and proxy reward, Mahalanobis distance and
+    outlier indicator (distance > `threshold`) of the proxy-best of n.
 
     Returns the arrays of `bon/per_prompt.npz` (`BON_ARRAYS`): `rms` and `prompts` (names, in file and gold-file
-    order), `n`, `kl` (KL_BoN of each n), and `gold`, `proxy` of shape (RMs, prompts, n values). Every file must
-    hold the same prompts with the same sample ids.
+    order), `n`, `kl` (KL_BoN of each n), and `VALUES` of shape (RMs, prompts, n values). Every file must hold the
+    same prompts with the same sample ids.
     """
     gold_scores = read_scores(gold, "gold")
     if not gold_scores:
         raise DataError(f"{gold}: no gold labels")
+    distances = read_scores(distance, "distance")
+    check_same_samples(gold_scores, gold, distances, distance)
     smallest = min(len(samples) for samples in gold_scores.values())
     if n_max > smallest:
         raise DataError(f"{gold}: best-of-{n_max} needs {n_max} samples per prompt, some prompt has {smallest}")
     ns = n_values(n_max)
-    shape = (len(proxy_by_rm), len(gold_scores), len(ns))
-    gold_table, proxy_table = np.empty(shape), np.empty(shape)
+    tables = {name: np.empty((len(proxy_by_rm), len(gold_scores), len(ns))) for name in VALUES}
     for r, (rm, path) in enumerate(proxy_by_rm.items()):
         proxy_scores = read_scores(path, "reward")
         check_same_samples(gold_scores, gold, proxy_scores, path)
         for p, (prompt_id, golds) in enumerate(gold_scores.items()):
             ids = sorted(golds)
-            g = np.array([golds[i] for i in ids])
             x = np.array([proxy_scores[prompt_id][i] for i in ids])
-            gold_table[r, p] = [bon_expectation(x, g, n) for n in ns]
-            proxy_table[r, p] = [bon_expectation(x, x, n) for n in ns]
+            d = np.array([distances[prompt_id][i] for i in ids])
+            values = {"gold": np.array([golds[i] for i in ids]), "proxy": x, "distance": d,
+                      "outlier": (d > threshold).astype(float)}
+            for name, value in values.items():
+                tables[name][r, p] = [bon_expectation(x, value, n) for n in ns]
     return {
         "rms": np.array(list(proxy_by_rm)),
         "prompts": np.array(list(gold_scores)),
         "n": np.array(ns),
         "kl": np.array([kl_bon(n) for n in ns]),
-        "gold": gold_table,
-        "proxy": proxy_table,
+        **tables,
     }
 
 
-def bon_report(scores: list[str], gold: str, out: str, per_prompt: str, n: int) -> None:
-    """Write `bon/per_prompt.npz` (see `bon_curves`) from proxy score files named `<rm>.jsonl` and the gold labels,
-    and `bon/report.json`: n, KL_BoN, the prompt count and every RM's mean gold and proxy per n."""
+def bon_report(scores: list[str], gold: str, distance: str, reference: str, out: str, per_prompt: str, n: int) -> None:
+    """Write `bon/per_prompt.npz` (see `bon_curves`) from proxy score files named `<rm>.jsonl`, the gold labels and the
+    samples' distances (outliers beyond the threshold of `reference`, `rmood.mrm.distance`), and `bon/report.json`:
+    n, KL_BoN, the prompt count and every RM's mean of each of `VALUES` per n."""
     proxy_by_rm: dict[str, str] = {}
     for path in scores:
         rm = Path(path).stem
         if rm in proxy_by_rm:
             raise DataError(f"two score files for RM {rm!r}: {proxy_by_rm[rm]} and {path}")
         proxy_by_rm[rm] = path
-    table = bon_curves(proxy_by_rm, gold, n)
+    table = bon_curves(proxy_by_rm, gold, n, distance, outlier_threshold(reference))
     write_npz(per_prompt, table)
-    means = {
-        rm: {"gold": table["gold"][r].mean(axis=0).tolist(), "proxy": table["proxy"][r].mean(axis=0).tolist()}
-        for r, rm in enumerate(proxy_by_rm)
-    }
+    means = {rm: {name: table[name][r].mean(axis=0).tolist() for name in VALUES} for r, rm in enumerate(proxy_by_rm)}
     write_json(out, {"n": table["n"].tolist(), "kl": table["kl"].tolist(), "prompts": len(table["prompts"]),
                      "rms": means})
     for rm, curve in means.items():

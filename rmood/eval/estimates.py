@@ -30,10 +30,11 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
+from rmood.eval.bon import VALUES
 from rmood.eval.fit import fit_bon, fit_bon_rows, fit_rl, fit_rl_rows
 from rmood.eval.ppo_curve import CHANNELS
 from rmood.eval.stats import Estimate, align, estimate, interpolate_at, join
-from rmood.eval.verdicts import DEGENERATE, Trend, differences, trend
+from rmood.eval.verdicts import DEGENERATE, Trend, differences, drift, trend
 from rmood.rl.tuning import degenerate as is_degenerate
 from rmood.io import DataError
 
@@ -41,8 +42,9 @@ POOLED = "pooled"
 SPLITS = ("id", "ood")  # held-out pairs: test pairs of the training families, and of the held-out families
 BINS = ("all", "close", "clear")  # pairs by gold gap: every pair; gap < report.gold_gap; the rest
 POWER = 0.8  # of every minimum detectable difference
-GOLD, PROXY = 0, 1  # channels of the best-of-n table
-KL, PPO_GOLD, PPO_PROXY, FINISHED, TOKENS = range(5)  # channels of the PPO table (rmood.eval.ppo_curve.CHANNELS)
+GOLD, PROXY, DISTANCE, OUTLIER = range(4)  # channels of the best-of-n table (rmood.eval.bon.VALUES)
+# channels of the PPO table (rmood.eval.ppo_curve.CHANNELS)
+KL, PPO_GOLD, PPO_PROXY, FINISHED, TOKENS, PPO_DISTANCE, PPO_OUTLIER = range(7)
 
 
 @dataclass
@@ -167,7 +169,7 @@ def accuracy_columns(acc: Estimate, shares: list[float], pairs: float, split: st
 
 def bon_tables(replicates: list[Replicate], reward_models: list[str]) -> tuple[list[np.ndarray], bool, np.ndarray,
                                                                               np.ndarray]:
-    """Per replicate (prompts, RMs × gold|proxy × n), aligned; crossed; the common n and KL_BoN."""
+    """Per replicate (prompts, RMs × VALUES × n), aligned; crossed; the common n and KL_BoN."""
     first = replicates[0].bon
     tables, prompts = [], []
     for rep in replicates:
@@ -180,7 +182,7 @@ def bon_tables(replicates: list[Replicate], reward_models: list[str]) -> tuple[l
         if missing:
             raise DataError(f"replicate {rep.seed}: no best-of-n scores of {', '.join(missing)}")
         order = [names.index(rm) for rm in reward_models]
-        table = np.stack([bon["gold"][order], bon["proxy"][order]], axis=1)  # (RMs, 2, prompts, n)
+        table = np.stack([bon[name][order] for name in VALUES], axis=1)  # (RMs, values, prompts, n)
         tables.append(table.transpose(2, 0, 1, 3).reshape(table.shape[2], -1))
         prompts.append(bon["prompts"].tolist())
     aligned, crossed = align_prompts(prompts, tables, "best-of-n")
@@ -250,6 +252,19 @@ class Curves:
         return self.est.contrast(differences(len(self.est.value), [(self.index(m, channel, k), self.index(base,
                                                                                                          channel, k))]))
 
+    def shift(self, m: int, channel: int, k: int) -> Estimate:
+        """Point k of a curve minus its first point."""
+        return self.est.contrast(differences(len(self.est.value), [(self.index(m, channel, k),
+                                                                     self.index(m, channel, 0))]))
+
+
+def drift_columns(row: dict[str, Any], name: str, shift: Estimate, level: float) -> None:
+    """How far a curve's distance from the RM's training distribution moved (one statistic, a later point minus the
+    first): its interval, minimum detectable shift and verdict (`rmood.eval.verdicts.drift`)."""
+    put(row, name, at(shift, 0, level))
+    row[f"{name}_mdd"] = float(shift.mdd(level, POWER)[0])
+    row[f"{name}_verdict"] = drift(row[f"{name}_lo"], row[f"{name}_hi"])
+
 
 def trend_columns(row: dict[str, Any], prefix: str, curve: Estimate, points: np.ndarray, level: float) -> Trend:
     """The trend of a gold curve: its peak (point, the points that may be highest, gold there), rise, fall, verdict."""
@@ -277,13 +292,15 @@ def bon_rows(label: str, replicates: list[Replicate], s: Settings, variance: lis
     """Per RM its best-of-n summary columns, and the best-of-n curve rows."""
     rms, base = s.reward_models, s.reward_models.index(s.baseline)
     tables, crossed, ns, kl = bon_tables(replicates, rms)
-    bon = Curves(estimate(tables, crossed), tables, crossed, 2, len(ns))
+    bon = Curves(estimate(tables, crossed), tables, crossed, len(VALUES), len(ns))
     columns, curves = {}, []
     last = len(ns) - 1
     for m, rm in enumerate(rms):
         row: dict[str, Any] = {}
         put(row, "bon_gold_at_N", at(bon.est, bon.index(m, GOLD, last), s.level))
         put(row, "bon_proxy_at_N", at(bon.est, bon.index(m, PROXY, last), s.level))
+        put(row, "bon_outlier_at_N", clipped(at(bon.est, bon.index(m, OUTLIER, last), s.level), 0.0, 1.0))
+        drift_columns(row, "bon_distance_shift", bon.shift(m, DISTANCE, last), s.level)
         trend_columns(row, "bon", bon.curve(m, GOLD), ns, s.level)
         if m == base:
             put(row, "bon_delta_at_N", NONE)
@@ -299,6 +316,8 @@ def bon_rows(label: str, replicates: list[Replicate], s: Settings, variance: lis
                      "kl_lo": float(kl[k]), "kl_hi": float(kl[k])}
             put(point, "gold", at(bon.est, bon.index(m, GOLD, k), s.level))
             put(point, "proxy", at(bon.est, bon.index(m, PROXY, k), s.level))
+            put(point, "distance", clipped(at(bon.est, bon.index(m, DISTANCE, k), s.level), 0.0))
+            put(point, "outlier", clipped(at(bon.est, bon.index(m, OUTLIER, k), s.level), 0.0, 1.0))
             put(point, "delta_gold", at(bon.difference(m, base, GOLD, k), 0, s.level) if m != base else NONE)
             curves.append(point)
     return columns, curves
@@ -350,11 +369,11 @@ class Runs:
         usable = np.where(degenerate.any(axis=-1), degenerate.argmax(axis=-1), points)
         return cls(curves, kl_per_token, usable, degenerate)
 
-    def usable_columns(self, *arms: int) -> Callable[[int], list[int]]:
-        """Replicate r -> the KL and gold columns of each run in `arms` up to its usable checkpoints there."""
+    def usable_columns(self, *arms: int, channel: int = PPO_GOLD) -> Callable[[int], list[int]]:
+        """Replicate r -> the KL and `channel` columns of each run in `arms` up to its usable checkpoints there."""
         def columns(r: int) -> list[int]:
-            return [c for i in arms for channel in (KL, PPO_GOLD)
-                    for c in self.curves.index(i, channel)[:self.usable[r, i]]]
+            return [c for i in arms for part in (KL, channel)
+                    for c in self.curves.index(i, part)[:self.usable[r, i]]]
 
         return columns
 
@@ -365,21 +384,25 @@ def rl_fit(means: np.ndarray) -> np.ndarray:
 
 
 def checkpoint(runs: Runs, j: int, k: int, level: float) -> dict[str, Interval]:
-    """KL (≥ 0), gold, proxy, finish rate (in [0, 1]) and KL per token (≥ 0) of run j at its k-th checkpoint."""
+    """KL (≥ 0), gold, proxy, finish rate (in [0, 1]), distance (≥ 0), share of outliers (in [0, 1]) and KL per token
+    (≥ 0) of run j at its k-th checkpoint."""
     ppo, points = runs.curves, runs.curves.points
     values = {name: at(ppo.est, ppo.index(j, channel, k), level)
-              for name, channel in (("kl", KL), ("gold", PPO_GOLD), ("proxy", PPO_PROXY), ("finished", FINISHED))}
+              for name, channel in (("kl", KL), ("gold", PPO_GOLD), ("proxy", PPO_PROXY), ("finished", FINISHED),
+                                    ("distance", PPO_DISTANCE), ("outlier", PPO_OUTLIER))}
     values["kl_per_token"] = at(runs.kl_per_token, j * points + k, level)
-    bounds = {"kl": (0.0, np.inf), "finished": (0.0, 1.0), "kl_per_token": (0.0, np.inf)}
+    bounds = {"kl": (0.0, np.inf), "finished": (0.0, 1.0), "kl_per_token": (0.0, np.inf), "distance": (0.0, np.inf),
+              "outlier": (0.0, 1.0)}
     return {name: clipped(value, *bounds.get(name, (-np.inf, np.inf))) for name, value in values.items()}
 
 
 def budget_rows(label: str, runs: Runs, models: list[str], j: int, s: Settings, variance: list[dict]
                 ) -> list[dict[str, Any]]:
-    """Run j's gold at every KL budget, and its paired differences from the baseline's run (`delta_gold`) and from
-    the baseline's KL-penalised run (`delta_penalised`) there: each replicate's own curve read inside the range of its
-    usable checkpoints, never beyond; a budget needs two replicates that reached it (one when the group is one
-    replicate)."""
+    """Run j's gold and distance at every KL budget, and their paired differences from the baseline's run
+    (`delta_gold`, `delta_distance`) and from the baseline's KL-penalised run (`delta_penalised`,
+    `delta_distance_penalised`) there: each replicate's own curve read inside the range of its usable checkpoints,
+    never beyond; a budget needs two replicates that reached it (one when the group is one replicate). The gold
+    differences' variance components go to `variance` (`rmood power`); the distances are on another scale."""
     ppo, needed = runs.curves, min(2, len(runs.usable))
     reach = [[ppo.est.theta[r, ppo.index(i, KL)][:runs.usable[r, i]].max(initial=0.0) for i in range(len(models))]
              for r in range(len(runs.usable))]
@@ -387,18 +410,25 @@ def budget_rows(label: str, runs: Runs, models: list[str], j: int, s: Settings, 
     for budget in s.kl_budgets:
         reached = [r for r in range(len(reach)) if reach[r][j] >= budget]
         row: dict[str, Any] = {"replicate": label, "rm": models[j], "kl": budget, "reached": len(reached)}
-        put(row, "gold", at(ppo.each(reached, runs.usable_columns(j), lambda r: at_budget(budget, (runs.usable[r, j],))),
-                            0, s.level) if len(reached) >= needed else NONE)
-        for name, other, suffix in (("delta_gold", s.baseline, ""), ("delta_penalised", s.penalised, "_penalised")):
-            base = models.index(other) if other in models else None
-            both = [r for r in reached if base is not None and reach[r][base] >= budget]
-            if base is not None and j != base and len(both) >= needed:
-                difference = ppo.each(both, runs.usable_columns(j, base),
+        for value, channel, deltas in (("gold", PPO_GOLD, ("delta_gold", "delta_penalised")),
+                                       ("distance", PPO_DISTANCE, ("delta_distance", "delta_distance_penalised"))):
+            put(row, value, at(ppo.each(reached, runs.usable_columns(j, channel=channel),
+                                        lambda r: at_budget(budget, (runs.usable[r, j],))), 0, s.level)
+                if len(reached) >= needed else NONE)
+            for name, other, suffix in zip(deltas, (s.baseline, s.penalised), ("", "_penalised")):
+                base = models.index(other) if other in models else None
+                both = [r for r in reached if base is not None and reach[r][base] >= budget]
+                if base is None or j == base or len(both) < needed:
+                    put(row, name, NONE)
+                    row[f"{name}_mdd"] = np.nan
+                    continue
+                difference = ppo.each(both, runs.usable_columns(j, base, channel=channel),
                                       lambda r: at_budget(budget, (runs.usable[r, j], runs.usable[r, base])))
-                compare(row, name, difference, s.level, variance, label, models[j], f"ppo_delta_kl{budget:g}{suffix}")
-            else:
-                put(row, name, NONE)
-                row[f"{name}_mdd"] = np.nan
+                if value == "gold":
+                    compare(row, name, difference, s.level, variance, label, models[j], f"ppo_delta_kl{budget:g}{suffix}")
+                else:
+                    put(row, name, at(difference, 0, s.level))
+                    row[f"{name}_mdd"] = float(difference.mdd(s.level, POWER)[0])
         rows.append(row)
     return rows
 
@@ -425,6 +455,9 @@ def ppo_rows(label: str, replicates: list[Replicate], s: Settings, variance: lis
         if usable >= 2:
             peak = trend_columns(row, "ppo", ppo.curve(j, PPO_GOLD)[:usable], steps[:usable], s.level).peak
             row["ppo_peak_kl"] = float(ppo.est.value[ppo.index(j, KL, peak)])
+            row["ppo_distance_step"] = int(steps[usable - 1])  # the last checkpoint the verdict reads
+            drift_columns(row, "ppo_distance_shift", ppo.shift(j, PPO_DISTANCE, usable - 1), s.level)
+            put(row, "ppo_outlier_usable", clipped(at(ppo.est, ppo.index(j, PPO_OUTLIER, usable - 1), s.level), 0, 1))
         else:
             row["ppo_verdict"] = DEGENERATE
         row["ppo_kl_spearman"] = spearman(ppo.est.value[ppo.index(j, KL)])
@@ -512,17 +545,25 @@ def trend_summary(prefix: str, point: str) -> list[str]:
             f"{prefix}_verdict"]
 
 
+def drift_summary(name: str) -> list[str]:
+    return [*comparison(name), f"{name}_verdict"]
+
+
 SUMMARY_COLUMNS = [
     "replicate", "rm", *accuracy_summary("id"), *accuracy_summary("ood"),
     *with_interval("bon_gold_at_N", "bon_proxy_at_N"), *trend_summary("bon", "n"), *comparison("bon_delta_at_N"),
-    *with_interval("bon_alpha", "bon_beta"), "bon_r2",
-    *with_interval("ppo_final_kl", "ppo_final_gold", "ppo_final_proxy", "ppo_final_finished", "ppo_final_kl_per_token"),
+    *with_interval("bon_alpha", "bon_beta"), "bon_r2", *drift_summary("bon_distance_shift"),
+    *with_interval("bon_outlier_at_N"),
+    *with_interval("ppo_final_kl", "ppo_final_gold", "ppo_final_proxy", "ppo_final_finished", "ppo_final_kl_per_token",
+                   "ppo_final_distance", "ppo_final_outlier"),
     "ppo_degenerate_replicates", "ppo_degenerate_step", *trend_summary("ppo", "step"), "ppo_peak_kl", "ppo_kl_spearman",
-    *with_interval("rl_alpha", "rl_beta"), "rl_r2",
+    *with_interval("rl_alpha", "rl_beta"), "rl_r2", "ppo_distance_step", *drift_summary("ppo_distance_shift"),
+    *with_interval("ppo_outlier_usable"),
 ]
 CURVE_COLUMNS = ["replicate", "method", "rm", "point", *with_interval("kl", "gold", "proxy", "delta_gold"),
-                 *with_interval("finished", "kl_per_token"), "degenerate"]
+                 *with_interval("finished", "kl_per_token"), "degenerate", *with_interval("distance", "outlier")]
 BUDGET_COLUMNS = ["replicate", "rm", "kl", "reached", *with_interval("gold"), *comparison("delta_gold"),
-                  *comparison("delta_penalised")]
+                  *comparison("delta_penalised"), *with_interval("distance"), *comparison("delta_distance"),
+                  *comparison("delta_distance_penalised")]
 VARIANCE_COLUMNS = ["replicate", "rm", "comparison", "estimate", "se", "mdd", "replicates", "prompts", "crossed",
                     "var_replicate", "var_prompt", "var_residual"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rmood.eval.estimates import POOLED
-from rmood.eval.verdicts import difference_verdict
+from rmood.eval.verdicts import MOVES_AWAY, difference_verdict
 
 Row = Any  # a pandas row (Series) of the summary table
 SCOPES = {
@@ -124,6 +124,32 @@ def budget_table(budgets: Any, baselines: dict[str, str], replicates: int) -> li
     return table(header, rows)
 
 
+def drift_table(pooled: Any) -> list[str]:
+    """Per RM or PPO run: how far its responses moved from the RM's training distribution (Mahalanobis distance,
+    later point minus the first) and its share of outliers, under best-of-n and PPO."""
+    header = ["RM", "BoN: Δ distance, n = 1 → N (detectable)", "verdict", "BoN outliers, n = N", "PPO: to update",
+              "Δ distance from update 0 (detectable)", "verdict", "outliers there", "PPO outliers, last"]
+    rows = [[f"`{r['rm']}`", detectable(r, "bon_distance_shift"), verdict(r, "bon_distance_shift"),
+             cell(r, "bon_outlier_at_N"),
+             f"{r['ppo_distance_step']:.0f}" if has(r, "ppo_distance_step") else "–",
+             detectable(r, "ppo_distance_shift"), verdict(r, "ppo_distance_shift"), cell(r, "ppo_outlier_usable"),
+             cell(r, "ppo_final_outlier")] for _, r in pooled.iterrows()]
+    return table(header, rows)
+
+
+def drift_answer(pooled: Any) -> str:
+    """The one-line answer: in how many best-of-n curves and PPO runs the responses moved away significantly."""
+    def count(prefix: str, what: str) -> str:
+        verdicts = [v for v in pooled[f"{prefix}_distance_shift_verdict"] if isinstance(v, str)]
+        away = [f"`{rm}`" for rm, v in zip(pooled["rm"], pooled[f"{prefix}_distance_shift_verdict"]) if v == MOVES_AWAY]
+        return f"{len(away)} of {len(verdicts)} {what}" + (f" ({', '.join(away)})" if away else "")
+
+    return (f"**Does over-optimisation leave the training distribution?** The responses move significantly away from "
+            f"the `rm`'s training distribution (Mahalanobis distance of its features under the replicate's GDA fit) "
+            f"in {count('bon', 'best-of-n curves')} from n = 1 to N, and in {count('ppo', 'PPO runs')} from update 0 "
+            f"to the last checkpoint before any replicate degenerated.")
+
+
 def fit_table(pooled: Any) -> list[str]:
     header = ["RM", "BoN α", "BoN β", "BoN R²", "RL α", "RL β", "RL R²"]
 
@@ -216,7 +242,7 @@ def results_block(summary: Any, budgets: Any, level: float, baseline: str, penal
              f"**Compared with `{baseline}`**{f' and, at the KL budgets, with `{penalised}`' if penalised else ''} "
              "(paired: the same prompts and replicates and, for Best-of-N, the same samples; in brackets the interval, "
              "then the smallest difference the comparison detects with 80% power):", "",
-             *comparisons(pooled, budgets, n_max, baselines, level)]
+             *comparisons(pooled, budgets, n_max, baselines, level), "", drift_answer(pooled)]
     return "\n".join(lines)
 
 
@@ -246,10 +272,53 @@ def checkpoint_table(curves: Any, replicates: int) -> list[str]:
     """Every PPO checkpoint of every run: KL, gold, the share of answers that end, KL per token, and in how many
     replicates it is degenerate."""
     ppo = curves[(curves["replicate"] == POOLED) & (curves["method"] == "ppo")]
-    header = ["RM", "update", "KL", "gold", "answers that end", "KL per token", "degenerate in"]
+    header = ["RM", "update", "KL", "gold", "answers that end", "KL per token", "distance", "outliers",
+              "degenerate in"]
     return table(header, [[f"`{r['rm']}`", f"{r['point']:.0f}", cell(r, "kl"), cell(r, "gold"), cell(r, "finished"),
-                           cell(r, "kl_per_token"), f"{r['degenerate']:.0f} of {replicates}"]
+                           cell(r, "kl_per_token"), cell(r, "distance"), cell(r, "outlier"),
+                           f"{r['degenerate']:.0f} of {replicates}"]
                           for _, r in ppo.iterrows()])
+
+
+def baselines_of(run: dict[str, Any]) -> dict[str, str]:
+    """The runs the KL-budget differences are taken from: column suffix -> run."""
+    return {"": run["baseline"], **({"_penalised": run["penalised"]} if run["penalised"] else {})}
+
+
+def distance_budget_table(budgets: Any, baselines: dict[str, str]) -> list[str]:
+    """Per PPO run, its distance at every KL budget and the paired differences from the baselines' runs there."""
+    pooled = budgets[budgets["replicate"] == POOLED]
+    kls = sorted(pooled["kl"].unique())
+    header = ["PPO run", *(f"distance at {kl:g} nats" for kl in kls),
+              *(f"Δ vs `{run}` at {kl:g} nats (detectable)" for run in baselines.values() for kl in kls)]
+    rows = []
+    for rm, group in pooled.groupby("rm", sort=False):
+        at = {r["kl"]: r for _, r in group.iterrows()}
+        rows.append([f"`{rm}`", *(cell(at[kl], "distance") for kl in kls),
+                     *(detectable(at[kl], f"delta_distance{suffix}") for suffix in baselines for kl in kls)])
+    return table(header, rows)
+
+
+def drift_section(summary: Any, curves: Any, budgets: Any, run: dict[str, Any], baselines: dict[str, str],
+                  level: float) -> list[str]:
+    """"Does over-optimisation leave the training distribution?": the reference levels, the drift of every best-of-n
+    curve and PPO run, and the PPO runs' distances at the KL budgets."""
+    pooled = summary[summary["replicate"] == POOLED]
+    ref = run["references"]
+    lines = ["## Does over-optimisation leave the training distribution?", "",
+             drift_answer(pooled), "",
+             f"Distance: the Mahalanobis distance of the `rm`'s features of prompt + response under the replicate's "
+             f"GDA fit (the distance `mrm_pen` subtracts). Reference levels (mean over replicates): the SFT policy's "
+             f"own eval samples {ref['sft']:.3f}, the training pairs' responses {ref['train']:.3f}. An outlier lies "
+             f"beyond the {ref['quantile']:.0%} quantile of the SFT policy's eval samples' distances in its replicate "
+             f"(so about {1 - ref['quantile']:.0%} of them). Δ distance: a later point minus the first, "
+             f"\"moves away\" when its {level:.0%} interval lies above zero.", "",
+             *drift_table(pooled), ""]
+    if not budgets[budgets["replicate"] == POOLED].empty:
+        lines += ["**Distance at the KL budgets** (read like gold at the budgets; Δ < 0: closer to the training "
+                  "distribution than the other run at the same KL):", "", *distance_budget_table(budgets, baselines),
+                  ""]
+    return lines
 
 
 def markdown_report(summary: Any, curves: Any, budgets: Any, run: dict[str, Any], plots: dict[str, str],
@@ -285,6 +354,7 @@ def markdown_report(summary: Any, curves: Any, budgets: Any, run: dict[str, Any]
         "fitted to each replicate's curve, α and β their mean over replicates, R² the replicates' mean.", "",
         *fit_table(summary[summary["replicate"] == POOLED]), "",
     ]
+    lines += drift_section(summary, curves, budgets, run, baselines_of(run), level)
     if ppo_points:
         lines += ["## PPO checkpoints", "", f"Degenerate: fewer answers that end than {run['finish_rate']:g} × the "
                   f"run's update-0 share, or more than {run['kl_per_token']:g} nat of KL per response token.", "",
@@ -300,6 +370,7 @@ def markdown_report(summary: Any, curves: Any, budgets: Any, run: dict[str, Any]
         "ppo_collapse": "PPO: answers that end and KL per token",
         "rm_accuracy": "RM accuracy, ID and OOD",
         "forest": f"Paired gold differences from `{baseline}`",
+        "ood_distance": "Distance from the RM's training distribution and share of outliers vs KL",
     }
     for stem, path in plots.items():
         rel = Path(os.path.relpath(path, Path(markdown).parent)).as_posix()

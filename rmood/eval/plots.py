@@ -1,5 +1,5 @@
-"""The `mrm_eval` figures: gold and proxy reward against KL (best-of-n and PPO) with interval bands, RM accuracies
-and the forest plot of paired differences.
+"""The `mrm_eval` figures: gold and proxy reward against KL (best-of-n and PPO) with interval bands, RM accuracies,
+the forest plot of paired differences and the distance from the RM's training distribution.
 
 Every figure has a fixed size and dpi, uses matplotlib's default style (not the user's rc file) and is
 saved without a timestamp or version in its metadata, so the PNG bytes depend only on the data.
@@ -35,17 +35,17 @@ def styles(rms: Sequence[str]) -> dict[str, dict[str, str]]:
 
 
 @contextmanager
-def panels(path: str | os.PathLike, title: str, n: int = 1) -> Iterator[list[Axes]]:
-    """A titled figure of `n` side-by-side panels (sharing y), default style, written atomically to `path` as a
-    reproducible PNG."""
+def panels(path: str | os.PathLike, title: str, n: int = 1, rows: int = 1) -> Iterator[list[Axes]]:
+    """A titled figure of `rows` × `n` panels (the panels of a row share y; listed row by row), default style,
+    written atomically to `path` as a reproducible PNG."""
     with plt.style.context("default"):
-        fig, axes = plt.subplots(1, n, figsize=FIGSIZE, dpi=DPI, layout="constrained", sharey=True, squeeze=False)
+        fig, axes = plt.subplots(rows, n, figsize=FIGSIZE, dpi=DPI, layout="constrained", sharey="row", squeeze=False)
         try:
-            if n == 1:
+            if n * rows == 1:
                 axes[0][0].set_title(title)
             else:
                 fig.suptitle(title)
-            yield list(axes[0])
+            yield list(axes.flat)
             with atomic_path(path) as tmp:
                 fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
         finally:
@@ -164,6 +164,41 @@ def collapse_plot(path: str | os.PathLike, runs: dict[str, Any], style: dict[str
             per_token.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
 
 
+def drift_plot(path: str | os.PathLike, bon: dict[str, Any], runs: dict[str, Any], sqrt_kl: dict[str, np.ndarray],
+               references: dict[str, float], style: dict[str, dict[str, str]], level: float) -> None:
+    """Four panels: the distance from the RM's training distribution (top) and the share of outliers (bottom) against
+    KL, best-of-n (left) and PPO (right), one banded line per RM or run; the reference levels dashed (the SFT
+    policy's eval samples, the training responses) and the outlier share expected of the SFT policy dotted;
+    degenerate PPO checkpoints crossed."""
+    with panels(path, f"Does optimisation leave the training distribution? ({level:.0%} intervals)", 2, 2) as axes:
+        for ax, name, curves, x_of, xlabel in (
+                (axes[0], "distance", bon, lambda rm, c: c["kl"], "KL_BoN (nats)"),
+                (axes[1], "distance", runs, lambda rm, c: sqrt_kl[rm], "√KL (nats$^{1/2}$)"),
+                (axes[2], "outlier", bon, lambda rm, c: c["kl"], "KL_BoN (nats)"),
+                (axes[3], "outlier", runs, lambda rm, c: sqrt_kl[rm], "√KL (nats$^{1/2}$)")):
+            for rm, c in curves.items():
+                banded_line(ax, x_of(rm, c), c[name], c[f"{name}_lo"], c[f"{name}_hi"], rm, style)
+                if "degenerate" in c:
+                    bad = c["degenerate"].to_numpy() > 0
+                    ax.scatter(np.asarray(x_of(rm, c))[bad], c[name].to_numpy()[bad], marker="x", color="black",
+                               s=40, zorder=5)
+            ax.set_xlabel(xlabel)
+            ax.grid(alpha=0.3)
+        for ax in axes[:2]:
+            ax.axhline(references["sft"], color="black", linestyle="--", linewidth=1, label="SFT eval samples")
+            ax.axhline(references["train"], color="gray", linestyle="--", linewidth=1, label="training responses")
+        for ax in axes[2:]:
+            ax.axhline(1 - references["quantile"], color="black", linestyle=":", linewidth=1,
+                       label="SFT policy (by construction)")
+        axes[0].set_ylabel("Mahalanobis distance")
+        axes[2].set_ylabel("share of outliers")
+        axes[0].set_title("best-of-n", fontsize="medium")
+        axes[1].set_title("PPO", fontsize="medium")
+        handles = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels())}
+        axes[1].legend(handles.values(), handles.keys(), loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                       fontsize="small", frameon=False)
+
+
 def estimate(row: Any, name: str) -> tuple[float, float, float]:
     """(value, lo, hi) of a table row's estimate `name`."""
     return row[name], row[f"{name}_lo"], row[f"{name}_hi"]
@@ -173,12 +208,14 @@ def relative(values: Any, start: float) -> np.ndarray:
     return np.asarray(values, dtype=float) - start
 
 
-def draw_plots(plots: dict[str, str], summary: Any, curves: Any, budgets: Any, settings: Any) -> None:
+def draw_plots(plots: dict[str, str], summary: Any, curves: Any, budgets: Any, settings: Any,
+               references: dict[str, float]) -> None:
     """The figures of the report from the pooled summary, curve and budget tables (`rmood.eval.estimates`): gold and
     proxy against KL with interval bands (best-of-n and PPO, degenerate checkpoints crossed, KL budgets dotted),
-    whether the PPO policies still answer, accuracies, and the forest plot of paired differences from the baseline RM
-    (best-of-N at N, PPO at every KL budget). Proxy curves are shown relative to their start (the band is that of the
-    proxy itself)."""
+    whether the PPO policies still answer, accuracies, the forest plot of paired differences from the baseline RM
+    (best-of-N at N, PPO at every KL budget), and the distance from the RM's training distribution with the share of
+    outliers (`references`: the SFT samples' and training responses' mean distance, the outlier quantile). Proxy
+    curves are shown relative to their start (the band is that of the proxy itself)."""
     runs_and_rms = list(summary["rm"])  # the RMs, then the KL-penalised PPO runs (PPO columns only)
     rms = list(summary[summary["id_accuracy"].notna()]["rm"])
     style = styles(runs_and_rms)
@@ -220,6 +257,7 @@ def draw_plots(plots: dict[str, str], summary: Any, curves: Any, budgets: Any, s
                     for kind in ("id", "ood")), level)
     n_max = int(ns[-1])
     collapse_plot(plots["ppo_collapse"], runs, style, settings.finish_rate, settings.kl_per_token, level)
+    drift_plot(plots["ood_distance"], by_rm, runs, sqrt_kl, references, style, level)
     comparisons = {f"Best-of-{n_max}": {rm: estimate(rows[rm], "bon_delta_at_N") for rm in rms if rm != baseline}}
     for budget in settings.kl_budgets:
         at_budget = budgets[(budgets["kl"] == budget) & budgets["delta_gold"].notna()]

@@ -1,5 +1,5 @@
-"""The `ppo_curve` step: one RM's PPO run as gold, proxy, KL, finish rate and response length per checkpoint and
-prompt."""
+"""The `ppo_curve` step: one RM's PPO run as gold, proxy, KL, finish rate, response length, distance from the RM's
+training distribution and share of outliers per checkpoint and prompt."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from rmood.io import DataError, read_jsonl, write_json, write_npz
+from rmood.mrm.distance import outlier_threshold
 
 STEP_DIR = re.compile(r"step_(\d+)")
 
@@ -34,8 +35,8 @@ def by_step(files: list[str], what: str) -> dict[int, str]:
     return paths
 
 
-PPO_ARRAYS = ("rm", "steps", "prompts", "kl", "gold", "proxy", "finished", "tokens")  # ppo/<rm>/per_prompt.npz
-CHANNELS = ("kl", "gold", "proxy", "finished", "tokens")  # the (steps, prompts) arrays among them
+CHANNELS = ("kl", "gold", "proxy", "finished", "tokens", "distance", "outlier")  # (steps, prompts) arrays
+PPO_ARRAYS = ("rm", "steps", "prompts", *CHANNELS)  # ppo/<rm>/per_prompt.npz
 
 
 def prompt_means(path: str, field: str, value: Callable[[Any], float] = float
@@ -52,25 +53,28 @@ def prompt_means(path: str, field: str, value: Callable[[Any], float] = float
 
 
 def ppo_curve(rm: str, samples_files: list[str], kl_files: list[str], gold_files: list[str], proxy_files: list[str],
-              out: str, per_prompt: str) -> None:
+              distance_files: list[str], reference: str, out: str, per_prompt: str) -> None:
     """Gather a PPO run's checkpoints, per prompt (`ppo/<rm>/per_prompt.npz`) and on average (`curve.json`).
 
     Files are matched by the step of their `step_<k>` parent folder, not by list position. Samples (`{prompt_id,
     sample, finished, tokens}`: whether a response ended with the end-of-turn token, and its sampled token ids), gold
-    (`{prompt_id, sample, gold}`), proxy (`{prompt_id, sample, reward}`) and KL (`{prompt_id, sample, kl}`, the
-    per-sequence KL(actor ‖ SFT) in nats of each sample) files must cover the same steps, step 0 (the SFT policy)
-    among them, and the same samples per step, and every step the same prompts. Step 0 may have no KL file (its KL is
-    0 by definition). The npz holds `PPO_ARRAYS`: `steps`, `prompts`, and `CHANNELS` of shape (steps, prompts), each a
-    mean over the prompt's samples (`finished`: the share that ended, `tokens`: response length in tokens); `curve.json`
-    their means over prompts.
+    (`{prompt_id, sample, gold}`), proxy (`{prompt_id, sample, reward}`), distance (`{prompt_id, sample, distance}`,
+    `rmood.mrm.distance`) and KL (`{prompt_id, sample, kl}`, the per-sequence KL(actor ‖ SFT) in nats of each sample)
+    files must cover the same steps, step 0 (the SFT policy) among them, and the same samples per step, and every step
+    the same prompts. Step 0 may have no KL file (its KL is 0 by definition). The npz holds `PPO_ARRAYS`: `steps`,
+    `prompts`, and `CHANNELS` of shape (steps, prompts), each a mean over the prompt's samples (`finished`: the share
+    that ended, `tokens`: response length in tokens, `outlier`: the share farther than the `threshold` of `reference`);
+    `curve.json` their means over prompts.
     """
-    paths = {what: by_step(files, what) for what, files in
-             (("samples", samples_files), ("gold", gold_files), ("proxy", proxy_files), ("KL", kl_files))}
+    paths = {what: by_step(files, what) for what, files in (("samples", samples_files), ("gold", gold_files),
+                                                             ("proxy", proxy_files), ("distance", distance_files),
+                                                             ("KL", kl_files))}
+    threshold = outlier_threshold(reference)
     gold_paths, kl_paths = paths["gold"], paths["KL"]
     steps = sorted(gold_paths)
     if 0 not in gold_paths:
         raise DataError(f"{rm}: no gold file for step 0 (the SFT policy) among {gold_files}")
-    for what in ("samples", "proxy"):
+    for what in ("samples", "proxy", "distance"):
         if paths[what].keys() != gold_paths.keys():
             raise DataError(f"{rm}: gold files cover steps {steps}, {what} files {sorted(paths[what])}")
     missing = sorted(set(steps) - kl_paths.keys() - {0})
@@ -85,6 +89,8 @@ def ppo_curve(rm: str, samples_files: list[str], kl_files: list[str], gold_files
         for name, path, field, value in (("proxy", paths["proxy"][step], "reward", float),
                                          ("finished", paths["samples"][step], "finished", float),
                                          ("tokens", paths["samples"][step], "tokens", len),
+                                         ("distance", paths["distance"][step], "distance", float),
+                                         ("outlier", paths["distance"][step], "distance", lambda d: float(d > threshold)),
                                          ("kl", kl_paths.get(step), "kl", float)):
             if path is None:  # step 0 without a KL file
                 means[name] = dict.fromkeys(gold, 0.0)

@@ -4,7 +4,8 @@ and its plots.
 Inputs, per replicate (`rep<seed>/` in their paths): every RM's `rm/<rm>/check_rewards.npz` (its rewards of the
 held-out pairs, see `rmood.rm.check`) with the pairs themselves (`pairs/{test,ood}.explicit.jsonl`: each pair's
 prompt and gold), the best-of-n table `bon/per_prompt.npz` (see `rmood.eval.bon`) and the table of each
-PPO run `ppo/<rm>/per_prompt.npz` (see `rmood.eval.ppo_curve`). `rmood.eval.estimates` turns them into
+PPO run `ppo/<rm>/per_prompt.npz` (see `rmood.eval.ppo_curve`), and the reference levels of the distances
+(`mrm/distance_reference.json`, see `rmood.mrm.distance`). `rmood.eval.estimates` turns them into
 `reports/summary.csv` (one row per RM, pooled and per replicate; every estimate `x` with `x_lo`, `x_hi`, every
 comparison with the baseline also with `x_mdd`), `reports/curves.csv` (one row per RM and best-of-n n or PPO
 checkpoint), `reports/budgets.csv` (one row per PPO run and KL budget) and `reports/variance.csv` (the variance
@@ -120,12 +121,32 @@ def read_replicates(rewards: list[str], pairs: list[str], bon: list[str], ppo: l
     return list(replicates.values())
 
 
+def reference_levels(references: list[str], seeds: list[int]) -> dict[str, float]:
+    """The mean over replicates of the SFT samples' and the training responses' mean distance, and the outlier
+    quantile, from one `distance_reference.json` per replicate."""
+    found = {}
+    for path in references:
+        seed = replicate_of(path)
+        if seed in found or seed not in seeds:
+            raise DataError(f"{path}: unexpected (a repeat, or no best-of-n table of its replicate)")
+        found[seed] = read_json(path)
+    missing = sorted(set(seeds) - found.keys())
+    if missing:
+        raise DataError(f"no distance_reference.json of replicate(s) {', '.join(map(str, missing))}")
+    quantiles = {r["quantile"] for r in found.values()}
+    if len(quantiles) != 1:
+        raise DataError(f"the replicates' outlier thresholds are other quantiles: {sorted(quantiles)}")
+    return {"sft": float(np.mean([r["sft"]["mean"] for r in found.values()])),
+            "train": float(np.mean([r["train"]["mean"] for r in found.values()])), "quantile": quantiles.pop()}
+
+
 def make_report(
     rewards: list[str],
     pairs: list[str],
     bon: list[str],
     ppo: list[str],
     figures: list[str],
+    references: list[str],
     summary: str,
     curves: str,
     budgets: str,
@@ -140,7 +161,8 @@ def make_report(
 ) -> None:
     """Write `reports/summary.csv`, `reports/curves.csv`, `reports/budgets.csv`, `reports/variance.csv`,
     `reports/mrm_eval.md` and the plots; `figures` (PNGs made elsewhere, e.g. the distribution analysis) are linked
-    from the Markdown."""
+    from the Markdown; `references` (each replicate's `mrm/distance_reference.json`) give the distances' reference
+    levels."""
     import pandas as pd
 
     from rmood.eval.markdown import markdown_report
@@ -151,6 +173,7 @@ def make_report(
     plot_paths = plots_by_stem(plots)
     runs = list(ppo_arms(rl, reward_models))
     replicates = read_replicates(rewards, pairs, bon, ppo, reward_models, runs)
+    levels = reference_levels(references, [rep.seed for rep in replicates])
     settings = Settings(reward_models, report["baseline"], report["level"], report["gold_gap"], report["kl_budgets"],
                         report["degenerate"]["finish_rate"], report["degenerate"]["kl_per_token"], runs,
                         penalised_baseline(rl, report["baseline"]))
@@ -166,11 +189,12 @@ def make_report(
     def pooled(frame: pd.DataFrame) -> pd.DataFrame:
         return frame[frame["replicate"] == POOLED]
 
-    draw_plots(plot_paths, pooled(table), pooled(curve_table), pooled(budget_table), settings)
+    draw_plots(plot_paths, pooled(table), pooled(curve_table), pooled(budget_table), settings, levels)
     run = {"replicates": [rep.seed for rep in replicates], "prompts": len(replicates[0].bon["prompts"]),
            "level": settings.level, "baseline": settings.baseline, "penalised": settings.penalised,
            "gold_gap": settings.gold_gap, "finish_rate": settings.finish_rate, "kl_per_token": settings.kl_per_token,
-           "replicate_scope": replicate_scope, "tuning": None if tuning is None else read_json(tuning)}
+           "replicate_scope": replicate_scope, "tuning": None if tuning is None else read_json(tuning),
+           "references": levels}
     with atomic_open(markdown) as f:
         f.write(markdown_report(table, curve_table, budget_table, run, plot_paths, markdown, figures) + "\n")
     pooled = table[table["replicate"] == POOLED]

@@ -10,19 +10,26 @@ from rmood.declaration import FileArg, Step
 STEPS: dict[str, Step] = {
     "bon_report": Step(
         "rmood.eval.bon:bon_report",
-        "expected gold and proxy of best-of-n against KL_BoN, per reward model",
-        inputs=(FileArg("scores", "bon/scores/<rm>.jsonl files", many=True), FileArg("gold", "gold labels JSONL")),
+        "expected gold, proxy, distance and outlier share of best-of-n against KL_BoN, per reward model",
+        inputs=(
+            FileArg("scores", "bon/scores/<rm>.jsonl files", many=True),
+            FileArg("gold", "gold labels JSONL"),
+            FileArg("distance", "bon/distance.jsonl: each sample's Mahalanobis distance"),
+            FileArg("reference", "mrm/distance_reference.json: the outlier threshold"),
+        ),
         outputs=(FileArg("out", "bon/report.json"), FileArg("per_prompt", "bon/per_prompt.npz")),
         config={"n": "bon.n"},
     ),
     "ppo_curve": Step(
         "rmood.eval.ppo_curve:ppo_curve",
-        "KL, gold, proxy, finish rate and response length of every checkpoint of one PPO run",
+        "KL, gold, proxy, finish rate, response length, distance and outlier share of every checkpoint of a PPO run",
         inputs=(
             FileArg("samples_files", "samples.jsonl per step", many=True),
             FileArg("kl_files", "kl.jsonl per step", many=True),
             FileArg("gold_files", "gold.jsonl per step", many=True),
             FileArg("proxy_files", "proxy.jsonl per step", many=True),
+            FileArg("distance_files", "distance.jsonl per step", many=True),
+            FileArg("reference", "mrm/distance_reference.json: the outlier threshold"),
         ),
         outputs=(FileArg("out", "curve.json"), FileArg("per_prompt", "per_prompt.npz")),
         config={},
@@ -37,6 +44,7 @@ STEPS: dict[str, Step] = {
             FileArg("bon", "rep<seed>/bon/per_prompt.npz files", many=True),
             FileArg("ppo", "rep<seed>/ppo/<rm>/per_prompt.npz files", many=True),
             FileArg("figures", "distribution figures to link from the Markdown", many=True),
+            FileArg("references", "rep<seed>/mrm/distance_reference.json files", many=True),
             FileArg("tuning", "tuning/ppo.json (rl.learning_rate tuned)", optional=True),
         ),
         outputs=(

@@ -10,6 +10,8 @@
 - **The peak**: its point estimate, the set of points that may be highest (a point is left out only when another
   is significantly higher, simultaneously over all pairs), and gold at the peak as the band [max_k lo_k, max_k hi_k]
   of simultaneous intervals of the K points, which covers max_k μ_k whenever the band covers every point.
+- **A drift** (the distance from the RM's training distribution, a later point minus the first): "moves away" or
+  "moves closer" when its two-sided interval excludes 0 (one pre-set test per curve), else "no significant change".
 - **A difference between two RMs**: "better"/"worse" when its two-sided interval excludes 0, else "no significant
   difference", always beside the minimum detectable difference (`Estimate.mdd`).
 """
@@ -104,6 +106,15 @@ def difference(lo: float, hi: float) -> str:
     """The verdict on a paired difference A − B with interval (lo, hi): better, worse, or no significant difference
     (also when an end is NaN)."""
     return "better" if lo > 0 else "worse" if hi < 0 else "no significant difference"
+
+
+MOVES_AWAY, MOVES_CLOSER = "moves away", "moves closer"
+
+
+def drift(lo: float, hi: float) -> str:
+    """The verdict on a shift in distance from the RM's training distribution (later − earlier point) with interval
+    (lo, hi): it moves away, moves closer, or shows no significant change (also when an end is NaN)."""
+    return MOVES_AWAY if lo > 0 else MOVES_CLOSER if hi < 0 else NO_CHANGE
 
 
 def difference_verdict(estimate: float, lo: float, hi: float, mdd: float, baseline: str, level: float = 0.95) -> str:

@@ -56,4 +56,29 @@ STEPS: dict[str, Step] = {
         outputs=(FileArg("out", "ood.json"),),
         config={"scoring": "scoring", "dtype": "model.dtype"},
     ),
+    "sample_distance": Step(
+        "rmood.mrm.distance:sample_distances",
+        "the Mahalanobis distance of every sample (the rm's features under the GDA fit), one file per samples file",
+        inputs=(
+            FileArg("model", "the rm's directory (its features)"),
+            FileArg("gda", "gda_parameters.npz"),
+            FileArg("samples", "samples JSONL files", many=True),
+            FileArg("prompt_files", "the prompts they answer", many=True),
+        ),
+        outputs=(FileArg("out", "distance.jsonl per samples file, in their order", many=True),),
+        config={"scoring": "scoring", "dtype": "model.dtype"},
+    ),
+    "sft_distance": Step(
+        "rmood.mrm.distance:reference_distances",
+        "the distance of the SFT policy's eval samples (step 0 of PPO) and the outlier threshold, their quantile",
+        inputs=(
+            FileArg("model", "the rm's directory (its features)"),
+            FileArg("gda", "gda_parameters.npz"),
+            FileArg("samples", "the SFT policy's samples of the eval prompts"),
+            FileArg("prompt_files", "the prompts they answer", many=True),
+            FileArg("representations", "chosen.npy and rejected.npy of the training pairs", many=True),
+        ),
+        outputs=(FileArg("out", "their distance.jsonl"), FileArg("reference", "distance_reference.json")),
+        config={"quantile": "mrm.outlier_quantile", "scoring": "scoring", "dtype": "model.dtype"},
+    ),
 }

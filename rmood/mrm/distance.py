@@ -1,0 +1,107 @@
+"""How far sampled responses lie from the reward model's training distribution: the Mahalanobis distance along the
+optimisation (best-of-n and every PPO checkpoint).
+
+A response's distance is that of the `rm`'s features of prompt + response (the final-layer state its score head
+sees, `rmood.mrm.representations.features`) under the replicate's GDA fit: the distance to the nearer class mean in
+the metric of the shared covariance (`GDAHead.mahalanobis`), the distance `mrm_pen` subtracts from its reward.
+
+- `sample_distances` (rules `ppo_distance`, `bon_distance`): `{prompt_id, sample, distance}` per sample of each
+  samples file.
+- `reference_distances` (rule `sft_distance`): the same for the SFT policy's own samples of the eval prompts (step 0
+  of every PPO run), and `mrm/distance_reference.json`: the outlier threshold — the `quantile` of those distances, as
+  the Mahalanobis Outlier Probability of Miao et al. (InfoRM) takes the SFT policy's outputs as the reference — and
+  the mean distance of the SFT samples and of the training pairs' responses (the GDA's own data), the reference
+  levels of the report's plot.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rmood.data.prompts import conversation
+from rmood.generation import read_samples
+from rmood.io import DataError, read_json, read_npy, write_json, write_jsonl
+
+CHUNK = 4096  # training representations per chunk
+
+
+def _load(model: str, gda: str, dtype: str):
+    """The rm and its tokenizer, and a GDA head holding the replicate's fit."""
+    from rmood.mrm.gda import load_gda
+    from rmood.mrm.model import GDAHead
+    from rmood.rm.score import load_reward_model
+
+    rm, tokenizer = load_reward_model(model, dtype)
+    return rm, tokenizer, GDAHead.from_gda(load_gda(gda))
+
+
+def _distances(head, features: np.ndarray, what: str) -> np.ndarray:
+    """The Mahalanobis distance of each row of `features` (float64), refusing non-finite features."""
+    import torch
+
+    bad = ~np.isfinite(features).all(axis=1)
+    if bad.any():
+        raise DataError(f"{what}: {int(bad.sum())} of {len(features)} feature rows are not finite (first: row "
+                        f"{int(np.argmax(bad))})")
+    return head.mahalanobis(torch.from_numpy(np.ascontiguousarray(features))).double().numpy()
+
+
+def _write_file(rm, tokenizer, head, samples: str, prompt_files: list[str], out: str, batch_size: int) -> np.ndarray:
+    """Write the distance of every sample of `samples` to `out`; return them."""
+    from rmood.mrm.representations import features
+
+    records, prompts = read_samples(samples, prompt_files)
+    if not records:
+        raise DataError(f"{samples}: no samples")
+    conversations = [conversation(prompts[r["prompt_id"]], r["response"]) for r in records]
+    found = _distances(head, features(rm, tokenizer, conversations, batch_size), samples)
+    write_jsonl(out, ({"prompt_id": r["prompt_id"], "sample": r["sample"], "distance": float(d)}
+                      for r, d in zip(records, found)))
+    print(f"{samples}: mean distance {found.mean():.3f} over {len(found)} samples → {out}", flush=True)
+    return found
+
+
+def sample_distances(model: str, gda: str, samples: list[str], prompt_files: list[str], out: list[str],
+                     scoring: dict[str, Any], dtype: str) -> None:
+    """Write `{prompt_id, sample, distance}` per sample of each file of `samples` to the file of `out` at its place."""
+    if len(samples) != len(out):
+        raise ValueError(f"sample_distances: {len(samples)} samples files, {len(out)} outputs")
+    rm, tokenizer, head = _load(model, gda, dtype)
+    for path, target in zip(samples, out):
+        _write_file(rm, tokenizer, head, path, prompt_files, target, scoring["batch_size"])
+
+
+def training_distances(head, representations: list[str]) -> np.ndarray:
+    """The distances of the training pairs' responses (their chosen.npy and rejected.npy rows), chunk by chunk."""
+    parts = []
+    for path in representations:
+        rows = read_npy(path, mmap_mode="r")
+        parts += [_distances(head, np.asarray(rows[i:i + CHUNK], dtype=np.float64), path)
+                  for i in range(0, len(rows), CHUNK)]
+    if not parts:
+        raise DataError(f"{representations}: no training representations")
+    return np.concatenate(parts)
+
+
+def reference_distances(model: str, gda: str, samples: str, prompt_files: list[str], representations: list[str],
+                        out: str, reference: str, quantile: float, scoring: dict[str, Any], dtype: str) -> None:
+    """Write the distances of the SFT policy's samples `samples` to `out`, and `reference` (JSON): the outlier
+    threshold (their `quantile`) and the mean distance of those samples and of the training responses."""
+    rm, tokenizer, head = _load(model, gda, dtype)
+    sft = _write_file(rm, tokenizer, head, samples, prompt_files, out, scoring["batch_size"])
+    train = training_distances(head, representations)
+    summary = {"quantile": quantile, "threshold": float(np.quantile(sft, quantile)),
+               "sft": {"n": int(sft.size), "mean": float(sft.mean())},
+               "train": {"n": int(train.size), "mean": float(train.mean())}}
+    write_json(reference, summary)
+    print(summary, flush=True)
+
+
+def outlier_threshold(reference: str) -> float:
+    """The outlier threshold of a `distance_reference.json` (`reference_distances`)."""
+    threshold = read_json(reference).get("threshold")
+    if not isinstance(threshold, (int, float)) or not np.isfinite(threshold):
+        raise DataError(f"{reference}: no finite outlier threshold")
+    return float(threshold)
