@@ -99,6 +99,7 @@ rule report:
         figures=distribution_figures(),
         references=expand(replicate("mrm/distance_reference.json"), rep=REPLICATES),
         tuning=result("tuning/ppo.json") if TUNING_ARMS else [],
+        stop=result("tuning/stop.json") if TUNING_ARMS else [],
     output:
         summary=report(
             result("reports/summary.csv"),

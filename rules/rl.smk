@@ -205,3 +205,27 @@ rule ppo_tuning:
         **step_params("ppo_tuning"),
     script:
         "../workflow_scripts/step.py"
+
+
+rule stop_tuning:
+    """The outlier share of the early-stopping rule: the candidate of `rl.tuning.stop_shares` whose stops lose the
+    least gold against the peak on the tuning seed's runs (rmood/rl/stopping.py)."""
+    input:
+        curves=[
+            replicate(f"ppo/{name}/curve.json", TUNING_SEED) for name in TUNING_ARMS
+        ],
+    output:
+        out=result("tuning/stop.json"),
+    log:
+        log_file("stop_tuning"),
+    benchmark:
+        benchmark_file("stop_tuning")
+    conda:
+        MAIN_ENV
+    threads: config["resources"]["light"]["cpus"]
+    resources:
+        **job_resources("light"),
+    params:
+        **step_params("stop_tuning"),
+    script:
+        "../workflow_scripts/step.py"

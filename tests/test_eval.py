@@ -223,6 +223,15 @@ def test_ppo_curve(tmp_path: Path) -> None:
     assert table["finished"].tolist() == [[0.5, 1.0]] * 3 and table["tokens"].tolist() == [[2, 2], [3, 3], [4, 4]]
     assert table["distance"].tolist() == [[1, 3], [2, 4], [3, 5]]  # (steps, prompts)
     assert table["outlier"].tolist() == [[0, 1], [0, 1], [1, 1]]  # beyond 2.5
+    # the proxy's error z(proxy) − z(gold), standardised on step 0: there the proxy is 10 × gold + a constant (no
+    # error); later its level moves by `proxy`, gold's by `gold`, the same for every sample
+    sd_proxy, sd_gold = np.std([-1.0, 1.0, 2.0]), np.std([0.2, 0.4, 0.5])
+    error = [0.0, 2.0 / sd_proxy - 0.2 / sd_gold, 5.0 / sd_proxy - 0.1 / sd_gold]
+    assert table["error"] == pytest.approx(np.array(error)[:, None].repeat(2, axis=1), abs=1e-12)
+    assert table["error_sq"] == pytest.approx(table["error"] ** 2)
+    assert table["distance_error"] == pytest.approx(table["distance"] * table["error"])
+    assert table["distance_sq"].tolist() == [[1, 9], [4, 16], [9, 25]]
+    assert table["outlier_error"] == pytest.approx(table["outlier"] * table["error"])
     curve = read_json(out)
     assert curve["rm"] == "rm" and curve["steps"] == [0, 10, 20] and curve["kl"] == [0.0, 1.5, 6.0]
     assert curve["gold"] == pytest.approx([0.4, 0.6, 0.5]) and curve["proxy"] == pytest.approx([1.0, 3.0, 6.0])
@@ -332,14 +341,19 @@ def write_report_inputs(folder: Path, replicates: tuple[int, ...] = (0, 1, 2)) -
         inputs["references"].append(str(root / "mrm" / "distance_reference.json"))
 
         def distances(rm: str, kl: np.ndarray) -> dict[str, np.ndarray]:
+            """One response per prompt: its distance, whether it is an outlier (beyond 9.5), and the proxy's error
+            on it (overrating the far responses of the drifting runs)."""
             distance = 8.0 + (1.5 * np.sqrt(kl) if rm in drifting else 0) + noise.normal(0, 0.3, kl.shape)
-            return {"distance": distance, "outlier": np.clip(0.05 + (distance - 8.0) / 10, 0, 1)}
+            outlier = (distance > 9.5).astype(float)
+            error = (0.5 * (distance - 8.0) if rm in drifting else 0) + noise.normal(0, 0.5, kl.shape)
+            return {"distance": distance, "outlier": outlier, "error": error, "error_sq": error**2,
+                    "distance_sq": distance**2, "distance_error": distance * error, "outlier_error": outlier * error}
 
         shift = rng.normal(0.0, 0.005)  # the replicate's own level
         gold = np.stack([m + shift + difficulty + rng.normal(0, 0.05, (PROMPTS, len(ns))) for m in bon_means().values()])
         proxy = np.stack([np.sqrt(np.arange(len(ns))) + rng.normal(0, 0.1, (PROMPTS, len(ns))) for _ in RMS])
         bon_kl = np.broadcast_to(np.array([kl_bon(n) for n in ns]), (PROMPTS, len(ns)))
-        drift = [distances(rm, bon_kl) for rm in RMS]
+        drift = [distances(rm, bon_kl) for rm in RMS]  # (the error moments are the PPO table's only)
         write_npz(root / "bon" / "per_prompt.npz", {"rms": np.array(RMS[::-1]), "prompts": prompts, "n": np.array(ns),
                                                    "kl": np.array([kl_bon(n) for n in ns]), "gold": gold[::-1],
                                                    "proxy": proxy[::-1],  # RM order must not matter
@@ -382,8 +396,10 @@ SETTINGS = {"reward_models": RMS, "replicate_scope": "full",
 def test_make_report(tmp_path: Path) -> None:
     inputs = write_report_inputs(tmp_path)
     first, second = report_outputs(tmp_path / "one"), report_outputs(tmp_path / "two")
-    make_report(**inputs, **first, **SETTINGS)
-    make_report(**{k: v[::-1] for k, v in inputs.items()}, **second, **SETTINGS)  # order of the files: irrelevant
+    stop = tmp_path / "tuning" / "stop.json"
+    write_json(stop, {"seed": 1000, "stop_share": 0.3, "mean_gold_lost": 0.01, "candidates": [], "runs": []})
+    make_report(**inputs, **first, **SETTINGS, stop=str(stop))
+    make_report(**{k: v[::-1] for k, v in inputs.items()}, **second, **SETTINGS, stop=str(stop))  # file order: irrelevant
     for name in ("summary", "curves", "budgets", "variance", "markdown"):
         assert Path(first[name]).read_bytes() == Path(second[name]).read_bytes(), name
 
@@ -453,7 +469,15 @@ def test_make_report(tmp_path: Path) -> None:
     assert rm["ppo_distance_step"] == 20  # read like its verdict: before its last replicate degenerated
     assert row.loc[PENALISED, "ppo_distance_shift_verdict"] == "moves away"
     assert 0 <= rm["ppo_outlier_usable_lo"] < rm["ppo_outlier_usable"] and rm["ppo_final_outlier_hi"] <= 1
-    assert row.loc["golden", "bon_outlier_at_N"] == pytest.approx(0.05, abs=0.01)
+    assert row.loc["golden", "bon_outlier_at_N"] < 0.01
+    assert rm["ppo_error_corr_lo"] > 0.3 and rm["ppo_outlier_overrating_lo"] > 0  # the proxy overrates far responses
+    assert row.loc["golden", "ppo_error_corr_lo"] < 0 < row.loc["golden", "ppo_error_corr_hi"]
+    # early stopping at 30% outliers: rm's drifting responses cross it at update 10, its peak (planted) in every
+    # replicate; golden's never do, so it stops at its end, and mrm's flat distance likewise
+    assert rm["ppo_stop_steps"] == "10/10/10" and rm["ppo_stop_loss_lo"] <= 0 <= rm["ppo_stop_loss_hi"]
+    assert row.loc["golden", "ppo_stop_steps"] == "40/40/40" and mrm["ppo_stop_steps"] == "40/40/40"
+    assert rm["ppo_stop_gold"] == pytest.approx(rm["ppo_peak_gold"]) and rm["ppo_stop_loss"] == 0  # stopped at the peak
+    assert row.loc["golden", "ppo_stop_loss"] < 0 < row.loc["golden", "ppo_stop_loss_mdd"]  # a noise peak (flat gold)
     closer = budgets.loc[("pooled", "mrm", 2)]  # at equal KL, mrm's responses stay closer than rm's
     assert closer["delta_distance_hi"] < 0 and closer["delta_distance_mdd"] > 0
     assert closer["distance"] == pytest.approx(8.0, abs=0.1)
@@ -498,9 +522,11 @@ def test_make_report(tmp_path: Path) -> None:
     assert "](../../rep0/distribution/visual/center.png)" in text
     assert "## Does over-optimisation leave the training distribution?" in text
     assert ("in 2 of 4 best-of-n curves (`rm`, `ens_mean`) from n = 1 to N, and in 2 of 4 PPO runs (`rm`, "
-            "`rm_kl0.05`) from update 0" in text)
+            "`rm_kl0.05`) from update 0" in text and "overrates it (a correlation above zero) in 2 of 4 runs" in text)
     assert "the SFT policy's own eval samples 8.000, the training pairs' responses 7.100" in text
     assert "| `mrm` | 8.0" in text.split("**Distance at the KL budgets**")[1]
+    assert "**Early stopping on the outlier share**: stop PPO at the first checkpoint with more than 0.3 outliers" in text
+    assert "| `rm` | 10/10/10 | " in text
     assert all(f"](plots/{stem}.png)" in text for stem in PLOTS)
     for path in first["plots"]:
         data = Path(path).read_bytes()

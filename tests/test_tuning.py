@@ -1,4 +1,5 @@
-"""The PPO learning rate chosen on the tuning seed (rmood/rl/tuning.py): the rule, and how a run takes it."""
+"""The PPO learning rate and the early-stopping share, chosen on the tuning seed (rmood/rl/tuning.py,
+rmood/rl/stopping.py): the rules, and how a run takes the rate."""
 
 from pathlib import Path
 
@@ -63,3 +64,27 @@ def test_a_tuned_run_takes_the_chosen_rate(tmp_path):
     assert resolve({"learning_rate": 1e-3}, None) == {"learning_rate": 1e-3}
     with pytest.raises(ValueError, match="no tuning file"):
         resolve({"learning_rate": "tuned"}, None)
+
+
+def test_the_stop_share_that_loses_least_gold_on_the_tuning_runs_is_chosen(tmp_path):
+    from rmood.rl.stopping import choose_stop_share, stop_index
+
+    assert stop_index([0.05, 0.2, 0.6, 0.9], 0.5, 4) == 2 and stop_index([0.05, 0.2, 0.6, 0.9], 0.95, 4) == 3
+    assert stop_index([0.05, 0.2, 0.6, 0.9], 0.5, 2) == 1  # never past the usable checkpoints
+    tuning = {**TUNING, "stop_shares": [0.1, 0.3, 0.5, 0.7, 0.9]}
+    slow = {**curve([0, 1, 2, 4]), "gold": [0.5, 0.6, 0.7, 0.65], "outlier": [0.05, 0.1, 0.2, 0.6]}  # peak at 2
+    fast = {**curve([0, 2, 5, 9]), "gold": [0.5, 0.7, 0.6, 0.4], "outlier": [0.05, 0.15, 0.55, 0.8]}  # peak at 1
+    curves = write_curves(tmp_path, {1e-4: slow, 2e-4: fast})
+    out = tmp_path / "stop.json"
+    choose_stop_share(curves, str(out), tuning, REPORT)
+    chosen = read_json(out)
+    # 0.1: stops at each run's peak (2 and 1); 0.3 and 0.5: at 3 and 2 (losing 0.05 and 0.1); 0.7 and 0.9: later
+    lost = {c["stop_share"]: sum(c["gold_lost"]) for c in chosen["candidates"]}
+    assert lost == pytest.approx({0.1: 0.0, 0.3: 0.15, 0.5: 0.15, 0.7: 0.35, 0.9: 0.35})
+    assert chosen["stop_share"] == 0.1 and chosen["mean_gold_lost"] == pytest.approx(0.0)
+    flat = {**slow, "gold": [0.5] * 4}
+    choose_stop_share(write_curves(tmp_path / "flat", {1e-4: flat}), str(out), tuning, REPORT)
+    assert read_json(out)["stop_share"] == 0.5  # every share loses nothing: the middle one
+    write_json(Path(curves[0]), curve([0, 1, 2, 4]))
+    with pytest.raises(DataError, match="no usable checkpoint with an outlier share"):
+        choose_stop_share(curves, str(out), tuning, REPORT)

@@ -36,6 +36,7 @@ from rmood.eval.ppo_curve import CHANNELS
 from rmood.eval.stats import Estimate, align, estimate, interpolate_at, join
 from rmood.eval.verdicts import DEGENERATE, Trend, differences, drift, trend
 from rmood.rl.tuning import degenerate as is_degenerate
+from rmood.rl.stopping import stop_index
 from rmood.io import DataError
 
 POOLED = "pooled"
@@ -44,7 +45,8 @@ BINS = ("all", "close", "clear")  # pairs by gold gap: every pair; gap < report.
 POWER = 0.8  # of every minimum detectable difference
 GOLD, PROXY, DISTANCE, OUTLIER = range(4)  # channels of the best-of-n table (rmood.eval.bon.VALUES)
 # channels of the PPO table (rmood.eval.ppo_curve.CHANNELS)
-KL, PPO_GOLD, PPO_PROXY, FINISHED, TOKENS, PPO_DISTANCE, PPO_OUTLIER = range(7)
+KL, PPO_GOLD, PPO_PROXY, FINISHED, TOKENS, PPO_DISTANCE, PPO_OUTLIER, ERROR = range(8)
+MOMENTS = (PPO_DISTANCE, ERROR, *range(ERROR + 1, ERROR + 4), PPO_OUTLIER, ERROR + 4)  # error_statistics' channels
 
 
 @dataclass
@@ -78,6 +80,7 @@ class Settings:
     kl_per_token: float  # … or above this KL per token
     ppo_runs: list[str] = field(default_factory=list)  # the PPO runs in order: RMs, then KL-penalised runs
     penalised: str | None = None  # the KL-penalised run of the baseline RM, the second baseline at the KL budgets
+    stop_share: float | None = None  # early stopping: the outlier share chosen on the tuning seed (None: not tuned)
 
 
 Interval = tuple[float, float, float]
@@ -378,6 +381,41 @@ class Runs:
         return columns
 
 
+def error_statistics(means: np.ndarray) -> np.ndarray:
+    """How the proxy's error e goes with the distance d over a run's responses (`MOMENTS` columns, each over the same
+    checkpoints: the means of d, e, e², d², d·e, the outlier share o and e·1[outlier]): their correlation, pooled over
+    the checkpoints, and how much more the proxy overrates outliers than the other responses, E[e | outlier] −
+    E[e | not] (NaN without outliers or without others)."""
+    d, e, ee, dd, de, o, oe = np.split(means, len(MOMENTS), axis=-1)
+    d, e, ee, dd, de, o, oe = (x.mean(axis=-1) for x in (d, e, ee, dd, de, o, oe))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = (de - d * e) / np.sqrt((dd - d * d) * (ee - e * e))
+        gap = np.where((o > 0) & (o < 1), oe / o - (e - oe) / (1 - o), np.nan)
+    return np.stack([corr, gap], axis=-1)
+
+
+def stop_columns(row: dict[str, Any], runs: Runs, j: int, steps: np.ndarray, share: float, level: float) -> None:
+    """The early-stopping rule scored against gold: in each replicate, the first usable checkpoint of run j whose
+    outlier share exceeds `share` (else its last usable one) and its gold peak among the usable checkpoints
+    (`ppo_stop_steps`, `ppo_peak_steps`: per replicate); gold at the stop and its difference from gold at the peak,
+    each replicate's own two checkpoints held fixed (the peak chosen on the same data: the loss leans negative)."""
+    ppo, replicates = runs.curves, range(len(runs.usable))
+    stops, peaks = [], []
+    for r in replicates:
+        count = runs.usable[r, j]
+        stops.append(stop_index(ppo.est.theta[r, ppo.index(j, PPO_OUTLIER)][:count].tolist(), share, count))
+        peaks.append(int(np.argmax(ppo.est.theta[r, ppo.index(j, PPO_GOLD)][:count])))
+    gold = ppo.index(j, PPO_GOLD)
+    row["ppo_stop_steps"] = "/".join(str(int(steps[k])) for k in stops)
+    row["ppo_peak_steps"] = "/".join(str(int(steps[k])) for k in peaks)
+    put(row, "ppo_stop_gold", at(ppo.each(list(replicates), lambda r: [gold[stops[r]]], lambda r: lambda m: m), 0,
+                                 level))
+    loss = ppo.each(list(replicates), lambda r: [gold[stops[r]], gold[peaks[r]]],
+                    lambda r: lambda m: m[..., :1] - m[..., 1:])
+    put(row, "ppo_stop_loss", at(loss, 0, level))
+    row["ppo_stop_loss_mdd"] = float(loss.mdd(level, POWER)[0])
+
+
 def rl_fit(means: np.ndarray) -> np.ndarray:
     """Gao et al.'s RL (α, β) of (…, KL | gold) columns."""
     return np.stack(fit_rl_rows(*np.split(means, 2, axis=-1)), axis=-1)
@@ -460,6 +498,13 @@ def ppo_rows(label: str, replicates: list[Replicate], s: Settings, variance: lis
             put(row, "ppo_outlier_usable", clipped(at(ppo.est, ppo.index(j, PPO_OUTLIER, usable - 1), s.level), 0, 1))
         else:
             row["ppo_verdict"] = DEGENERATE
+        moments = ppo.each(list(range(len(tables))), lambda r: [c for channel in MOMENTS for c in
+                                                                ppo.index(j, channel)[:runs.usable[r, j]]],
+                           lambda r: error_statistics)  # each replicate's usable checkpoints
+        put(row, "ppo_error_corr", clipped(at(moments, 0, s.level), -1.0, 1.0))
+        put(row, "ppo_outlier_overrating", at(moments, 1, s.level))
+        if s.stop_share is not None:
+            stop_columns(row, runs, j, steps, s.stop_share, s.level)
         row["ppo_kl_spearman"] = spearman(ppo.est.value[ppo.index(j, KL)])
         own = runs.usable_columns(j)
         fits = ppo.each(list(range(len(tables))), own, lambda r: rl_fit)
@@ -558,7 +603,8 @@ SUMMARY_COLUMNS = [
                    "ppo_final_distance", "ppo_final_outlier"),
     "ppo_degenerate_replicates", "ppo_degenerate_step", *trend_summary("ppo", "step"), "ppo_peak_kl", "ppo_kl_spearman",
     *with_interval("rl_alpha", "rl_beta"), "rl_r2", "ppo_distance_step", *drift_summary("ppo_distance_shift"),
-    *with_interval("ppo_outlier_usable"),
+    *with_interval("ppo_outlier_usable", "ppo_error_corr", "ppo_outlier_overrating"), "ppo_stop_steps",
+    "ppo_peak_steps", *with_interval("ppo_stop_gold"), *comparison("ppo_stop_loss"),
 ]
 CURVE_COLUMNS = ["replicate", "method", "rm", "point", *with_interval("kl", "gold", "proxy", "delta_gold"),
                  *with_interval("finished", "kl_per_token"), "degenerate", *with_interval("distance", "outlier")]

@@ -128,12 +128,14 @@ def drift_table(pooled: Any) -> list[str]:
     """Per RM or PPO run: how far its responses moved from the RM's training distribution (Mahalanobis distance,
     later point minus the first) and its share of outliers, under best-of-n and PPO."""
     header = ["RM", "BoN: Δ distance, n = 1 → N (detectable)", "verdict", "BoN outliers, n = N", "PPO: to update",
-              "Δ distance from update 0 (detectable)", "verdict", "outliers there", "PPO outliers, last"]
+              "Δ distance from update 0 (detectable)", "verdict", "outliers there", "PPO outliers, last",
+              "corr(distance, proxy error)", "outliers overrated by"]
     rows = [[f"`{r['rm']}`", detectable(r, "bon_distance_shift"), verdict(r, "bon_distance_shift"),
              cell(r, "bon_outlier_at_N"),
              f"{r['ppo_distance_step']:.0f}" if has(r, "ppo_distance_step") else "–",
              detectable(r, "ppo_distance_shift"), verdict(r, "ppo_distance_shift"), cell(r, "ppo_outlier_usable"),
-             cell(r, "ppo_final_outlier")] for _, r in pooled.iterrows()]
+             cell(r, "ppo_final_outlier"), cell(r, "ppo_error_corr", "+"), cell(r, "ppo_outlier_overrating", "+")]
+            for _, r in pooled.iterrows()]
     return table(header, rows)
 
 
@@ -144,10 +146,14 @@ def drift_answer(pooled: Any) -> str:
         away = [f"`{rm}`" for rm, v in zip(pooled["rm"], pooled[f"{prefix}_distance_shift_verdict"]) if v == MOVES_AWAY]
         return f"{len(away)} of {len(verdicts)} {what}" + (f" ({', '.join(away)})" if away else "")
 
+    runs = pooled[pooled["ppo_error_corr"].notna()]
+    predicts = [f"`{r['rm']}`" for _, r in runs.iterrows() if r["ppo_error_corr_lo"] > 0]
     return (f"**Does over-optimisation leave the training distribution?** The responses move significantly away from "
             f"the `rm`'s training distribution (Mahalanobis distance of its features under the replicate's GDA fit) "
             f"in {count('bon', 'best-of-n curves')} from n = 1 to N, and in {count('ppo', 'PPO runs')} from update 0 "
-            f"to the last checkpoint before any replicate degenerated.")
+            f"to the last checkpoint before any replicate degenerated; the farther a PPO response, the more its proxy "
+            f"overrates it (a correlation above zero) in {len(predicts)} of {len(runs)} runs"
+            + (f" ({', '.join(predicts)})." if predicts else "."))
 
 
 def fit_table(pooled: Any) -> list[str]:
@@ -299,6 +305,25 @@ def distance_budget_table(budgets: Any, baselines: dict[str, str]) -> list[str]:
     return table(header, rows)
 
 
+def stop_lines(pooled: Any, stop: dict[str, Any] | None, level: float) -> list[str]:
+    """The early-stopping rule on the outlier share, scored against gold per PPO run (when it was tuned)."""
+    runs = pooled[pooled["ppo_stop_gold"].notna()] if "ppo_stop_gold" in pooled else pooled.iloc[:0]
+    if stop is None or runs.empty:
+        return []
+    near = [f"`{r['rm']}`" for _, r in runs.iterrows() if r["ppo_stop_loss_lo"] <= 0 <= r["ppo_stop_loss_hi"]]
+    header = ["PPO run", "stopped at update (per replicate)", "gold peak at", "gold at the stop",
+              "gold lost against the peak (detectable)"]
+    rows = [[f"`{r['rm']}`", r["ppo_stop_steps"], r["ppo_peak_steps"], cell(r, "ppo_stop_gold"),
+             detectable(r, "ppo_stop_loss")] for _, r in runs.iterrows()]
+    return [f"**Early stopping on the outlier share**: stop PPO at the first checkpoint with more than "
+            f"{stop['stop_share']:g} outliers (else at the last before the run degenerated), the share chosen on the "
+            f"tuning seed {stop['seed']} against gold (its runs lost {stop['mean_gold_lost']:.3f} against their peaks "
+            f"on average). Scored on the reported replicates, each at its own stop and peak (the peak picked on the "
+            f"same samples, so the loss leans negative): the stop loses no significant gold ({level:.0%} interval "
+            f"covers 0) in {len(near)} of {len(runs)} runs" + (f" ({', '.join(near)})." if near else "."), "",
+            *table(header, rows), ""]
+
+
 def drift_section(summary: Any, curves: Any, budgets: Any, run: dict[str, Any], baselines: dict[str, str],
                   level: float) -> list[str]:
     """"Does over-optimisation leave the training distribution?": the reference levels, the drift of every best-of-n
@@ -312,8 +337,12 @@ def drift_section(summary: Any, curves: Any, budgets: Any, run: dict[str, Any], 
              f"own eval samples {ref['sft']:.3f}, the training pairs' responses {ref['train']:.3f}. An outlier lies "
              f"beyond the {ref['quantile']:.0%} quantile of the SFT policy's eval samples' distances in its replicate "
              f"(so about {1 - ref['quantile']:.0%} of them). Δ distance: a later point minus the first, "
-             f"\"moves away\" when its {level:.0%} interval lies above zero.", "",
-             *drift_table(pooled), ""]
+             f"\"moves away\" when its {level:.0%} interval lies above zero. The proxy's error: z(proxy) − z(gold) "
+             "of a response, each standardised on the SFT policy's samples (> 0: the proxy overrates it); its "
+             "correlation with the distance is pooled over a PPO run's responses at every checkpoint before its "
+             "replicate degenerated, and \"outliers overrated by\" is their mean error minus the other responses' "
+             "(in SFT standard deviations).", "",
+             *drift_table(pooled), "", *stop_lines(pooled, run["stop"], level)]
     if not budgets[budgets["replicate"] == POOLED].empty:
         lines += ["**Distance at the KL budgets** (read like gold at the budgets; Δ < 0: closer to the training "
                   "distribution than the other run at the same KL):", "", *distance_budget_table(budgets, baselines),

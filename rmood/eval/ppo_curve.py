@@ -35,21 +35,35 @@ def by_step(files: list[str], what: str) -> dict[int, str]:
     return paths
 
 
-CHANNELS = ("kl", "gold", "proxy", "finished", "tokens", "distance", "outlier")  # (steps, prompts) arrays
+# (steps, prompts) arrays: each a mean over the prompt's samples at the checkpoint; the last five are the moments from
+# which the report computes how the proxy's error goes with the distance (`rmood.eval.estimates.error_statistics`)
+CHANNELS = ("kl", "gold", "proxy", "finished", "tokens", "distance", "outlier",
+            "error", "error_sq", "distance_sq", "distance_error", "outlier_error")
 PPO_ARRAYS = ("rm", "steps", "prompts", *CHANNELS)  # ppo/<rm>/per_prompt.npz
+Key = tuple[str, int]  # (prompt_id, sample)
 
 
-def prompt_means(path: str, field: str, value: Callable[[Any], float] = float
-                 ) -> tuple[dict[str, float], set[tuple[str, int]]]:
-    """The mean of `value(field)` over each prompt's samples in a JSONL file (prompts in file order), and the
-    (prompt_id, sample) keys it covers."""
+def sample_values(path: str, field: str, value: Callable[[Any], float] = float) -> dict[Key, float]:
+    """`value(field)` of every sample of a JSONL file, by (prompt_id, sample), in file order."""
     records = read_jsonl(path, required=("prompt_id", "sample", field))
     if not records:
         raise DataError(f"{path}: no samples")
-    values: dict[str, list[float]] = {}
-    for r in records:
-        values.setdefault(r["prompt_id"], []).append(value(r[field]))
-    return {p: float(np.mean(v)) for p, v in values.items()}, {(r["prompt_id"], r["sample"]) for r in records}
+    return {(r["prompt_id"], r["sample"]): value(r[field]) for r in records}
+
+
+def prompt_means(values: dict[Key, float], prompts: list[str]) -> list[float]:
+    """The mean of each prompt's samples, in the order of `prompts`."""
+    found: dict[str, list[float]] = {}
+    for (prompt, _), value in values.items():
+        found.setdefault(prompt, []).append(value)
+    return [float(np.mean(found[p])) for p in prompts]
+
+
+def standardise(values: dict[Key, float]) -> Callable[[float], float]:
+    """z = (x − mean) / SD of `values` (SD 1 when they are constant)."""
+    array = np.fromiter(values.values(), dtype=float)
+    mean, sd = float(array.mean()), float(array.std())
+    return lambda x: (x - mean) / (sd if sd > 0 else 1.0)
 
 
 def ppo_curve(rm: str, samples_files: list[str], kl_files: list[str], gold_files: list[str], proxy_files: list[str],
@@ -63,8 +77,10 @@ def ppo_curve(rm: str, samples_files: list[str], kl_files: list[str], gold_files
     files must cover the same steps, step 0 (the SFT policy) among them, and the same samples per step, and every step
     the same prompts. Step 0 may have no KL file (its KL is 0 by definition). The npz holds `PPO_ARRAYS`: `steps`,
     `prompts`, and `CHANNELS` of shape (steps, prompts), each a mean over the prompt's samples (`finished`: the share
-    that ended, `tokens`: response length in tokens, `outlier`: the share farther than the `threshold` of `reference`);
-    `curve.json` their means over prompts.
+    that ended, `tokens`: response length in tokens, `outlier`: the share farther than the `threshold` of `reference`;
+    `error` the proxy's error e = z(proxy) − z(gold), each standardised by the mean and SD of the SFT policy's
+    samples (step 0), > 0 where the proxy overrates a response; `error_sq`, `distance_sq`, `distance_error` and
+    `outlier_error` e², d², d·e and e on outliers, 0 elsewhere); `curve.json` their means over prompts.
     """
     paths = {what: by_step(files, what) for what, files in (("samples", samples_files), ("gold", gold_files),
                                                              ("proxy", proxy_files), ("distance", distance_files),
@@ -82,27 +98,36 @@ def ppo_curve(rm: str, samples_files: list[str], kl_files: list[str], gold_files
     if missing or extra:
         raise DataError(f"{rm}: KL files missing for steps {missing} / for steps without samples {extra}")
     prompts: list[str] = []
+    scale: dict[str, Callable[[float], float]] = {}
     table: dict[str, list[list[float]]] = {name: [] for name in CHANNELS}
     for step in steps:
-        gold, keys = prompt_means(gold_paths[step], "gold")
-        means = {"gold": gold}
+        gold = sample_values(gold_paths[step], "gold")
+        values = {"gold": gold}
         for name, path, field, value in (("proxy", paths["proxy"][step], "reward", float),
                                          ("finished", paths["samples"][step], "finished", float),
                                          ("tokens", paths["samples"][step], "tokens", len),
                                          ("distance", paths["distance"][step], "distance", float),
-                                         ("outlier", paths["distance"][step], "distance", lambda d: float(d > threshold)),
                                          ("kl", kl_paths.get(step), "kl", float)):
             if path is None:  # step 0 without a KL file
-                means[name] = dict.fromkeys(gold, 0.0)
+                values[name] = dict.fromkeys(gold, 0.0)
                 continue
-            means[name], covered = prompt_means(path, field, value)
-            if covered != keys:
+            values[name] = sample_values(path, field, value)
+            if values[name].keys() != gold.keys():
                 raise DataError(f"{path} and {gold_paths[step]} hold different samples")
-        prompts = prompts or list(gold)
-        if set(gold) != set(prompts):
+        scale = scale or {name: standardise(values[name]) for name in ("proxy", "gold")}  # step 0, the SFT policy
+        distance = values["distance"]
+        error = {k: scale["proxy"](values["proxy"][k]) - scale["gold"](gold[k]) for k in gold}
+        values |= {"outlier": {k: float(d > threshold) for k, d in distance.items()}, "error": error,
+                   "error_sq": {k: e * e for k, e in error.items()},
+                   "distance_sq": {k: d * d for k, d in distance.items()},
+                   "distance_error": {k: distance[k] * e for k, e in error.items()},
+                   "outlier_error": {k: float(distance[k] > threshold) * e for k, e in error.items()}}
+        order = list(dict.fromkeys(prompt for prompt, _ in gold))
+        prompts = prompts or order
+        if set(order) != set(prompts):
             raise DataError(f"{gold_paths[step]}: other prompts than step {steps[0]}'s")
         for name in CHANNELS:
-            table[name].append([means[name][p] for p in prompts])
+            table[name].append(prompt_means(values[name], prompts))
     arrays = {name: np.array(values) for name, values in table.items()}
     write_npz(per_prompt, {"rm": np.array(rm), "steps": np.array(steps), "prompts": np.array(prompts), **arrays})
     write_json(out, {"rm": rm, "steps": steps, **{name: a.mean(axis=1).tolist() for name, a in arrays.items()}})

@@ -158,11 +158,12 @@ def make_report(
     rl: dict[str, Any],
     replicate_scope: str,
     tuning: str | None = None,
+    stop: str | None = None,
 ) -> None:
     """Write `reports/summary.csv`, `reports/curves.csv`, `reports/budgets.csv`, `reports/variance.csv`,
     `reports/mrm_eval.md` and the plots; `figures` (PNGs made elsewhere, e.g. the distribution analysis) are linked
     from the Markdown; `references` (each replicate's `mrm/distance_reference.json`) give the distances' reference
-    levels."""
+    levels; `stop` (`tuning/stop.json`) the early-stopping rule's outlier share, scored here against gold."""
     import pandas as pd
 
     from rmood.eval.markdown import markdown_report
@@ -176,7 +177,7 @@ def make_report(
     levels = reference_levels(references, [rep.seed for rep in replicates])
     settings = Settings(reward_models, report["baseline"], report["level"], report["gold_gap"], report["kl_budgets"],
                         report["degenerate"]["finish_rate"], report["degenerate"]["kl_per_token"], runs,
-                        penalised_baseline(rl, report["baseline"]))
+                        penalised_baseline(rl, report["baseline"]), None if stop is None else read_json(stop)["stop_share"])
     rows = estimate_study(replicates, settings)
     tables = {path: pd.DataFrame(data, columns=columns) for path, data, columns in (
         (summary, rows.summary, SUMMARY_COLUMNS), (curves, rows.curves, CURVE_COLUMNS),
@@ -194,7 +195,7 @@ def make_report(
            "level": settings.level, "baseline": settings.baseline, "penalised": settings.penalised,
            "gold_gap": settings.gold_gap, "finish_rate": settings.finish_rate, "kl_per_token": settings.kl_per_token,
            "replicate_scope": replicate_scope, "tuning": None if tuning is None else read_json(tuning),
-           "references": levels}
+           "references": levels, "stop": None if stop is None else read_json(stop)}
     with atomic_open(markdown) as f:
         f.write(markdown_report(table, curve_table, budget_table, run, plot_paths, markdown, figures) + "\n")
     pooled = table[table["replicate"] == POOLED]

@@ -46,6 +46,7 @@ STEPS: dict[str, Step] = {
             FileArg("figures", "distribution figures to link from the Markdown", many=True),
             FileArg("references", "rep<seed>/mrm/distance_reference.json files", many=True),
             FileArg("tuning", "tuning/ppo.json (rl.learning_rate tuned)", optional=True),
+            FileArg("stop", "tuning/stop.json: the early-stopping share chosen on the tuning seed", optional=True),
         ),
         outputs=(
             FileArg("summary", "reports/summary.csv"),

@@ -46,6 +46,13 @@ STEPS: dict[str, Step] = {
         outputs=(FileArg("out", "tuning/ppo.json"),),
         config={"tuning": "rl.tuning", "report": "report"},
     ),
+    "stop_tuning": Step(
+        "rmood.rl.stopping:choose_stop_share",
+        "the outlier share at which PPO stops early: the candidate whose stops lose the least gold on the tuning runs",
+        inputs=(FileArg("curves", "rep<tuning seed>/ppo/tune_lr<rate>/curve.json per candidate", many=True),),
+        outputs=(FileArg("out", "tuning/stop.json"),),
+        config={"tuning": "rl.tuning", "report": "report"},
+    ),
     "ppo_eval": Step(
         "rmood.rl.evaluate:evaluate_run",
         "every checkpoint of one PPO run: its samples, their gold and proxy rewards and KL from the reference",

@@ -7,6 +7,8 @@ prompts) at a checkpoint before its first degenerate one (`report.degenerate`, a
 budget can be compared; if no candidate reaches it, the largest. The rule reads KL, finish rate and response length
 only: no gold reward, so it cannot be steered toward a verdict.
 
+The early-stopping share is chosen on the same tuning runs (`rmood.rl.stopping`).
+
 Light on purpose (JSON only): verl's environment imports it too.
 """
 
