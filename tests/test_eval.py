@@ -527,6 +527,8 @@ def test_make_report(tmp_path: Path) -> None:
     assert "| `mrm` | 8.0" in text.split("**Distance at the KL budgets**")[1]
     assert "**Early stopping on the outlier share**: stop PPO at the first checkpoint with more than 0.3 outliers" in text
     assert "| `rm` | 10/10/10 | " in text
+    assert "- `mrm`: at 1 nats closer to the training distribution than `rm`: -1.4" in text
+    assert f"- `{PENALISED}`: at 1 nats no significant difference in distance from `rm`: " in text
     assert all(f"](plots/{stem}.png)" in text for stem in PLOTS)
     for path in first["plots"]:
         data = Path(path).read_bytes()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rmood.eval.estimates import POOLED
-from rmood.eval.verdicts import MOVES_AWAY, difference_verdict
+from rmood.eval.verdicts import MOVES_AWAY, difference_verdict, distance_verdict
 
 Row = Any  # a pandas row (Series) of the summary table
 SCOPES = {
@@ -324,6 +324,21 @@ def stop_lines(pooled: Any, stop: dict[str, Any] | None, level: float) -> list[s
             *table(header, rows), ""]
 
 
+def distance_comparisons(budgets: Any, baselines: dict[str, str], level: float) -> list[str]:
+    """One sentence per PPO run: at every KL budget, is it closer to the training distribution than the baselines'
+    runs (paired, with what the comparison could detect)?"""
+    pooled = budgets[budgets["replicate"] == POOLED]
+    lines = []
+    for rm, group in pooled.groupby("rm", sort=False):
+        parts = [f"at {r['kl']:g} nats " + distance_verdict(r[name], r[f"{name}_lo"], r[f"{name}_hi"],
+                                                            r[f"{name}_mdd"], run, level)
+                 for suffix, run in baselines.items() for _, r in group.iterrows()
+                 if has(r, name := f"delta_distance{suffix}")]
+        if parts:
+            lines.append(f"- `{rm}`: " + "; ".join(parts) + ".")
+    return lines
+
+
 def drift_section(summary: Any, curves: Any, budgets: Any, run: dict[str, Any], baselines: dict[str, str],
                   level: float) -> list[str]:
     """"Does over-optimisation leave the training distribution?": the reference levels, the drift of every best-of-n
@@ -346,7 +361,7 @@ def drift_section(summary: Any, curves: Any, budgets: Any, run: dict[str, Any], 
     if not budgets[budgets["replicate"] == POOLED].empty:
         lines += ["**Distance at the KL budgets** (read like gold at the budgets; Δ < 0: closer to the training "
                   "distribution than the other run at the same KL):", "", *distance_budget_table(budgets, baselines),
-                  ""]
+                  "", *distance_comparisons(budgets, baselines, level), ""]
     return lines
 
 
