@@ -261,6 +261,27 @@ def rl_file(name, step, kind, rep):
     return replicate(f"ppo/{owner}/step_{step}/{kind}.jsonl", rep)
 
 
+def latent_files(wildcards):
+    """A PPO run's distances in InfoRM's latent space, every checkpoint (rules/mrm.smk): with an InfoRM among the
+    reward models, and not for the tuning runs (they would need an InfoRM of the tuning seed, for nothing).
+    """
+    if "inform" not in config["reward_models"] or wildcards.name in TUNING_ARMS:
+        return []
+    return [
+        rl_file(wildcards.name, step, "latent", wildcards.rep)
+        for step in [0, *PPO_STEPS]
+    ]
+
+
+def latent_reference(wildcards):
+    """The InfoRM latent space's Gaussian and outlier threshold, where `latent_files` has files."""
+    return (
+        replicate("rm/inform/latent_reference.npz", wildcards.rep)
+        if latent_files(wildcards)
+        else []
+    )
+
+
 def rl_outputs(kind, steps):
     """One PPO run's `kind` file (samples, gold, proxy, kl, distance) of every checkpoint in `steps`."""
     return [replicate(f"ppo/{{name}}/step_{step}/{kind}.jsonl") for step in steps]

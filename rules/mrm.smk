@@ -191,3 +191,54 @@ use rule ppo_distance as bon_distance with:
         log_file("rep{rep}/bon_distance"),
     benchmark:
         benchmark_file("rep{rep}/bon_distance")
+
+
+rule sft_latent:
+    """InfoRM's latent space (Miao et al.'s outlier probability): a Gaussian fitted to the latents of the training
+    pairs' responses; the distances of the SFT policy's own eval samples from it and the outlier threshold.
+    """
+    input:
+        model=rm_model("inform"),
+        pairs=replicate("pairs/train.explicit.jsonl"),
+        samples=replicate("ppo/sft/step_0/samples.jsonl"),
+        prompt_files=data_files(("eval",)),
+    output:
+        out=replicate("ppo/sft/step_0/latent.jsonl"),
+        reference=replicate("rm/inform/latent_reference.npz"),
+    log:
+        log_file("rep{rep}/sft_latent"),
+    benchmark:
+        benchmark_file("rep{rep}/sft_latent")
+    conda:
+        MAIN_ENV
+    threads: config["resources"]["score"]["cpus"]
+    resources:
+        **job_resources("score"),
+    params:
+        **step_params("sft_latent"),
+    script:
+        "../workflow_scripts/step.py"
+
+
+rule ppo_latent:
+    """The distance of every sample of every checkpoint of one PPO run in InfoRM's latent space."""
+    input:
+        model=rm_model("inform"),
+        reference=replicate("rm/inform/latent_reference.npz"),
+        samples=rl_outputs("samples", PPO_STEPS),
+        prompt_files=data_files(("eval",)),
+    output:
+        out=rl_outputs("latent", PPO_STEPS),
+    log:
+        log_file("rep{rep}/ppo_latent/{name}"),
+    benchmark:
+        benchmark_file("rep{rep}/ppo_latent/{name}")
+    conda:
+        MAIN_ENV
+    threads: config["resources"]["score"]["cpus"]
+    resources:
+        **job_resources("score"),
+    params:
+        **step_params("sample_latent"),
+    script:
+        "../workflow_scripts/step.py"

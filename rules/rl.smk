@@ -164,6 +164,8 @@ rule ppo_curve:
             for step in [0, *PPO_STEPS]
         ],
         reference=replicate("mrm/distance_reference.json"),
+        latent_files=latent_files,
+        latent_reference=latent_reference,
     output:
         out=replicate("ppo/{name}/curve.json"),
         per_prompt=replicate("ppo/{name}/per_prompt.npz"),

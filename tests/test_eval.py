@@ -347,7 +347,8 @@ def write_report_inputs(folder: Path, replicates: tuple[int, ...] = (0, 1, 2)) -
             outlier = (distance > 9.5).astype(float)
             error = (0.5 * (distance - 8.0) if rm in drifting else 0) + noise.normal(0, 0.5, kl.shape)
             return {"distance": distance, "outlier": outlier, "error": error, "error_sq": error**2,
-                    "distance_sq": distance**2, "distance_error": distance * error, "outlier_error": outlier * error}
+                    "distance_sq": distance**2, "distance_error": distance * error, "outlier_error": outlier * error,
+                    "latent_outlier": np.full(kl.shape, np.nan) if rm == "golden" else outlier}  # golden: no InfoRM
 
         shift = rng.normal(0.0, 0.005)  # the replicate's own level
         gold = np.stack([m + shift + difficulty + rng.normal(0, 0.05, (PROMPTS, len(ns))) for m in bon_means().values()])
@@ -474,6 +475,8 @@ def test_make_report(tmp_path: Path) -> None:
     assert row.loc["golden", "ppo_error_corr_lo"] < 0 < row.loc["golden", "ppo_error_corr_hi"]
     # early stopping at 30% outliers: rm's drifting responses cross it at update 10, its peak (planted) in every
     # replicate; golden's never do, so it stops at its end, and mrm's flat distance likewise
+    assert rm["ppo_latent_outlier_usable"] == pytest.approx(rm["ppo_outlier_usable"])  # planted alike
+    assert np.isnan(row.loc["golden", ["ppo_latent_outlier_usable", "ppo_final_latent_outlier"]].astype(float)).all()
     assert rm["ppo_stop_steps"] == "10/10/10" and rm["ppo_stop_loss_lo"] <= 0 <= rm["ppo_stop_loss_hi"]
     assert row.loc["golden", "ppo_stop_steps"] == "40/40/40" and mrm["ppo_stop_steps"] == "40/40/40"
     assert rm["ppo_stop_gold"] == pytest.approx(rm["ppo_peak_gold"]) and rm["ppo_stop_loss"] == 0  # stopped at the peak

@@ -333,3 +333,46 @@ def test_distances_of_samples_and_the_sft_reference(study, prompt_data, tmp_path
     with pytest.raises(DataError, match="empty.jsonl: no samples"):
         sample_distances(str(study["rm"]), str(study["gda"]), [str(tmp_path / "empty.jsonl")], prompts,
                          [str(tmp_path / "x.jsonl")], SCORING, "float32")
+
+
+def test_distances_in_the_inform_latent_space(study, tiny_base, prompt_data, tmp_path):
+    """A Gaussian of the training responses' InfoRM latents (scikit-learn's Ledoit-Wolf), every sample's distance
+    from it and the outlier threshold (a quantile of the SFT samples'); an RM without a latent space is refused."""
+    from sklearn.covariance import LedoitWolf
+
+    from rmood.mrm.distance import LATENT_KEYS, latent_distances, latent_reference, latent_threshold
+    from rmood.io import read_npz
+    from rmood.rm.inform import inform_from_policy
+    from rmood.rm.score import ModelError
+
+    model, tokenizer = inform_from_policy(str(tiny_base), 4, 0, "float32")
+    model.save_pretrained(tmp_path / "inform")
+    tokenizer.save_pretrained(tmp_path / "inform")
+    prompts = [str(prompt_data["preference"])]
+    sft = write_samples(prompt_data["preference"], tmp_path / "step_0" / "samples.jsonl", lambda a: a)
+    drifted = write_samples(prompt_data["preference"], tmp_path / "step_5" / "samples.jsonl", lambda a: a[::-1] * 3)
+    reference = tmp_path / "latent_reference.npz"
+    latent_reference(str(tmp_path / "inform"), str(study["train"]), str(sft), prompts,
+                     str(tmp_path / "step_0" / "latent.jsonl"), str(reference), 0.8, SCORING, "float32")
+    latent_distances(str(tmp_path / "inform"), str(reference), [str(sft), str(drifted)], prompts,
+                     [str(tmp_path / name) for name in ("again.jsonl", "drifted.jsonl")], SCORING, "float32")
+    own = np.array([r["distance"] for r in read_jsonl(tmp_path / "step_0" / "latent.jsonl")])
+    assert [r["distance"] for r in read_jsonl(tmp_path / "again.jsonl")] == pytest.approx(own.tolist(), rel=1e-6)
+    fit = read_npz(reference, LATENT_KEYS)
+    assert float(fit["quantile"]) == 0.8 and latent_threshold(str(reference)) == pytest.approx(np.quantile(own, 0.8))
+
+    from rmood.mrm.representations import features
+    from rmood.data.prompts import conversation
+
+    def latents(conversations: list) -> np.ndarray:
+        hidden = features(model.eval(), tokenizer, conversations, 4)
+        return model.score.encode(torch.from_numpy(hidden))[0].detach().double().numpy()
+
+    by_id = {r["id"]: r for r in read_jsonl(prompt_data["preference"])}
+    expected = LedoitWolf().fit(latents(train_conversations(study)[0]))
+    samples = latents([conversation(by_id[r["prompt_id"]], r["response"]) for r in read_jsonl(sft)])
+    assert own == pytest.approx(np.sqrt(expected.mahalanobis(samples)), rel=1e-4)
+    assert len(read_jsonl(tmp_path / "drifted.jsonl")) == 12
+    with pytest.raises(ModelError, match="not an InfoRM"):
+        latent_distances(str(study["rm"]), str(reference), [str(sft)], prompts, [str(tmp_path / "x.jsonl")],
+                         SCORING, "float32")

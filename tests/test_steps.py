@@ -136,7 +136,8 @@ def test_parser_requires_every_path() -> None:
 
 
 def test_the_paths_a_command_may_leave_out() -> None:
-    """The log folder, and the tuning results when the learning rate is a number (no tuning runs)."""
+    """The log folder, the tuning results when the learning rate is a number (no tuning runs), and the InfoRM
+    latent distances when there is no InfoRM."""
     args = vars(parser().parse_args(["train_rm", "--policy", "p", "--pairs", "x", "--model", "m", "--work-dir", "w"]))
     assert args["log_dir"] is None and args["work_dir"] == "w"
     args = vars(parser().parse_args(["train_ppo", "--policy", "p", "--reward-model", "r", "--prompts", "x", "--out",
@@ -144,7 +145,7 @@ def test_the_paths_a_command_may_leave_out() -> None:
     assert args["tuning"] is None
     optional = {path.name for step in STEPS.values() for path in (*step.inputs, *step.outputs, *step.work)
                 if path.optional}
-    assert optional == {"log_dir", "tuning", "stop"}
+    assert optional == {"log_dir", "tuning", "stop", "latent_files", "latent_reference"}
 
 
 def test_cli_runs_a_step_in_process(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ GOLD, PROXY, DISTANCE, OUTLIER = range(4)  # channels of the best-of-n table (rm
 # channels of the PPO table (rmood.eval.ppo_curve.CHANNELS)
 KL, PPO_GOLD, PPO_PROXY, FINISHED, TOKENS, PPO_DISTANCE, PPO_OUTLIER, ERROR = range(8)
 MOMENTS = (PPO_DISTANCE, ERROR, *range(ERROR + 1, ERROR + 4), PPO_OUTLIER, ERROR + 4)  # error_statistics' channels
+LATENT_OUTLIER = ERROR + 5
 
 
 @dataclass
@@ -200,12 +201,14 @@ def align_prompts(prompts: list[list[str]], tables: list[np.ndarray], what: str)
 
 
 def ppo_tables(replicates: list[Replicate], reward_models: list[str]) -> tuple[list[str], list[np.ndarray], bool,
-                                                                              np.ndarray]:
+                                                                              np.ndarray, set[str]]:
     """The RMs with a PPO run (in `reward_models` order), per replicate (prompts, RMs × CHANNELS × steps), aligned;
-    crossed; the steps. Every replicate must have run the same RMs on the same schedule and, within a
-    replicate, on the same prompts."""
+    crossed; the steps; the runs without a share of outliers in InfoRM's latent space (no InfoRM: NaN in their
+    tables, 0 here). Every replicate must have run the same RMs on the same schedule and, within a replicate, on the
+    same prompts."""
     models = [rm for rm in reward_models if rm in replicates[0].ppo]
     tables, prompts, steps = [], [], None
+    no_latent = {rm for rep in replicates for rm, run in rep.ppo.items() if np.isnan(run["latent_outlier"]).any()}
     for rep in replicates:
         if sorted(rep.ppo) != sorted(models):
             raise DataError(f"replicate {rep.seed}: PPO runs of {sorted(rep.ppo)}, replicate {replicates[0].seed} "
@@ -216,13 +219,14 @@ def ppo_tables(replicates: list[Replicate], reward_models: list[str]) -> tuple[l
             if not np.array_equal(run["steps"], steps) or not np.array_equal(run["prompts"], runs[0]["prompts"]):
                 raise DataError(f"replicate {rep.seed}: the PPO run of {rm} has other steps or prompts than the others")
         if runs:
-            table = np.stack([np.stack([run[c] for c in CHANNELS]) for run in runs])  # (RMs, channels, K, P)
+            table = np.nan_to_num(np.stack([np.stack([run[c] for c in CHANNELS]) for run in runs]),
+                                  nan=0.0)  # (RMs, channels, K, P): latent_outlier NaN without an InfoRM
             tables.append(table.transpose(3, 0, 1, 2).reshape(table.shape[3], -1))
             prompts.append(runs[0]["prompts"].tolist())
     if not models:
-        return [], [], True, np.array([], dtype=int)
+        return [], [], True, np.array([], dtype=int), set()
     aligned, crossed = align_prompts(prompts, tables, "PPO")
-    return models, aligned, crossed, steps
+    return models, aligned, crossed, steps, no_latent
 
 
 @dataclass
@@ -421,16 +425,20 @@ def rl_fit(means: np.ndarray) -> np.ndarray:
     return np.stack(fit_rl_rows(*np.split(means, 2, axis=-1)), axis=-1)
 
 
-def checkpoint(runs: Runs, j: int, k: int, level: float) -> dict[str, Interval]:
+def checkpoint(runs: Runs, j: int, k: int, level: float, latent: bool = True) -> dict[str, Interval]:
     """KL (≥ 0), gold, proxy, finish rate (in [0, 1]), distance (≥ 0), share of outliers (in [0, 1]) and KL per token
-    (≥ 0) of run j at its k-th checkpoint."""
+    (≥ 0) of run j at its k-th checkpoint; its share of outliers in InfoRM's latent space when it has one
+    (`latent`)."""
     ppo, points = runs.curves, runs.curves.points
     values = {name: at(ppo.est, ppo.index(j, channel, k), level)
               for name, channel in (("kl", KL), ("gold", PPO_GOLD), ("proxy", PPO_PROXY), ("finished", FINISHED),
-                                    ("distance", PPO_DISTANCE), ("outlier", PPO_OUTLIER))}
+                                    ("distance", PPO_DISTANCE), ("outlier", PPO_OUTLIER),
+                                    ("latent_outlier", LATENT_OUTLIER))}
     values["kl_per_token"] = at(runs.kl_per_token, j * points + k, level)
     bounds = {"kl": (0.0, np.inf), "finished": (0.0, 1.0), "kl_per_token": (0.0, np.inf), "distance": (0.0, np.inf),
-              "outlier": (0.0, 1.0)}
+              "outlier": (0.0, 1.0), "latent_outlier": (0.0, 1.0)}
+    if not latent:
+        values["latent_outlier"] = NONE
     return {name: clipped(value, *bounds.get(name, (-np.inf, np.inf))) for name, value in values.items()}
 
 
@@ -474,7 +482,7 @@ def budget_rows(label: str, runs: Runs, models: list[str], j: int, s: Settings, 
 def ppo_rows(label: str, replicates: list[Replicate], s: Settings, variance: list[dict]
              ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Per RM with a PPO run its PPO summary columns; the PPO curve rows; the KL-budget rows."""
-    models, tables, crossed, steps = ppo_tables(replicates, s.ppo_runs)
+    models, tables, crossed, steps, no_latent = ppo_tables(replicates, s.ppo_runs)
     if not models:
         return {}, [], []
     points = len(steps)
@@ -484,7 +492,8 @@ def ppo_rows(label: str, replicates: list[Replicate], s: Settings, variance: lis
     columns, curves, budgets = {}, [], []
     for j, rm in enumerate(models):
         row: dict[str, Any] = {}
-        for name, value in checkpoint(runs, j, points - 1, s.level).items():
+        latent = rm not in no_latent
+        for name, value in checkpoint(runs, j, points - 1, s.level, latent).items():
             put(row, f"ppo_final_{name}", value)
         degenerate = runs.degenerate[:, j].any(axis=0)
         row["ppo_degenerate_replicates"] = int(runs.degenerate[:, j].any(axis=1).sum())
@@ -495,14 +504,17 @@ def ppo_rows(label: str, replicates: list[Replicate], s: Settings, variance: lis
             row["ppo_peak_kl"] = float(ppo.est.value[ppo.index(j, KL, peak)])
             row["ppo_distance_step"] = int(steps[usable - 1])  # the last checkpoint the verdict reads
             drift_columns(row, "ppo_distance_shift", ppo.shift(j, PPO_DISTANCE, usable - 1), s.level)
-            put(row, "ppo_outlier_usable", clipped(at(ppo.est, ppo.index(j, PPO_OUTLIER, usable - 1), s.level), 0, 1))
+            for name, channel in (("ppo_outlier_usable", PPO_OUTLIER), ("ppo_latent_outlier_usable", LATENT_OUTLIER)):
+                put(row, name, clipped(at(ppo.est, ppo.index(j, channel, usable - 1), s.level), 0, 1)
+                    if latent or channel != LATENT_OUTLIER else NONE)
         else:
             row["ppo_verdict"] = DEGENERATE
         moments = ppo.each(list(range(len(tables))), lambda r: [c for channel in MOMENTS for c in
                                                                 ppo.index(j, channel)[:runs.usable[r, j]]],
                            lambda r: error_statistics)  # each replicate's usable checkpoints
         put(row, "ppo_error_corr", clipped(at(moments, 0, s.level), -1.0, 1.0))
-        put(row, "ppo_outlier_overrating", at(moments, 1, s.level))
+        gap = at(moments, 1, s.level)  # undefined where leaving a prompt out leaves no outlier (or no other answer)
+        put(row, "ppo_outlier_overrating", gap if np.isfinite(gap).all() else NONE)
         if s.stop_share is not None:
             stop_columns(row, runs, j, steps, s.stop_share, s.level)
         row["ppo_kl_spearman"] = spearman(ppo.est.value[ppo.index(j, KL)])
@@ -514,7 +526,7 @@ def ppo_rows(label: str, replicates: list[Replicate], s: Settings, variance: lis
         for k, step in enumerate(steps):
             point = {"replicate": label, "method": "ppo", "rm": rm, "point": int(step),
                      "degenerate": int(runs.degenerate[:, j, k].sum())}
-            for name, value in checkpoint(runs, j, k, s.level).items():
+            for name, value in checkpoint(runs, j, k, s.level, latent).items():
                 put(point, name, value)
             put(point, "delta_gold", at(ppo.difference(j, base, PPO_GOLD, k), 0, s.level)
                 if base is not None and j != base else NONE)
@@ -600,14 +612,16 @@ SUMMARY_COLUMNS = [
     *with_interval("bon_alpha", "bon_beta"), "bon_r2", *drift_summary("bon_distance_shift"),
     *with_interval("bon_outlier_at_N"),
     *with_interval("ppo_final_kl", "ppo_final_gold", "ppo_final_proxy", "ppo_final_finished", "ppo_final_kl_per_token",
-                   "ppo_final_distance", "ppo_final_outlier"),
+                   "ppo_final_distance", "ppo_final_outlier", "ppo_final_latent_outlier"),
     "ppo_degenerate_replicates", "ppo_degenerate_step", *trend_summary("ppo", "step"), "ppo_peak_kl", "ppo_kl_spearman",
     *with_interval("rl_alpha", "rl_beta"), "rl_r2", "ppo_distance_step", *drift_summary("ppo_distance_shift"),
-    *with_interval("ppo_outlier_usable", "ppo_error_corr", "ppo_outlier_overrating"), "ppo_stop_steps",
+    *with_interval("ppo_outlier_usable", "ppo_latent_outlier_usable", "ppo_error_corr", "ppo_outlier_overrating"),
+    "ppo_stop_steps",
     "ppo_peak_steps", *with_interval("ppo_stop_gold"), *comparison("ppo_stop_loss"),
 ]
 CURVE_COLUMNS = ["replicate", "method", "rm", "point", *with_interval("kl", "gold", "proxy", "delta_gold"),
-                 *with_interval("finished", "kl_per_token"), "degenerate", *with_interval("distance", "outlier")]
+                 *with_interval("finished", "kl_per_token"), "degenerate",
+                 *with_interval("distance", "outlier", "latent_outlier")]
 BUDGET_COLUMNS = ["replicate", "rm", "kl", "reached", *with_interval("gold"), *comparison("delta_gold"),
                   *comparison("delta_penalised"), *with_interval("distance"), *comparison("delta_distance"),
                   *comparison("delta_distance_penalised")]

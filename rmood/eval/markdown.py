@@ -128,13 +128,14 @@ def drift_table(pooled: Any) -> list[str]:
     """Per RM or PPO run: how far its responses moved from the RM's training distribution (Mahalanobis distance,
     later point minus the first) and its share of outliers, under best-of-n and PPO."""
     header = ["RM", "BoN: Δ distance, n = 1 → N (detectable)", "verdict", "BoN outliers, n = N", "PPO: to update",
-              "Δ distance from update 0 (detectable)", "verdict", "outliers there", "PPO outliers, last",
+              "Δ distance from update 0 (detectable)", "verdict", "outliers there", "InfoRM-latent outliers there",
+              "PPO outliers, last",
               "corr(distance, proxy error)", "outliers overrated by"]
     rows = [[f"`{r['rm']}`", detectable(r, "bon_distance_shift"), verdict(r, "bon_distance_shift"),
              cell(r, "bon_outlier_at_N"),
              f"{r['ppo_distance_step']:.0f}" if has(r, "ppo_distance_step") else "–",
              detectable(r, "ppo_distance_shift"), verdict(r, "ppo_distance_shift"), cell(r, "ppo_outlier_usable"),
-             cell(r, "ppo_final_outlier"), cell(r, "ppo_error_corr", "+"), cell(r, "ppo_outlier_overrating", "+")]
+             cell(r, "ppo_latent_outlier_usable"), cell(r, "ppo_final_outlier"), cell(r, "ppo_error_corr", "+"), cell(r, "ppo_outlier_overrating", "+")]
             for _, r in pooled.iterrows()]
     return table(header, rows)
 
@@ -279,9 +280,9 @@ def checkpoint_table(curves: Any, replicates: int) -> list[str]:
     replicates it is degenerate."""
     ppo = curves[(curves["replicate"] == POOLED) & (curves["method"] == "ppo")]
     header = ["RM", "update", "KL", "gold", "answers that end", "KL per token", "distance", "outliers",
-              "degenerate in"]
+              "InfoRM-latent outliers", "degenerate in"]
     return table(header, [[f"`{r['rm']}`", f"{r['point']:.0f}", cell(r, "kl"), cell(r, "gold"), cell(r, "finished"),
-                           cell(r, "kl_per_token"), cell(r, "distance"), cell(r, "outlier"),
+                           cell(r, "kl_per_token"), cell(r, "distance"), cell(r, "outlier"), cell(r, "latent_outlier"),
                            f"{r['degenerate']:.0f} of {replicates}"]
                           for _, r in ppo.iterrows()])
 
@@ -356,7 +357,9 @@ def drift_section(summary: Any, curves: Any, budgets: Any, run: dict[str, Any], 
              "of a response, each standardised on the SFT policy's samples (> 0: the proxy overrates it); its "
              "correlation with the distance is pooled over a PPO run's responses at every checkpoint before its "
              "replicate degenerated, and \"outliers overrated by\" is their mean error minus the other responses' "
-             "(in SFT standard deviations).", "",
+             "(in SFT standard deviations). InfoRM-latent outliers: the same share in InfoRM's latent space (a "
+             "Gaussian fitted to the latents of the training responses, after Miao et al.'s Mahalanobis Outlier "
+             "Probability), where the study has an InfoRM.", "",
              *drift_table(pooled), "", *stop_lines(pooled, run["stop"], level)]
     if not budgets[budgets["replicate"] == POOLED].empty:
         lines += ["**Distance at the KL budgets** (read like gold at the budgets; Δ < 0: closer to the training "

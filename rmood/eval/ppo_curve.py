@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from rmood.io import DataError, read_jsonl, write_json, write_npz
-from rmood.mrm.distance import outlier_threshold
+from rmood.mrm.distance import latent_threshold, outlier_threshold
 
 STEP_DIR = re.compile(r"step_(\d+)")
 
@@ -38,7 +38,7 @@ def by_step(files: list[str], what: str) -> dict[int, str]:
 # (steps, prompts) arrays: each a mean over the prompt's samples at the checkpoint; the last five are the moments from
 # which the report computes how the proxy's error goes with the distance (`rmood.eval.estimates.error_statistics`)
 CHANNELS = ("kl", "gold", "proxy", "finished", "tokens", "distance", "outlier",
-            "error", "error_sq", "distance_sq", "distance_error", "outlier_error")
+            "error", "error_sq", "distance_sq", "distance_error", "outlier_error", "latent_outlier")
 PPO_ARRAYS = ("rm", "steps", "prompts", *CHANNELS)  # ppo/<rm>/per_prompt.npz
 Key = tuple[str, int]  # (prompt_id, sample)
 
@@ -67,7 +67,8 @@ def standardise(values: dict[Key, float]) -> Callable[[float], float]:
 
 
 def ppo_curve(rm: str, samples_files: list[str], kl_files: list[str], gold_files: list[str], proxy_files: list[str],
-              distance_files: list[str], reference: str, out: str, per_prompt: str) -> None:
+              distance_files: list[str], reference: str, out: str, per_prompt: str,
+              latent_files: list[str] | None = None, latent_reference: str | None = None) -> None:
     """Gather a PPO run's checkpoints, per prompt (`ppo/<rm>/per_prompt.npz`) and on average (`curve.json`).
 
     Files are matched by the step of their `step_<k>` parent folder, not by list position. Samples (`{prompt_id,
@@ -80,17 +81,20 @@ def ppo_curve(rm: str, samples_files: list[str], kl_files: list[str], gold_files
     that ended, `tokens`: response length in tokens, `outlier`: the share farther than the `threshold` of `reference`;
     `error` the proxy's error e = z(proxy) − z(gold), each standardised by the mean and SD of the SFT policy's
     samples (step 0), > 0 where the proxy overrates a response; `error_sq`, `distance_sq`, `distance_error` and
-    `outlier_error` e², d², d·e and e on outliers, 0 elsewhere); `curve.json` their means over prompts.
+    `outlier_error` e², d², d·e and e on outliers, 0 elsewhere; `latent_outlier` the share beyond the threshold of
+    `latent_reference` in InfoRM's latent space, from `latent_files`, NaN without them); `curve.json` their means over
+    prompts.
     """
     paths = {what: by_step(files, what) for what, files in (("samples", samples_files), ("gold", gold_files),
                                                              ("proxy", proxy_files), ("distance", distance_files),
-                                                             ("KL", kl_files))}
+                                                             ("latent", latent_files or []), ("KL", kl_files))}
     threshold = outlier_threshold(reference)
+    latent = latent_threshold(latent_reference) if latent_files else None
     gold_paths, kl_paths = paths["gold"], paths["KL"]
     steps = sorted(gold_paths)
     if 0 not in gold_paths:
         raise DataError(f"{rm}: no gold file for step 0 (the SFT policy) among {gold_files}")
-    for what in ("samples", "proxy", "distance"):
+    for what in ("samples", "proxy", "distance", *(("latent",) if latent_files else ())):
         if paths[what].keys() != gold_paths.keys():
             raise DataError(f"{rm}: gold files cover steps {steps}, {what} files {sorted(paths[what])}")
     missing = sorted(set(steps) - kl_paths.keys() - {0})
@@ -121,7 +125,13 @@ def ppo_curve(rm: str, samples_files: list[str], kl_files: list[str], gold_files
                    "error_sq": {k: e * e for k, e in error.items()},
                    "distance_sq": {k: d * d for k, d in distance.items()},
                    "distance_error": {k: distance[k] * e for k, e in error.items()},
-                   "outlier_error": {k: float(distance[k] > threshold) * e for k, e in error.items()}}
+                   "outlier_error": {k: float(distance[k] > threshold) * e for k, e in error.items()},
+                   "latent_outlier": dict.fromkeys(gold, float("nan"))}
+        if latent is not None:
+            far = sample_values(paths["latent"][step], "distance", lambda d: float(d > latent))
+            if far.keys() != gold.keys():
+                raise DataError(f"{paths['latent'][step]} and {gold_paths[step]} hold different samples")
+            values["latent_outlier"] = far
         order = list(dict.fromkeys(prompt for prompt, _ in gold))
         prompts = prompts or order
         if set(order) != set(prompts):

@@ -16,13 +16,16 @@ the metric of the shared covariance (`GDAHead.mahalanobis`), the distance `mrm_p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from rmood.data.prompts import conversation
 from rmood.generation import read_samples
-from rmood.io import DataError, read_json, read_npy, write_json, write_jsonl
+from rmood.io import DataError, read_json, read_npy, read_npz, write_json, write_jsonl, write_npz
+
+Conversation = list[dict[str, str]]
 
 CHUNK = 4096  # training representations per chunk
 
@@ -48,29 +51,40 @@ def _distances(head, features: np.ndarray, what: str) -> np.ndarray:
     return head.mahalanobis(torch.from_numpy(np.ascontiguousarray(features))).double().numpy()
 
 
-def _write_file(rm, tokenizer, head, samples: str, prompt_files: list[str], out: str, batch_size: int) -> np.ndarray:
-    """Write the distance of every sample of `samples` to `out`; return them."""
-    from rmood.mrm.representations import features
-
+def _write_file(samples: str, prompt_files: list[str], out: str,
+                distances: Callable[[list[Conversation], str], np.ndarray]) -> np.ndarray:
+    """Write the distance of every sample of `samples` (`distances(conversations, samples)`) to `out`; return them."""
     records, prompts = read_samples(samples, prompt_files)
     if not records:
         raise DataError(f"{samples}: no samples")
-    conversations = [conversation(prompts[r["prompt_id"]], r["response"]) for r in records]
-    found = _distances(head, features(rm, tokenizer, conversations, batch_size), samples)
+    found = distances([conversation(prompts[r["prompt_id"]], r["response"]) for r in records], samples)
     write_jsonl(out, ({"prompt_id": r["prompt_id"], "sample": r["sample"], "distance": float(d)}
                       for r, d in zip(records, found)))
     print(f"{samples}: mean distance {found.mean():.3f} over {len(found)} samples → {out}", flush=True)
     return found
 
 
+def _feature_distances(model: str, gda: str, scoring: dict[str, Any], dtype: str):
+    """conversations, what → their distance in the rm's features under the GDA fit; and the GDA head."""
+    from rmood.mrm.representations import features
+
+    rm, tokenizer, head = _load(model, gda, dtype)
+    return (lambda conversations, what: _distances(head, features(rm, tokenizer, conversations,
+                                                                   scoring["batch_size"]), what)), head
+
+
+def _each_file(samples: list[str], prompt_files: list[str], out: list[str],
+               distances: Callable[[list[Conversation], str], np.ndarray]) -> None:
+    if len(samples) != len(out):
+        raise ValueError(f"{len(samples)} samples files, {len(out)} outputs")
+    for path, target in zip(samples, out):
+        _write_file(path, prompt_files, target, distances)
+
+
 def sample_distances(model: str, gda: str, samples: list[str], prompt_files: list[str], out: list[str],
                      scoring: dict[str, Any], dtype: str) -> None:
     """Write `{prompt_id, sample, distance}` per sample of each file of `samples` to the file of `out` at its place."""
-    if len(samples) != len(out):
-        raise ValueError(f"sample_distances: {len(samples)} samples files, {len(out)} outputs")
-    rm, tokenizer, head = _load(model, gda, dtype)
-    for path, target in zip(samples, out):
-        _write_file(rm, tokenizer, head, path, prompt_files, target, scoring["batch_size"])
+    _each_file(samples, prompt_files, out, _feature_distances(model, gda, scoring, dtype)[0])
 
 
 def training_distances(head, representations: list[str]) -> np.ndarray:
@@ -89,8 +103,8 @@ def reference_distances(model: str, gda: str, samples: str, prompt_files: list[s
                         out: str, reference: str, quantile: float, scoring: dict[str, Any], dtype: str) -> None:
     """Write the distances of the SFT policy's samples `samples` to `out`, and `reference` (JSON): the outlier
     threshold (their `quantile`) and the mean distance of those samples and of the training responses."""
-    rm, tokenizer, head = _load(model, gda, dtype)
-    sft = _write_file(rm, tokenizer, head, samples, prompt_files, out, scoring["batch_size"])
+    distances, head = _feature_distances(model, gda, scoring, dtype)
+    sft = _write_file(samples, prompt_files, out, distances)
     train = training_distances(head, representations)
     summary = {"quantile": quantile, "threshold": float(np.quantile(sft, quantile)),
                "sft": {"n": int(sft.size), "mean": float(sft.mean())},
@@ -105,3 +119,71 @@ def outlier_threshold(reference: str) -> float:
     if not isinstance(threshold, (int, float)) or not np.isfinite(threshold):
         raise DataError(f"{reference}: no finite outlier threshold")
     return float(threshold)
+
+
+# --- InfoRM's latent space --------------------------------------------------------------------------------------
+
+LATENT_KEYS = ("location", "precision", "threshold", "quantile")  # inform/latent_reference.npz
+
+
+def _latents(model: str, dtype: str, scoring: dict[str, Any]) -> Callable[[list[Conversation], str], np.ndarray]:
+    """conversations, what → InfoRM's latent mean μ of each (its encoder on the last token's final state)."""
+    import torch
+
+    from rmood.mrm.representations import features
+    from rmood.rm.inform import InfoRMForSequenceClassification
+    from rmood.rm.score import ModelError, load_reward_model
+
+    inform, tokenizer = load_reward_model(model, dtype)
+    if not isinstance(inform, InfoRMForSequenceClassification):
+        raise ModelError(f"{model}: not an InfoRM (its latent space is what the outlier share is measured in)")
+
+    def latents(conversations: list[Conversation], what: str) -> np.ndarray:
+        hidden = features(inform, tokenizer, conversations, scoring["batch_size"])
+        head = inform.score.encode_head.weight
+        with torch.no_grad():
+            mu = inform.score.encode(torch.from_numpy(hidden).to(head.device, head.dtype))[0]
+        found = mu.double().cpu().numpy()
+        if not np.isfinite(found).all():
+            raise DataError(f"{what}: InfoRM latents that are not finite")
+        return found
+
+    return latents
+
+
+def _latent_distance(latents: np.ndarray, location: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    diff = latents - location
+    return np.sqrt(np.clip(np.einsum("ij,jk,ik->i", diff, precision, diff), 0, None))
+
+
+def latent_reference(model: str, pairs: str, samples: str, prompt_files: list[str], out: str, reference: str,
+                     quantile: float, scoring: dict[str, Any], dtype: str) -> None:
+    """InfoRM's latent space, after Miao et al.'s Mahalanobis Outlier Probability: a Gaussian (scikit-learn's
+    Ledoit–Wolf) fitted to the latents of the responses of the training pairs `pairs` (the SFT policy's samples the RM
+    learnt from, as the GDA is fitted to the rm's features of them); write the distances of the SFT policy's own eval
+    samples `samples` to `out`, and `reference` (npz: `LATENT_KEYS`, the threshold their `quantile`)."""
+    from sklearn.covariance import LedoitWolf
+
+    from rmood.mrm.check import read_pairs, responses
+
+    latents = _latents(model, dtype, scoring)
+    fit = LedoitWolf().fit(latents(responses(read_pairs(pairs)), pairs))
+    sft = _write_file(samples, prompt_files, out, lambda conversations, what: _latent_distance(
+        latents(conversations, what), fit.location_, fit.precision_))
+    write_npz(reference, {"location": fit.location_, "precision": fit.precision_,
+                          "threshold": np.array(np.quantile(sft, quantile)), "quantile": np.array(quantile)})
+
+
+def latent_distances(model: str, reference: str, samples: list[str], prompt_files: list[str], out: list[str],
+                     scoring: dict[str, Any], dtype: str) -> None:
+    """The distance of every sample in InfoRM's latent space from the SFT samples' Gaussian (`latent_reference`)."""
+    fit = read_npz(reference, LATENT_KEYS, "InfoRM latent reference")
+    latents = _latents(model, dtype, scoring)
+    _each_file(samples, prompt_files, out,
+               lambda conversations, what: _latent_distance(latents(conversations, what), fit["location"],
+                                                            fit["precision"]))
+
+
+def latent_threshold(reference: str) -> float:
+    """The outlier threshold of an `inform/latent_reference.npz`."""
+    return float(read_npz(reference, LATENT_KEYS, "InfoRM latent reference")["threshold"])

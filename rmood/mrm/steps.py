@@ -81,4 +81,28 @@ STEPS: dict[str, Step] = {
         outputs=(FileArg("out", "their distance.jsonl"), FileArg("reference", "distance_reference.json")),
         config={"quantile": "mrm.outlier_quantile", "scoring": "scoring", "dtype": "model.dtype"},
     ),
+    "sft_latent": Step(
+        "rmood.mrm.distance:latent_reference",
+        "InfoRM's latent space: a Gaussian of the training responses' latents; the SFT eval samples' distances from it",
+        inputs=(
+            FileArg("model", "the InfoRM directory"),
+            FileArg("pairs", "explicit train pairs: the responses the Gaussian is fitted to"),
+            FileArg("samples", "the SFT policy's samples of the eval prompts"),
+            FileArg("prompt_files", "the prompts they answer", many=True),
+        ),
+        outputs=(FileArg("out", "their latent.jsonl"), FileArg("reference", "latent_reference.npz")),
+        config={"quantile": "mrm.outlier_quantile", "scoring": "scoring", "dtype": "model.dtype"},
+    ),
+    "sample_latent": Step(
+        "rmood.mrm.distance:latent_distances",
+        "the distance of every sample in InfoRM's latent space from the SFT samples' Gaussian",
+        inputs=(
+            FileArg("model", "the InfoRM directory"),
+            FileArg("reference", "latent_reference.npz"),
+            FileArg("samples", "samples JSONL files", many=True),
+            FileArg("prompt_files", "the prompts they answer", many=True),
+        ),
+        outputs=(FileArg("out", "latent.jsonl per samples file, in their order", many=True),),
+        config={"scoring": "scoring", "dtype": "model.dtype"},
+    ),
 }
