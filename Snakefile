@@ -1,4 +1,4 @@
-"""RMOOD: reward hacking in RLHF, end to end. See README.md; config keys in config/schema.yaml."""
+"""RMOOD: reward hacking in RLHF, end to end. See README.md and docs/; config keys in config/schema.yaml."""
 
 
 configfile: f"{workflow.basedir}/config/config.yaml"

@@ -1,7 +1,7 @@
 """The same study built twice — on two machines, or on one with another CPU capability — compared verdict by verdict.
 
     .venv/bin/python bench/machines.py --directory /tmp/a/main --against /tmp/b/main
-    .venv/bin/python bench/machines.py --directory /tmp/a/main --against /tmp/b/main --readme README.md
+    .venv/bin/python bench/machines.py --directory /tmp/a/main --against /tmp/b/main --readme docs/results.md
 
 Another CPU's kernels give other numbers (on one machine, `ATEN_CPU_CAPABILITY=avx2` instead of its AVX-512 already
 changes the SFT weights bit for bit, and so everything after them); a conclusion of the study must not depend on
@@ -10,7 +10,7 @@ start, no significant change) and the paired differences from the baseline RM (I
 n = N, PPO gold at every KL budget: better, worse, no significant difference) — it prints the
 verdict of each build with its interval, whether they agree and, where they do not, whether the two intervals
 overlap (the conclusion is not settled) or not (a contradiction). With the wall and job time of each build
-(`bench/study.py`'s reading of .snakemake/log and benchmarks/). `--readme` writes the result between the README's
+(`bench/study.py`'s reading of .snakemake/log and benchmarks/). `--readme` writes the result between the page's
 `<!-- machines:begin -->` and `<!-- machines:end -->`.
 """
 

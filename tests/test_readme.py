@@ -1,4 +1,5 @@
-"""The README runs as written: every `snakemake`, `make` and `python -m rmood` command of its fenced code blocks.
+"""The README and the docs pages run as written: every `snakemake`, `make` and `python -m rmood` command of their
+fenced code blocks.
 
 Each command runs in a stand-in of a fresh clone (links to this checkout's files, stand-in model dirs where the
 cluster config names its models, `my.yaml` and the README's own `judge.yaml`, the `slurm` profile linked as
@@ -22,6 +23,7 @@ import yaml
 from conftest import ROOT
 
 README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]  # the README and the documentation site's pages
 OUTPUTS = {".git", ".snakemake", "results", "logs", "benchmarks", "models", "report.html"}
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "RMOOD_WORKER": "0",
            "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
@@ -30,7 +32,8 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "RMOOD_WORKER": "0
 
 @dataclass(frozen=True)
 class Command:
-    line: int  # where it starts in README.md
+    page: str  # README.md or docs/<page>.md
+    line: int  # where it starts in it
     env: dict[str, str]  # VAR=value words before the command
     argv: list[str]
 
@@ -44,7 +47,7 @@ def fenced_blocks(text: str) -> list[tuple[str, int, str]]:
             for m in re.finditer(r"^```(?P<lang>\w*)\n(?P<body>.*?)^```", text, re.M | re.S)]
 
 
-def readme_commands(text: str) -> list[Command]:
+def readme_commands(text: str, page: str = "README.md") -> list[Command]:
     commands = []
     for lang, first, body in fenced_blocks(text):
         if lang not in ("", "bash", "sh", "shell", "console"):
@@ -68,18 +71,20 @@ def readme_commands(text: str) -> list[Command]:
             while "=" in tokens[0] and re.fullmatch(r"[A-Za-z_]\w*", tokens[0].split("=", 1)[0]):
                 name, value = tokens.pop(0).split("=", 1)
                 env[name] = value
-            commands.append(Command(start, env, tokens))
+            commands.append(Command(page, start, env, tokens))
     return commands
 
 
-COMMANDS = readme_commands(README.read_text(encoding="utf-8"))
+COMMANDS = [command for page in PAGES
+            for command in readme_commands(page.read_text(encoding="utf-8"), str(page.relative_to(ROOT)))]
 
 
 def test_the_readme_has_commands_of_every_kind():
     kinds = {"python -m rmood" if c.argv[0].startswith("python") else c.argv[0] for c in COMMANDS}
     assert kinds == {"snakemake", "make", "python -m rmood"}, [str(c) for c in COMMANDS]
     for command in COMMANDS:  # a pipe or redirection would hide the command's own exit status
-        assert not {"|", ">", ">>", "&&", "||", ";", "&"} & set(command.argv), f"README.md:{command.line}: {command}"
+        assert not {"|", ">", ">>", "&&", "||", ";", "&"} & set(command.argv), f"{command.page}:{command.line}: {command}"
+    assert {c.page for c in COMMANDS} >= {"README.md", "docs/running.md", "docs/workflow.md"}
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +99,7 @@ def clone(tmp_path_factory, tiny_base) -> tuple[Path, dict[str, str]]:
     for name in ("Qwen3-4B-Base", "gold-rm"):
         (models / name).symlink_to(tiny_base)
     (folder / "my.yaml").write_text("experiment: mine\n")
-    judge = [body for lang, _, body in fenced_blocks(README.read_text(encoding="utf-8"))
+    judge = [body for page in PAGES for lang, _, body in fenced_blocks(page.read_text(encoding="utf-8"))
              if lang == "yaml" and body.startswith("# judge.yaml")]
     assert len(judge) == 1
     yaml.safe_load(judge[0])
@@ -120,7 +125,7 @@ def dry_run(argv: list[str]) -> list[str]:
     return argv
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: f"README.md:{c.line}: {c}")
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: f"{c.page}:{c.line}: {c}")
 def test_the_readme_command_runs_as_written(command, clone):
     folder, env = clone
     argv = command.argv
@@ -134,7 +139,7 @@ def test_the_readme_command_runs_as_written(command, clone):
         return
     result = subprocess.run(dry_run(argv), cwd=folder, env=env | command.env, capture_output=True, text=True,
                             timeout=300)
-    where = f"README.md:{command.line}: {command}"
+    where = f"{command.page}:{command.line}: {command}"
     assert result.returncode == 0, f"{where}\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
     if argv[0] == "snakemake":
         assert re.search(r"^\s*total\s+\d+", result.stdout, re.M) or "Nothing to be done" in result.stdout, (

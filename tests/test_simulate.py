@@ -1,7 +1,7 @@
 """The report's statistics on simulated studies with a known truth (rmood/eval/simulate.py): the coverage of the
 intervals, the false-positive rate of every verdict, and predicted against simulated power.
 
-The README's calibration block holds the same tables (`python -m rmood calibration --readme README.md`, 2,000 data
+The calibration block of docs/results.md holds the same tables (`python -m rmood calibration --readme docs/results.md`, 2,000 data
 sets per cell; the Monte Carlo error of a coverage is then about ±0.5 points). The false-positive tests run 1,000.
 """
 

@@ -124,14 +124,14 @@ def test_a_code_edit_reruns_what_runs_that_code(study, tmp_path):
         assert scheduled(result) == expected, kind
 
 
-def test_every_rm_loads_as_the_readme_says(study):
-    """The README's loading snippet, in a fresh interpreter, on every RM folder of the study (ensembles: a list of
-    members, not a model)."""
+def test_every_rm_loads_as_the_docs_say(study):
+    """The loading snippet of docs/methods.md, in a fresh interpreter, on every RM folder of the study (ensembles: a
+    list of members, not a model)."""
     import os
     import subprocess
     import sys
 
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.S)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "methods.md").read_text(encoding="utf-8"), re.S)
     [snippet] = [block for block in blocks if "register_models()" in block]
     documented = re.search(r'from_pretrained\("([^"]+)"\)', snippet)[1]
     rep = study / "results" / EXPERIMENT / "rep0"

@@ -1,6 +1,6 @@
 """The PPO learning rate, chosen on a tuning seed that no reported replicate uses (`rl.learning_rate: tuned`).
 
-The rule (README, "How PPO is set up"): PPO against `rl.tuning.reward_model` runs on the tuning seed's own policy
+The rule (docs/ppo.md, "How PPO is set up"): PPO against `rl.tuning.reward_model` runs on the tuning seed's own policy
 and RM once per candidate in `rl.tuning.learning_rates`, on the study's schedule; the chosen learning rate is the
 smallest whose run reaches the largest KL budget of the report (`max(report.kl_budgets)`, the mean KL over the eval
 prompts) at a checkpoint before its first degenerate one (`report.degenerate`, as the report marks them), so every
