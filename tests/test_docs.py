@@ -13,7 +13,7 @@ import yaml
 
 from conftest import ROOT
 
-PAGES = ["index", "getting-started", "outputs", "ppo", "workflow", "methods", "configuration", "running", "results",
+PAGES = ["index", "getting-started", "study", "outputs", "ppo", "workflow", "methods", "configuration", "running", "results",
          "reliability", "performance", "design", "layout", "api"]
 
 
