@@ -92,11 +92,17 @@ def test_labeling_change_reruns_only_downstream(study):
 
 
 # What retraining one RM reruns: its checks, BoN scores, PPO run and its evaluation (one job for every checkpoint;
-# step 0's samples, the SFT policy's, are shared by every RM: only their proxy score reruns), its curve and the report.
+# step 0's samples, the SFT policy's, are shared by every RM: only their proxy score reruns), the distances of its
+# run's checkpoints (in the rm's features and InfoRM's latent space), its curve and the report.
 ONE_RM_DOWNSTREAM = {
-    "rm_check": 1, "rm_table": 1, "bon_score": 1, "bon_report": 1, "ppo": 1, "ppo_eval": 1, "ppo_curve": 1,
-    "report": 1, "mrm_eval": 1,
+    "rm_check": 1, "rm_table": 1, "bon_score": 1, "bon_report": 1, "ppo": 1, "ppo_eval": 1, "ppo_distance": 1,
+    "ppo_latent": 1, "ppo_curve": 1, "report": 1, "mrm_eval": 1,
 }
+
+
+def ppo_runs(study: Path) -> int:
+    """How many PPO runs replicate 0 has (every RM that can serve PPO, and the KL-penalised runs)."""
+    return sum(1 for run in (study / "results" / EXPERIMENT / "rep0" / "ppo").iterdir() if run.name != "sft")
 
 
 def test_forcerun_rrm_filter_rebuilds_only_the_rrm(study):
@@ -245,8 +251,11 @@ def test_distribution_analysis(study):
 
 
 def test_forcerun_train_inform_reruns_only_inform(study):
+    """InfoRM's own downstream, and, since its latent space is where every PPO run's outliers are also counted, the
+    latent distances and curve of every run."""
     changed = scheduled(snakemake(study, "-n", "mrm_eval", "--forcerun", "train_inform"))
-    assert changed == {"train_inform": 1, **ONE_RM_DOWNSTREAM}
+    runs = ppo_runs(study)
+    assert changed == {"train_inform": 1, **ONE_RM_DOWNSTREAM, "sft_latent": 1, "ppo_latent": runs, "ppo_curve": runs}
 
 
 def test_html_report(study):
@@ -267,7 +276,8 @@ def test_a_second_replicate_redraws_the_policy(study):
     assert set(scheduled(snakemake(study, "-n", target))) == {
         *(UPSTREAM - {"data"}), "gold_labeling", "gather_labels", "bon_sampling", "bon_gold", "gather_bon",
         "gather_bon_gold", "bon_score", "bon_ensemble_score", "bon_report", *RM_TRAINING, "rrm_augment", "rrm_label",
-        "rrm_filter", "representations", "gda", "convert_to_mrm", "preference_pairs"}
+        "rrm_filter", "representations", "gda", "convert_to_mrm", "preference_pairs",
+        "rl_sampling", "sft_distance", "bon_distance"}  # the outlier threshold: a quantile of the SFT eval samples
     narrow = scheduled(snakemake(study, "-n", "mrm_eval", overrides="replicates: [0, 1]\nreplicate_scope: after_sft"))
     # the narrower design shares the policy, the tuning seed's too (its rm: the third)
     assert narrow["sft"] == narrow["base"] == 1 and narrow["train_rm"] == 3
@@ -296,8 +306,10 @@ def test_new_representations_rebuild_only_the_mrm(study):  # last: it changes th
     np.save(path, np.load(path, allow_pickle=False) + np.float32(1e-3))
     assert scheduled(snakemake(study, "-n", f"results/{EXPERIMENT}/rep0/mrm/gda_parameters.npz")) == {"gda": 1}
     changed = scheduled(snakemake(study, "-n", "mrm_eval"))
+    runs = ppo_runs(study)  # every run's distances are in the metric of the GDA fit
     mrm_only = {"gda": 1, "convert_to_mrm": 1, "compare_weights": 1, "mrm_ood": 1, "rm_check": 2, "bon_score": 2,
-                "ppo": 2, "ppo_eval": 2, "ppo_curve": 2}
+                "ppo": 2, "ppo_eval": 2, "ppo_latent": 2, "sft_distance": 1, "bon_distance": 1, "ppo_distance": runs,
+                "ppo_curve": runs}
     assert {rule: changed[rule] for rule in mrm_only} == mrm_only
     assert set(changed) - set(mrm_only) == {
         "rm_table", "bon_report", "report", "mrm_eval",
