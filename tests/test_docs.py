@@ -46,7 +46,7 @@ def test_a_broken_link_fails_the_build(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     for entry in ROOT.iterdir():
-        if entry.name != "docs" and not entry.name.startswith((".venv", ".snakemake", "results", "site")):
+        if entry.name not in ("docs", ".snakemake", "results", "site"):  # .venv too: make docs needs no setup
             (root / entry.name).symlink_to(entry)
     shutil.copytree(ROOT / "docs", root / "docs", ignore=shutil.ignore_patterns("dag.mmd*"))
     with (root / "docs" / "ppo.md").open("a", encoding="utf-8") as f:
