@@ -42,9 +42,13 @@ class Command:
 
 
 def fenced_blocks(text: str) -> list[tuple[str, int, str]]:
-    """(language, line of the block's first line, body) of every ``` block."""
-    return [(m["lang"], text[:m.start("body")].count("\n") + 1, m["body"])
-            for m in re.finditer(r"^```(?P<lang>\w*)\n(?P<body>.*?)^```", text, re.M | re.S)]
+    """(language, line of the block's first line, body) of every ``` block, also one indented in a list item (its
+    indent removed)."""
+    blocks = []
+    for m in re.finditer(r"^(?P<indent>[ ]*)```(?P<lang>\w*)\n(?P<body>.*?)^(?P=indent)```", text, re.M | re.S):
+        body = "".join(line[len(m["indent"]):] for line in m["body"].splitlines(keepends=True))
+        blocks.append((m["lang"], text[:m.start("body")].count("\n") + 1, body))
+    return blocks
 
 
 def readme_commands(text: str, page: str = "README.md") -> list[Command]:
