@@ -442,6 +442,11 @@ def checkpoint(runs: Runs, j: int, k: int, level: float, latent: bool = True) ->
     return {name: clipped(value, *bounds.get(name, (-np.inf, np.inf))) for name, value in values.items()}
 
 
+# The budget columns of each value read at the KL budgets: its differences from the baseline's run and from the
+# baseline's KL-penalised run (reports/budgets.csv)
+BUDGET_DELTAS = {"gold": ("delta_gold", "delta_penalised"), "distance": ("delta_distance", "delta_distance_penalised")}
+
+
 def budget_rows(label: str, runs: Runs, models: list[str], j: int, s: Settings, variance: list[dict]
                 ) -> list[dict[str, Any]]:
     """Run j's gold and distance at every KL budget, and their paired differences from the baseline's run
@@ -456,8 +461,8 @@ def budget_rows(label: str, runs: Runs, models: list[str], j: int, s: Settings, 
     for budget in s.kl_budgets:
         reached = [r for r in range(len(reach)) if reach[r][j] >= budget]
         row: dict[str, Any] = {"replicate": label, "rm": models[j], "kl": budget, "reached": len(reached)}
-        for value, channel, deltas in (("gold", PPO_GOLD, ("delta_gold", "delta_penalised")),
-                                       ("distance", PPO_DISTANCE, ("delta_distance", "delta_distance_penalised"))):
+        for value, channel in (("gold", PPO_GOLD), ("distance", PPO_DISTANCE)):
+            deltas = BUDGET_DELTAS[value]
             put(row, value, at(ppo.each(reached, runs.usable_columns(j, channel=channel),
                                         lambda r: at_budget(budget, (runs.usable[r, j],))), 0, s.level)
                 if len(reached) >= needed else NONE)

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rmood.eval.estimates import POOLED
+from rmood.eval.estimates import BUDGET_DELTAS, POOLED
 from rmood.eval.verdicts import MOVES_AWAY, difference_verdict, distance_verdict
 
 Row = Any  # a pandas row (Series) of the summary table
@@ -107,19 +107,27 @@ def ppo_table(pooled: Any, replicates: int) -> list[str]:
     return table(header, rows)
 
 
-def budget_table(budgets: Any, baselines: dict[str, str], replicates: int) -> list[str]:
-    """Per PPO run, gold at every KL budget and its paired differences from the baselines' runs there (`baselines`:
-    column -> run)."""
+def budget_baselines(value: str, baseline: str, penalised: str | None) -> dict[str, str]:
+    """The columns of `value`'s paired differences at the KL budgets, each with the run it is taken from: the
+    baseline RM's and, when there is one, its KL-penalised run (`rmood.eval.estimates.BUDGET_DELTAS`)."""
+    return dict(zip(BUDGET_DELTAS[value], (baseline, penalised)[:2 if penalised else 1]))
+
+
+def budget_table(budgets: Any, value: str, baselines: dict[str, str], replicates: int | None = None) -> list[str]:
+    """Per PPO run, `value` at every KL budget (with the replicates that reached it, given `replicates`) and its
+    paired differences from the baselines' runs there (`baselines`: column -> run, `budget_baselines`)."""
     pooled = budgets[budgets["replicate"] == POOLED]
     if pooled.empty:
         return ["No PPO runs."]
     kls = sorted(pooled["kl"].unique())
-    header = ["PPO run", *(f"gold at {kl:g} nats (replicates)" for kl in kls),
+    reached = " (replicates)" if replicates else ""
+    header = ["PPO run", *(f"{value} at {kl:g} nats{reached}" for kl in kls),
               *(f"Δ vs `{run}` at {kl:g} nats (detectable)" for run in baselines.values() for kl in kls)]
     rows = []
     for rm, run in pooled.groupby("rm", sort=False):
         at = {r["kl"]: r for _, r in run.iterrows()}
-        rows.append([f"`{rm}`", *(f"{cell(at[kl], 'gold')} ({at[kl]['reached']:.0f} of {replicates})" for kl in kls),
+        rows.append([f"`{rm}`", *(cell(at[kl], value) + (f" ({at[kl]['reached']:.0f} of {replicates})" if replicates
+                                                         else "") for kl in kls),
                      *(detectable(at[kl], name) for name in baselines for kl in kls)])
     return table(header, rows)
 
@@ -231,7 +239,7 @@ def results_block(summary: Any, budgets: Any, level: float, baseline: str, penal
                   gold_gap: float, tuning: dict[str, Any] | None = None) -> str:
     """The pooled results: the tables and the verdict sentences (also the README's results block)."""
     pooled = summary[summary["replicate"] == POOLED]
-    baselines = {"delta_gold": baseline, **({"delta_penalised": penalised} if penalised else {})}
+    baselines = budget_baselines("gold", baseline, penalised)
     replicates = max(summary["replicate"].nunique() - 1, 1)
     lines = ["**Reward models** (agreement with gold on held-out pairs; pairs clustered by prompt):", "",
              *accuracy_table(pooled, baseline, gold_gap), "",
@@ -242,7 +250,7 @@ def results_block(summary: Any, budgets: Any, level: float, baseline: str, penal
              *ppo_table(pooled, replicates), "",
              "**PPO at KL budgets** (each replicate's own curve, up to its first degenerate checkpoint, read on √KL "
              "inside its range; in brackets the replicates that reached the budget, two needed):", "",
-             *budget_table(budgets, baselines, replicates), "",
+             *budget_table(budgets, "gold", baselines, replicates), "",
              "**Over-optimisation** (a significant rise from the start to the peak and a significant fall from "
              "the peak to the end, each simultaneous over the points that could be the peak):", "",
              *verdicts(pooled), "",
@@ -287,25 +295,6 @@ def checkpoint_table(curves: Any, replicates: int) -> list[str]:
                           for _, r in ppo.iterrows()])
 
 
-def baselines_of(run: dict[str, Any]) -> dict[str, str]:
-    """The runs the KL-budget differences are taken from: column suffix -> run."""
-    return {"": run["baseline"], **({"_penalised": run["penalised"]} if run["penalised"] else {})}
-
-
-def distance_budget_table(budgets: Any, baselines: dict[str, str]) -> list[str]:
-    """Per PPO run, its distance at every KL budget and the paired differences from the baselines' runs there."""
-    pooled = budgets[budgets["replicate"] == POOLED]
-    kls = sorted(pooled["kl"].unique())
-    header = ["PPO run", *(f"distance at {kl:g} nats" for kl in kls),
-              *(f"Δ vs `{run}` at {kl:g} nats (detectable)" for run in baselines.values() for kl in kls)]
-    rows = []
-    for rm, group in pooled.groupby("rm", sort=False):
-        at = {r["kl"]: r for _, r in group.iterrows()}
-        rows.append([f"`{rm}`", *(cell(at[kl], "distance") for kl in kls),
-                     *(detectable(at[kl], f"delta_distance{suffix}") for suffix in baselines for kl in kls)])
-    return table(header, rows)
-
-
 def stop_lines(pooled: Any, stop: dict[str, Any] | None, level: float) -> list[str]:
     """The early-stopping rule on the outlier share, scored against gold per PPO run (when it was tuned)."""
     runs = pooled[pooled["ppo_stop_gold"].notna()] if "ppo_stop_gold" in pooled else pooled.iloc[:0]
@@ -333,8 +322,7 @@ def distance_comparisons(budgets: Any, baselines: dict[str, str], level: float) 
     for rm, group in pooled.groupby("rm", sort=False):
         parts = [f"at {r['kl']:g} nats " + distance_verdict(r[name], r[f"{name}_lo"], r[f"{name}_hi"],
                                                             r[f"{name}_mdd"], run, level)
-                 for suffix, run in baselines.items() for _, r in group.iterrows()
-                 if has(r, name := f"delta_distance{suffix}")]
+                 for name, run in baselines.items() for _, r in group.iterrows() if has(r, name)]
         if parts:
             lines.append(f"- `{rm}`: " + "; ".join(parts) + ".")
     return lines
@@ -363,7 +351,7 @@ def drift_section(summary: Any, curves: Any, budgets: Any, run: dict[str, Any], 
              *drift_table(pooled), "", *stop_lines(pooled, run["stop"], level)]
     if not budgets[budgets["replicate"] == POOLED].empty:
         lines += ["**Distance at the KL budgets** (read like gold at the budgets; Δ < 0: closer to the training "
-                  "distribution than the other run at the same KL):", "", *distance_budget_table(budgets, baselines),
+                  "distribution than the other run at the same KL):", "", *budget_table(budgets, "distance", baselines),
                   "", *distance_comparisons(budgets, baselines, level), ""]
     return lines
 
@@ -401,7 +389,8 @@ def markdown_report(summary: Any, curves: Any, budgets: Any, run: dict[str, Any]
         "fitted to each replicate's curve, α and β their mean over replicates, R² the replicates' mean.", "",
         *fit_table(summary[summary["replicate"] == POOLED]), "",
     ]
-    lines += drift_section(summary, curves, budgets, run, baselines_of(run), level)
+    lines += drift_section(summary, curves, budgets, run, budget_baselines("distance", baseline, run["penalised"]),
+                           level)
     if ppo_points:
         lines += ["## PPO checkpoints", "", f"Degenerate: fewer answers that end than {run['finish_rate']:g} × the "
                   f"run's update-0 share, or more than {run['kl_per_token']:g} nat of KL per response token.", "",

@@ -120,12 +120,12 @@ def ppo_curve(rm: str, samples_files: list[str], kl_files: list[str], gold_files
                 raise DataError(f"{path} and {gold_paths[step]} hold different samples")
         scale = scale or {name: standardise(values[name]) for name in ("proxy", "gold")}  # step 0, the SFT policy
         distance = values["distance"]
+        outlier = {k: float(d > threshold) for k, d in distance.items()}
         error = {k: scale["proxy"](values["proxy"][k]) - scale["gold"](gold[k]) for k in gold}
-        values |= {"outlier": {k: float(d > threshold) for k, d in distance.items()}, "error": error,
-                   "error_sq": {k: e * e for k, e in error.items()},
+        values |= {"outlier": outlier, "error": error, "error_sq": {k: e * e for k, e in error.items()},
                    "distance_sq": {k: d * d for k, d in distance.items()},
                    "distance_error": {k: distance[k] * e for k, e in error.items()},
-                   "outlier_error": {k: float(distance[k] > threshold) * e for k, e in error.items()},
+                   "outlier_error": {k: outlier[k] * e for k, e in error.items()},
                    "latent_outlier": dict.fromkeys(gold, float("nan"))}
         if latent is not None:
             far = sample_values(paths["latent"][step], "distance", lambda d: float(d > latent))

@@ -152,8 +152,10 @@ def _latents(model: str, dtype: str, scoring: dict[str, Any]) -> Callable[[list[
 
 
 def _latent_distance(latents: np.ndarray, location: np.ndarray, precision: np.ndarray) -> np.ndarray:
-    diff = latents - location
-    return np.sqrt(np.clip(np.einsum("ij,jk,ik->i", diff, precision, diff), 0, None))
+    """The Mahalanobis distance from one Gaussian: `nearest_mahalanobis` with both class means at its location."""
+    from rmood.mrm.gda import nearest_mahalanobis
+
+    return nearest_mahalanobis(latents, location, location, precision)
 
 
 def latent_reference(model: str, pairs: str, samples: str, prompt_files: list[str], out: str, reference: str,
