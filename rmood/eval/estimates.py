@@ -45,9 +45,11 @@ BINS = ("all", "close", "clear")  # pairs by gold gap: every pair; gap < report.
 POWER = 0.8  # of every minimum detectable difference
 GOLD, PROXY, DISTANCE, OUTLIER = range(4)  # channels of the best-of-n table (rmood.eval.bon.VALUES)
 # channels of the PPO table (rmood.eval.ppo_curve.CHANNELS)
-KL, PPO_GOLD, PPO_PROXY, FINISHED, TOKENS, PPO_DISTANCE, PPO_OUTLIER, ERROR = range(8)
-MOMENTS = (PPO_DISTANCE, ERROR, *range(ERROR + 1, ERROR + 4), PPO_OUTLIER, ERROR + 4)  # error_statistics' channels
-LATENT_OUTLIER = ERROR + 5
+KL, PPO_GOLD, PPO_PROXY, FINISHED, TOKENS, PPO_DISTANCE, PPO_OUTLIER, LATENT_OUTLIER = (
+    CHANNELS.index(name) for name in ("kl", "gold", "proxy", "finished", "tokens", "distance", "outlier",
+                                      "latent_outlier"))
+MOMENTS = tuple(CHANNELS.index(name) for name in ("distance", "error", "error_sq", "distance_sq", "distance_error",
+                                                  "outlier", "outlier_error"))  # error_statistics' columns, in order
 
 
 @dataclass
@@ -106,12 +108,19 @@ def put(row: dict[str, Any], name: str, value: Interval) -> None:
 NONE = (np.nan,) * 3
 
 
+def put_detectable(row: dict[str, Any], name: str, est: Estimate, level: float) -> None:
+    """A difference (one statistic) in the row: `name` with its interval, and `name_mdd`, its minimum detectable
+    difference."""
+    put(row, name, at(est, 0, level))
+    row[f"{name}_mdd"] = float(est.mdd(level, POWER)[0])
+
+
 def compare(row: dict[str, Any], name: str, est: Estimate, level: float, variance: list[dict], label: str,
             rm: str, comparison: str | None = None) -> None:
     """A paired difference from the baseline (one statistic): its interval and minimum detectable difference in the
-    row, its variance components in `variance` (the rows of reports/variance.csv, as `comparison`, default `name`)."""
-    put(row, name, at(est, 0, level))
-    row[f"{name}_mdd"] = float(est.mdd(level, POWER)[0])
+    row (`put_detectable`), its variance components in `variance` (the rows of reports/variance.csv, as `comparison`,
+    default `name`)."""
+    put_detectable(row, name, est, level)
     parts = {k: float(v[0]) for k, v in est.components().items()}
     variance.append({"replicate": label, "rm": rm, "comparison": comparison or name, "estimate": row[name],
                      "se": float(est.se()[0]), "mdd": row[f"{name}_mdd"], "replicates": est.replicates,
@@ -268,8 +277,7 @@ class Curves:
 def drift_columns(row: dict[str, Any], name: str, shift: Estimate, level: float) -> None:
     """How far a curve's distance from the RM's training distribution moved (one statistic, a later point minus the
     first): its interval, minimum detectable shift and verdict (`rmood.eval.verdicts.drift`)."""
-    put(row, name, at(shift, 0, level))
-    row[f"{name}_mdd"] = float(shift.mdd(level, POWER)[0])
+    put_detectable(row, name, shift, level)
     row[f"{name}_verdict"] = drift(row[f"{name}_lo"], row[f"{name}_hi"])
 
 
@@ -416,8 +424,7 @@ def stop_columns(row: dict[str, Any], runs: Runs, j: int, steps: np.ndarray, sha
                                  level))
     loss = ppo.each(list(replicates), lambda r: [gold[stops[r]], gold[peaks[r]]],
                     lambda r: lambda m: m[..., :1] - m[..., 1:])
-    put(row, "ppo_stop_loss", at(loss, 0, level))
-    row["ppo_stop_loss_mdd"] = float(loss.mdd(level, POWER)[0])
+    put_detectable(row, "ppo_stop_loss", loss, level)
 
 
 def rl_fit(means: np.ndarray) -> np.ndarray:
@@ -478,8 +485,7 @@ def budget_rows(label: str, runs: Runs, models: list[str], j: int, s: Settings, 
                 if value == "gold":
                     compare(row, name, difference, s.level, variance, label, models[j], f"ppo_delta_kl{budget:g}{suffix}")
                 else:
-                    put(row, name, at(difference, 0, s.level))
-                    row[f"{name}_mdd"] = float(difference.mdd(s.level, POWER)[0])
+                    put_detectable(row, name, difference, s.level)
         rows.append(row)
     return rows
 
