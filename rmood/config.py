@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from rmood.rl.tuning import TUNED, tuning_run
+from rmood.rl import TUNED, tuning_run
 from rmood.rm.methods import methods, servable_methods, single_methods
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from rmood.eval import PLOTS
 from rmood.data import SPLITS
 from rmood.labeling.pairs import FORMATS as PAIR_FORMATS, PAIR_SETS
 from rmood.rl.ppo import checkpoint_steps
-from rmood.rl.tuning import TUNED
+from rmood.rl import TUNED
 from rmood.rm.methods import CHECK_PAIRS, MethodError, methods
 
 try:  # the plugin methods, before the steps they add: a broken one stops the parse with one line

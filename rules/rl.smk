@@ -186,11 +186,20 @@ rule ppo_curve:
 
 rule ppo_tuning:
     """The PPO learning rate of `rl.learning_rate: tuned`: PPO against `rl.tuning.reward_model` on the tuning seed,
-    once per candidate; the smallest rate whose run reaches the largest KL budget (rmood/rl/tuning.py).
+    once per candidate; the smallest rate whose run reaches the largest KL budget (rmood/rl/tuning.py). It reads
+    the runs' samples and KL, not their curves: a change to the curves reruns no PPO job.
     """
     input:
-        curves=[
-            replicate(f"ppo/{name}/curve.json", TUNING_SEED) for name in TUNING_ARMS
+        step0=rl_file("sft", 0, "samples", TUNING_SEED),
+        samples_files=[
+            rl_file(name, step, "samples", TUNING_SEED)
+            for name in TUNING_ARMS
+            for step in PPO_STEPS
+        ],
+        kl_files=[
+            replicate(f"ppo/{name}/step_{step}/kl.jsonl", TUNING_SEED)
+            for name in TUNING_ARMS
+            for step in PPO_STEPS
         ],
     output:
         out=result("tuning/ppo.json"),

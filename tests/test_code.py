@@ -40,6 +40,15 @@ def test_an_edit_changes_the_version_of_the_steps_that_run_it(tmp_path):
     assert changed["docstring"] == changed["comment"] == set()
 
 
+def test_no_ppo_job_runs_the_report_code_or_the_tuning_rules():
+    """An edit of the report's PPO curves or of the tuning rules reruns no PPO job: the learning-rate rule reads the
+    runs' checkpoint files itself, and rmood.config, which the KL jobs import, imports no tuning code."""
+    assert not [m for m in step_modules(STEPS["ppo_tuning"].target) if m.startswith("rmood.eval")]
+    for step in ("train_ppo", "train_ppo_verl", "ppo_eval", "rl_kl"):
+        modules = step_modules(STEPS[step].target)
+        assert not {"rmood.eval.ppo_curve", "rmood.rl.tuning", "rmood.rl.stopping"} & set(modules), step
+
+
 def test_a_step_counts_the_modules_it_imports_transitively():
     modules = step_modules(STEPS["train_rrm"].target)
     assert {"rmood.rm.rrm", "rmood.rm.train", "rmood.training", "rmood.io", "rmood.rm", "rmood"} <= set(modules)

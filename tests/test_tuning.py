@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from rmood.io import DataError, read_json, write_json
-from rmood.rl.tuning import choose_learning_rate, resolve, tuning_run, usable_kl
+from rmood.io import DataError, read_json, write_json, write_jsonl
+from rmood.rl import resolve, tuning_run
+from rmood.rl.tuning import choose_learning_rate, run_curve, usable_kl
 
 TUNING = {"seed": 1000, "reward_model": "rm", "learning_rates": [5e-4, 1e-4, 2e-4]}
 REPORT = {"kl_budgets": [1, 2, 4, 8], "degenerate": {"finish_rate": 0.5, "kl_per_token": 1.0}}
@@ -33,28 +34,63 @@ def test_usable_kl_stops_at_the_first_degenerate_checkpoint():
     assert usable_kl(curve([0, 2, 15, 20]), 0.5, 1.0) == (2, 10)  # 15 nats over 10 tokens: more than a nat a token
 
 
+def write_runs(folder: Path, runs: dict[float, dict]) -> tuple[str, list[str], list[str]]:
+    """Each run's checkpoint files as PPO evaluation writes them, two prompts of ten samples each: its curve's KL,
+    share of finished answers (in tenths) and response length at every update; step 0 the SFT policy's samples."""
+    def samples(finished: float, tokens: float) -> list[dict]:
+        return [{"prompt_id": p, "sample": i, "finished": i < round(10 * finished), "tokens": [7] * int(tokens)}
+                for p in ("a", "b") for i in range(10)]
+
+    first = next(iter(runs.values()))
+    step0 = folder / "sft" / "step_0" / "samples.jsonl"
+    write_jsonl(step0, samples(first["finished"][0], first["tokens"][0]))
+    samples_files, kl_files = [], []
+    for rate, data in runs.items():
+        for k, step in enumerate(data["steps"][1:], start=1):
+            checkpoint = folder / tuning_run(rate) / f"step_{step}"
+            write_jsonl(checkpoint / "samples.jsonl", samples(data["finished"][k], data["tokens"][k]))
+            write_jsonl(checkpoint / "kl.jsonl", [{"prompt_id": p, "sample": i, "kl": data["kl"][k] + (p == "a") - 0.5}
+                                                  for p in ("a", "b") for i in range(10)])
+            samples_files.append(str(checkpoint / "samples.jsonl"))
+            kl_files.append(str(checkpoint / "kl.jsonl"))
+    return str(step0), samples_files, kl_files
+
+
+def test_the_tuning_runs_are_read_from_their_checkpoint_files(tmp_path):
+    data = curve([0, 2, 5, 9], finished=[0.9, 0.8, 0.5, 0.3], tokens=[10, 12, 14, 16])
+    step0, samples_files, kl_files = write_runs(tmp_path, {1e-4: data})
+    read = run_curve(step0, samples_files, kl_files)
+    assert {name: pytest.approx(read[name]) for name in read} == {name: data[name] for name in read}
+    assert set(read) == {"steps", "kl", "finished", "tokens"}
+    with pytest.raises(DataError, match="not of the same checkpoints"):
+        run_curve(step0, samples_files, kl_files[:-1])
+    write_jsonl(kl_files[0], [{"prompt_id": "a", "sample": 0, "kl": 1.0}])
+    with pytest.raises(DataError, match="hold different samples"):
+        run_curve(step0, samples_files, kl_files)
+
+
 def test_the_smallest_rate_that_reaches_the_largest_budget_is_chosen(tmp_path):
-    curves = write_curves(tmp_path, {1e-4: curve([0, 1, 2, 4]), 2e-4: curve([0, 3, 6, 9]),
-                                     5e-4: curve([0, 5, 9, 30], tokens=[10, 10, 10, 32])})
+    files = write_runs(tmp_path, {1e-4: curve([0, 1, 2, 4]), 2e-4: curve([0, 3, 6, 9]),
+                                  5e-4: curve([0, 5, 9, 30], tokens=[10, 10, 10, 32])})
     out = tmp_path / "ppo.json"
-    choose_learning_rate(curves[::-1], str(out), TUNING, REPORT)
+    choose_learning_rate(files[0], files[1][::-1], files[2], str(out), TUNING, REPORT)
     chosen = read_json(out)
     assert chosen["learning_rate"] == 2e-4 and chosen["target_kl"] == 8
     assert [c["learning_rate"] for c in chosen["candidates"]] == [1e-4, 2e-4, 5e-4]
-    assert [c["usable_kl"] for c in chosen["candidates"]] == [4, 9, 30]
+    assert [c["usable_kl"] for c in chosen["candidates"]] == pytest.approx([4, 9, 30])
     assert "smallest" in chosen["why"]
 
 
 def test_without_a_rate_that_reaches_it_the_largest_is_chosen(tmp_path):
-    curves = write_curves(tmp_path, {1e-4: curve([0, 1, 2, 4]), 2e-4: curve([0, 1, 3, 5]),
-                                     5e-4: curve([0, 6, 30, 60], finished=[0.9, 0.9, 0.1, 0.1])})
+    step0, samples_files, kl_files = write_runs(tmp_path, {
+        1e-4: curve([0, 1, 2, 4]), 2e-4: curve([0, 1, 3, 5]), 5e-4: curve([0, 6, 30, 60], finished=[0.9, 0.9, 0.1, 0.1])})
     out = tmp_path / "ppo.json"
-    choose_learning_rate(curves, str(out), TUNING, REPORT)
+    choose_learning_rate(step0, samples_files, kl_files, str(out), TUNING, REPORT)
     chosen = read_json(out)
     assert chosen["learning_rate"] == 5e-4 and chosen["candidates"][-1]["degenerate_from"] == 10
     assert "no candidate reached 8 nats" in chosen["why"]
-    with pytest.raises(DataError, match="no tuning curve of learning rate 0.0005"):
-        choose_learning_rate(curves[:2], str(tmp_path / "other.json"), TUNING, REPORT)
+    with pytest.raises(DataError, match="no checkpoint of the tuning run of learning rate 0.0005"):
+        choose_learning_rate(step0, samples_files[:6], kl_files[:6], str(tmp_path / "other.json"), TUNING, REPORT)
 
 
 def test_a_tuned_run_takes_the_chosen_rate(tmp_path):

@@ -110,6 +110,15 @@ def test_forcerun_rrm_filter_rebuilds_only_the_rrm(study):
     assert changed == {"rrm_filter": 1, "train_rrm": 1, **ONE_RM_DOWNSTREAM}
 
 
+def test_forcerun_ppo_curve_reruns_no_ppo_job(study):
+    """A PPO curve is the report's reading of a run: gathering every curve anew (as a change to rmood/eval/ppo_curve.py
+    does) reruns the early-stopping share, chosen on the tuning runs' curves, and the report; not the learning-rate
+    rule, which reads the tuning runs' samples and KL, nor any PPO job."""
+    changed = scheduled(snakemake(study, "-n", "mrm_eval", "--forcerun", "ppo_curve"))
+    tuning_runs = 2  # .test/config.yaml: two candidate learning rates on the tuning seed
+    assert changed == {"ppo_curve": ppo_runs(study) + tuning_runs, "stop_tuning": 1, "report": 1, "mrm_eval": 1}
+
+
 def test_a_code_edit_reruns_what_runs_that_code(study, tmp_path):
     """The RRM's loss edited in a copy of this checkout: its training and what depends on it rerun, nothing else; a
     docstring edit reruns nothing (rmood/code.py)."""

@@ -17,7 +17,7 @@ from typing import Any
 from rmood.data.prompts import context_length, fit_prompts
 from rmood.generation import encode_prompt
 from rmood.io import link_dir, read_jsonl
-from rmood.rl.tuning import resolve
+from rmood.rl import resolve
 from rmood.training import finish, fingerprint, prepare_checkpoints, training_logs
 
 TRAINING_KEYS = ("steps", "checkpoints", "batch_size", "mini_batches", "ppo_epochs", "learning_rate", "kl_coef",

@@ -42,7 +42,11 @@ STEPS: dict[str, Step] = {
     "ppo_tuning": Step(
         "rmood.rl.tuning:choose_learning_rate",
         "the PPO learning rate: the smallest candidate whose run on the tuning seed reaches the largest KL budget",
-        inputs=(FileArg("curves", "rep<tuning seed>/ppo/tune_lr<rate>/curve.json per candidate", many=True),),
+        inputs=(
+            FileArg("step0", "the tuning seed's SFT samples: ppo/sft/step_0/samples.jsonl"),
+            FileArg("samples_files", "ppo/tune_lr<rate>/step_<k>/samples.jsonl per candidate and checkpoint", many=True),
+            FileArg("kl_files", "ppo/tune_lr<rate>/step_<k>/kl.jsonl per candidate and checkpoint", many=True),
+        ),
         outputs=(FileArg("out", "tuning/ppo.json"),),
         config={"tuning": "rl.tuning", "report": "report"},
     ),

@@ -2,8 +2,6 @@
 PPO run at its first checkpoint whose share of responses beyond the outlier threshold (`rmood.mrm.distance`) exceeds
 a share, chosen among `rl.tuning.stop_shares` on the tuning seed's runs against gold (`choose_stop_share`): the
 tuning seed is never reported, and the reported replicates score the rule (the report).
-
-Light on purpose (JSON only), as `rmood.rl.tuning`.
 """
 
 from __future__ import annotations

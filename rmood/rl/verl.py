@@ -28,7 +28,7 @@ from typing import Any
 from rmood.rm.methods import servable_methods
 from rmood.io import UMASK, DataError, atomic_dir, atomic_open, atomic_path, read_json, read_jsonl
 from rmood.rl.ppo import checkpoint_dirs
-from rmood.rl.tuning import resolve
+from rmood.rl import resolve
 from rmood.training import fingerprint, prepare_checkpoints
 
 KL_MODES = ("reward", "loss")
