@@ -232,6 +232,7 @@ def test_ppo_curve(tmp_path: Path) -> None:
     assert table["distance_error"] == pytest.approx(table["distance"] * table["error"])
     assert table["distance_sq"].tolist() == [[1, 9], [4, 16], [9, 25]]
     assert table["outlier_error"] == pytest.approx(table["outlier"] * table["error"])
+    assert table["outlier_gold"] == pytest.approx(table["outlier"] * table["gold"])  # a prompt's samples: one distance
     curve = read_json(out)
     assert curve["rm"] == "rm" and curve["steps"] == [0, 10, 20] and curve["kl"] == [0.0, 1.5, 6.0]
     assert curve["gold"] == pytest.approx([0.4, 0.6, 0.5]) and curve["proxy"] == pytest.approx([1.0, 3.0, 6.0])
@@ -285,6 +286,7 @@ PROMPTS = 150
 STEPS = np.array([0, 10, 20, 30, 40])
 PPO_KL = np.array([0.0, 1.0, 2.0, 4.0, 6.0])
 PENALISED = "rm_kl0.05"
+HACKED = 0.1  # the gold the KL-penalised run's outliers lose
 ACCURACY = {"rm": 0.6, "mrm": 0.75, "ens_mean": 0.6, "golden": 0.7}  # chance that an RM ranks a clear pair as gold
 
 
@@ -313,7 +315,8 @@ def write_report_inputs(folder: Path, replicates: tuple[int, ...] = (0, 1, 2)) -
     the same), replicates differ a little (PPO: rm over-optimised, mrm rising, golden flat; rm's run of the last
     replicate degenerates from update 30: its answers stop ending). The responses' distance from the training
     distribution grows with √KL for rm, ens_mean and the KL-penalised rm, and stays flat for mrm and golden (noise
-    from a generator of its own, so the other numbers are as without it)."""
+    from a generator of its own, so the other numbers are as without it); the KL-penalised rm's outliers lose
+    `HACKED` gold."""
     rng = np.random.default_rng(0)
     ns = n_values(16)
     prompts = np.array([f"eval-{i}" for i in range(PROMPTS)])
@@ -368,10 +371,13 @@ def write_report_inputs(folder: Path, replicates: tuple[int, ...] = (0, 1, 2)) -
             mean = 0.3 + 0 * d if beta is None else 0.3 + 0.1 * d - beta * d_log_d(d)
             collapsed = rm == "rm" and rep == replicates[-1] and len(replicates) > 1
             finished = np.where((STEPS[:, None] >= 30) & collapsed, 0.0, 0.9 + 0 * kl)
+            far = distances(rm, kl)
+            gold = mean + shift + difficulty.T + draw.normal(0, 0.05, kl.shape)
+            gold -= HACKED * far["outlier"] if rm == PENALISED else 0  # its far responses lose gold
             write_npz(root / "ppo" / rm / "per_prompt.npz", {
-                "rm": np.array(rm), "steps": STEPS, "prompts": prompts, "kl": kl,
-                "gold": mean + shift + difficulty.T + draw.normal(0, 0.05, kl.shape), "proxy": 0.3 + d,
-                "finished": finished, "tokens": np.where(finished > 0, 8.0, 32.0), **distances(rm, kl)})
+                "rm": np.array(rm), "steps": STEPS, "prompts": prompts, "kl": kl, "gold": gold, "proxy": 0.3 + d,
+                "finished": finished, "tokens": np.where(finished > 0, 8.0, 32.0), **far,
+                "outlier_gold": far["outlier"] * gold})
             inputs["ppo"].append(str(root / "ppo" / rm / "per_prompt.npz"))
     return inputs
 
@@ -441,7 +447,7 @@ def test_make_report(tmp_path: Path) -> None:
     assert row.loc["golden", "ppo_verdict"] == "no significant change"
     assert rm["rl_beta"] == pytest.approx(0.25, abs=0.08)  # fitted on each replicate's usable checkpoints
 
-    budgets = pd.read_csv(first["budgets"]).set_index(["replicate", "rm", "kl"])
+    budgets = pd.read_csv(first["budgets"]).set_index(["replicate", "rm", "kl"]).sort_index()
     assert list(pd.read_csv(first["budgets"]).columns) == BUDGET_COLUMNS
     reached = budgets.loc["pooled"]["reached"]
     assert reached[("mrm", 4)] == 3 and reached[("rm", 4)] == 2 and reached[("rm", 8)] == 0  # rm's last: KL 2 at 20
@@ -486,6 +492,13 @@ def test_make_report(tmp_path: Path) -> None:
     assert closer["distance"] == pytest.approx(8.0, abs=0.1)
     same = budgets.loc[("pooled", "rm", 2)]  # rm and its KL-penalised run drift alike per nat of KL (up to the
     assert abs(same["delta_distance_penalised"]) < 0.05 < same["distance"] - 8.0  # interpolation between checkpoints)
+    # gold at equal distance: of the responses inside the SFT range; mrm has no outliers, so it is its gold
+    assert budgets.loc[("pooled", "mrm"), "gold_inlier"].dropna().to_numpy() == pytest.approx(
+        budgets.loc[("pooled", "mrm"), "gold"].dropna().to_numpy())
+    hacked = budgets.loc[("pooled", PENALISED, 1)]  # half its responses are outliers there, each losing HACKED gold:
+    assert hacked["gold_inlier"] - hacked["gold"] == pytest.approx(HACKED / 2, abs=0.02)  # gone at equal distance
+    assert hacked["delta_gold_hi"] < 0 and hacked["delta_gold_inlier_lo"] < 0 < hacked["delta_gold_inlier_hi"]
+    assert hacked["delta_gold_inlier_mdd"] > 0 and np.isnan(hacked["delta_gold_inlier_penalised"])
 
     variance = pd.read_csv(first["variance"])
     assert list(variance.columns) == VARIANCE_COLUMNS
@@ -532,6 +545,10 @@ def test_make_report(tmp_path: Path) -> None:
     assert "| `rm` | 10/10/10 | " in text
     assert "- `mrm`: at 1 nats closer to the training distribution than `rm`: -1.4" in text
     assert f"- `{PENALISED}`: at 1 nats no significant difference in distance from `rm`: " in text
+    equal = text.split("**Gold at equal distance**")[1]
+    assert "| `mrm` | 0.4" in equal and "inlier gold at 1 nats" in equal
+    assert f"- `{PENALISED}`: at 1 nats no significant difference from `rm`: " in equal
+    assert "at equal distance (the responses inside the SFT policy's range) and KL, gold is significantly better" in text
     assert all(f"](plots/{stem}.png)" in text for stem in PLOTS)
     for path in first["plots"]:
         data = Path(path).read_bytes()

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -45,9 +45,9 @@ BINS = ("all", "close", "clear")  # pairs by gold gap: every pair; gap < report.
 POWER = 0.8  # of every minimum detectable difference
 GOLD, PROXY, DISTANCE, OUTLIER = range(4)  # channels of the best-of-n table (rmood.eval.bon.VALUES)
 # channels of the PPO table (rmood.eval.ppo_curve.CHANNELS)
-KL, PPO_GOLD, PPO_PROXY, FINISHED, TOKENS, PPO_DISTANCE, PPO_OUTLIER, LATENT_OUTLIER = (
+KL, PPO_GOLD, PPO_PROXY, FINISHED, TOKENS, PPO_DISTANCE, PPO_OUTLIER, LATENT_OUTLIER, OUTLIER_GOLD = (
     CHANNELS.index(name) for name in ("kl", "gold", "proxy", "finished", "tokens", "distance", "outlier",
-                                      "latent_outlier"))
+                                      "latent_outlier", "outlier_gold"))
 MOMENTS = tuple(CHANNELS.index(name) for name in ("distance", "error", "error_sq", "distance_sq", "distance_error",
                                                   "outlier", "outlier_error"))  # error_statistics' columns, in order
 
@@ -351,12 +351,25 @@ def per_token(means: np.ndarray) -> np.ndarray:
     return kl / tokens
 
 
-def at_budget(budget: float, lengths: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
-    """Gold at KL = `budget` of one run, interpolated on √KL ((…, KL | gold) columns of `lengths[0]` checkpoints),
-    or its difference from another run's (then `lengths` gives both runs' checkpoints)."""
+def inlier_gold(gold: np.ndarray, outlier: np.ndarray, outlier_gold: np.ndarray) -> np.ndarray:
+    """Gold of the responses inside the SFT policy's distance range, E[gold | not an outlier], from the means of gold,
+    the outlier indicator and gold on outliers (NaN where every response is an outlier)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(outlier < 1, (gold - outlier_gold) / (1 - outlier), np.nan)
+
+
+def at_budget(budget: float, lengths: tuple[int, ...], value: Callable[..., np.ndarray] | None = None
+              ) -> Callable[[np.ndarray], np.ndarray]:
+    """A value at KL = `budget` of one run, interpolated on √KL, or its difference from another run's (then `lengths`
+    gives both runs' checkpoints). Each run's columns are its `lengths[i]` checkpoints of KL, then of each channel
+    `value` reads (its per-checkpoint value of those channels' means; without `value`, the one channel itself)."""
     def statistic(means: np.ndarray) -> np.ndarray:
-        parts = np.split(means, np.cumsum([n for n in lengths for _ in range(2)])[:-1], axis=-1)
-        values = [interpolate_at(parts[2 * i], parts[2 * i + 1], budget) for i in range(len(lengths))]
+        blocks = means.shape[-1] // sum(lengths)  # KL and the channels
+        parts = np.split(means, np.cumsum([n for n in lengths for _ in range(blocks)])[:-1], axis=-1)
+        values = []
+        for i in range(len(lengths)):
+            kl, *channels = parts[blocks * i:blocks * (i + 1)]
+            values.append(interpolate_at(kl, value(*channels) if value else channels[0], budget))
         return (values[0] - values[1] if len(values) == 2 else values[0])[..., None]
 
     return statistic
@@ -384,10 +397,10 @@ class Runs:
         usable = np.where(degenerate.any(axis=-1), degenerate.argmax(axis=-1), points)
         return cls(curves, kl_per_token, usable, degenerate)
 
-    def usable_columns(self, *arms: int, channel: int = PPO_GOLD) -> Callable[[int], list[int]]:
-        """Replicate r -> the KL and `channel` columns of each run in `arms` up to its usable checkpoints there."""
+    def usable_columns(self, *arms: int, channels: tuple[int, ...] = (PPO_GOLD,)) -> Callable[[int], list[int]]:
+        """Replicate r -> the KL and `channels` columns of each run in `arms` up to its usable checkpoints there."""
         def columns(r: int) -> list[int]:
-            return [c for i in arms for part in (KL, channel)
+            return [c for i in arms for part in (KL, *channels)
                     for c in self.curves.index(i, part)[:self.usable[r, i]]]
 
         return columns
@@ -449,18 +462,29 @@ def checkpoint(runs: Runs, j: int, k: int, level: float, latent: bool = True) ->
     return {name: clipped(value, *bounds.get(name, (-np.inf, np.inf))) for name, value in values.items()}
 
 
-# The budget columns of each value read at the KL budgets: its differences from the baseline's run and from the
-# baseline's KL-penalised run (reports/budgets.csv)
-BUDGET_DELTAS = {"gold": ("delta_gold", "delta_penalised"), "distance": ("delta_distance", "delta_distance_penalised")}
+class BudgetValue(NamedTuple):
+    """A value read at the KL budgets: the PPO channels it is computed from per checkpoint, how (None: the one channel
+    itself), and the budget columns of its differences from the baseline's run and from the baseline's KL-penalised
+    run (reports/budgets.csv)."""
+
+    channels: tuple[int, ...]
+    per_checkpoint: Callable[..., np.ndarray] | None
+    deltas: tuple[str, str]
+
+
+BUDGET_VALUES = {"gold": BudgetValue((PPO_GOLD,), None, ("delta_gold", "delta_penalised")),
+                 "distance": BudgetValue((PPO_DISTANCE,), None, ("delta_distance", "delta_distance_penalised")),
+                 "gold_inlier": BudgetValue((PPO_GOLD, PPO_OUTLIER, OUTLIER_GOLD), inlier_gold,
+                                            ("delta_gold_inlier", "delta_gold_inlier_penalised"))}
 
 
 def budget_rows(label: str, runs: Runs, models: list[str], j: int, s: Settings, variance: list[dict]
                 ) -> list[dict[str, Any]]:
-    """Run j's gold and distance at every KL budget, and their paired differences from the baseline's run
-    (`delta_gold`, `delta_distance`) and from the baseline's KL-penalised run (`delta_penalised`,
-    `delta_distance_penalised`) there: each replicate's own curve read inside the range of its usable checkpoints,
-    never beyond; a budget needs two replicates that reached it (one when the group is one replicate). The gold
-    differences' variance components go to `variance` (`rmood power`); the distances are on another scale."""
+    """Run j's gold, distance and gold at equal distance (`gold_inlier`: of its responses inside the SFT policy's
+    distance range) at every KL budget, and their paired differences from the baseline's run and from the baseline's
+    KL-penalised run there (`BUDGET_VALUES`): each replicate's own curve read inside the range of its usable
+    checkpoints, never beyond; a budget needs two replicates that reached it (one when the group is one replicate).
+    The gold differences' variance components go to `variance` (`rmood power`)."""
     ppo, needed = runs.curves, min(2, len(runs.usable))
     reach = [[ppo.est.theta[r, ppo.index(i, KL)][:runs.usable[r, i]].max(initial=0.0) for i in range(len(models))]
              for r in range(len(runs.usable))]
@@ -468,10 +492,9 @@ def budget_rows(label: str, runs: Runs, models: list[str], j: int, s: Settings, 
     for budget in s.kl_budgets:
         reached = [r for r in range(len(reach)) if reach[r][j] >= budget]
         row: dict[str, Any] = {"replicate": label, "rm": models[j], "kl": budget, "reached": len(reached)}
-        for value, channel in (("gold", PPO_GOLD), ("distance", PPO_DISTANCE)):
-            deltas = BUDGET_DELTAS[value]
-            put(row, value, at(ppo.each(reached, runs.usable_columns(j, channel=channel),
-                                        lambda r: at_budget(budget, (runs.usable[r, j],))), 0, s.level)
+        for value, (channels, per_checkpoint, deltas) in BUDGET_VALUES.items():
+            put(row, value, at(ppo.each(reached, runs.usable_columns(j, channels=channels),
+                                        lambda r: at_budget(budget, (runs.usable[r, j],), per_checkpoint)), 0, s.level)
                 if len(reached) >= needed else NONE)
             for name, other, suffix in zip(deltas, (s.baseline, s.penalised), ("", "_penalised")):
                 base = models.index(other) if other in models else None
@@ -480,8 +503,9 @@ def budget_rows(label: str, runs: Runs, models: list[str], j: int, s: Settings, 
                     put(row, name, NONE)
                     row[f"{name}_mdd"] = np.nan
                     continue
-                difference = ppo.each(both, runs.usable_columns(j, base, channel=channel),
-                                      lambda r: at_budget(budget, (runs.usable[r, j], runs.usable[r, base])))
+                difference = ppo.each(both, runs.usable_columns(j, base, channels=channels),
+                                      lambda r: at_budget(budget, (runs.usable[r, j], runs.usable[r, base]),
+                                                          per_checkpoint))
                 if value == "gold":
                     compare(row, name, difference, s.level, variance, label, models[j], f"ppo_delta_kl{budget:g}{suffix}")
                 else:
@@ -635,6 +659,7 @@ CURVE_COLUMNS = ["replicate", "method", "rm", "point", *with_interval("kl", "gol
                  *with_interval("distance", "outlier", "latent_outlier")]
 BUDGET_COLUMNS = ["replicate", "rm", "kl", "reached", *with_interval("gold"), *comparison("delta_gold"),
                   *comparison("delta_penalised"), *with_interval("distance"), *comparison("delta_distance"),
-                  *comparison("delta_distance_penalised")]
+                  *comparison("delta_distance_penalised"), *with_interval("gold_inlier"), *comparison("delta_gold_inlier"),
+                  *comparison("delta_gold_inlier_penalised")]
 VARIANCE_COLUMNS = ["replicate", "rm", "comparison", "estimate", "se", "mdd", "replicates", "prompts", "crossed",
                     "var_replicate", "var_prompt", "var_residual"]

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rmood.eval.estimates import BUDGET_DELTAS, POOLED
-from rmood.eval.verdicts import MOVES_AWAY, difference_verdict, distance_verdict
+from rmood.eval.estimates import BUDGET_VALUES, POOLED
+from rmood.eval.verdicts import MOVES_AWAY, difference, difference_verdict, distance_verdict
 
 Row = Any  # a pandas row (Series) of the summary table
 SCOPES = {
@@ -109,8 +109,11 @@ def ppo_table(pooled: Any, replicates: int) -> list[str]:
 
 def budget_baselines(value: str, baseline: str, penalised: str | None) -> dict[str, str]:
     """The columns of `value`'s paired differences at the KL budgets, each with the run it is taken from: the
-    baseline RM's and, when there is one, its KL-penalised run (`rmood.eval.estimates.BUDGET_DELTAS`)."""
-    return dict(zip(BUDGET_DELTAS[value], (baseline, penalised)[:2 if penalised else 1]))
+    baseline RM's and, when there is one, its KL-penalised run (`rmood.eval.estimates.BUDGET_VALUES`)."""
+    return dict(zip(BUDGET_VALUES[value].deltas, (baseline, penalised)[:2 if penalised else 1]))
+
+
+BUDGET_LABELS = {"gold_inlier": "inlier gold"}  # a value's name in the budget table's header
 
 
 def budget_table(budgets: Any, value: str, baselines: dict[str, str], replicates: int | None = None) -> list[str]:
@@ -121,7 +124,7 @@ def budget_table(budgets: Any, value: str, baselines: dict[str, str], replicates
         return ["No PPO runs."]
     kls = sorted(pooled["kl"].unique())
     reached = " (replicates)" if replicates else ""
-    header = ["PPO run", *(f"{value} at {kl:g} nats{reached}" for kl in kls),
+    header = ["PPO run", *(f"{BUDGET_LABELS.get(value, value)} at {kl:g} nats{reached}" for kl in kls),
               *(f"Δ vs `{run}` at {kl:g} nats (detectable)" for run in baselines.values() for kl in kls)]
     rows = []
     for rm, run in pooled.groupby("rm", sort=False):
@@ -148,8 +151,10 @@ def drift_table(pooled: Any) -> list[str]:
     return table(header, rows)
 
 
-def drift_answer(pooled: Any) -> str:
-    """The one-line answer: in how many best-of-n curves and PPO runs the responses moved away significantly."""
+def drift_answer(pooled: Any, budgets: Any, baseline: str) -> str:
+    """The one-line answer: in how many best-of-n curves and PPO runs the responses moved away significantly, in how
+    many PPO runs the distance predicts the proxy's error, and which runs' gold at equal distance differs from the
+    baseline's at some KL budget."""
     def count(prefix: str, what: str) -> str:
         verdicts = [v for v in pooled[f"{prefix}_distance_shift_verdict"] if isinstance(v, str)]
         away = [f"`{rm}`" for rm, v in zip(pooled["rm"], pooled[f"{prefix}_distance_shift_verdict"]) if v == MOVES_AWAY]
@@ -157,12 +162,22 @@ def drift_answer(pooled: Any) -> str:
 
     runs = pooled[pooled["ppo_error_corr"].notna()]
     predicts = [f"`{r['rm']}`" for _, r in runs.iterrows() if r["ppo_error_corr_lo"] > 0]
+    compared = budgets[(budgets["replicate"] == POOLED) & budgets["delta_gold_inlier"].notna()]
+    differs = {word: sorted({f"`{r['rm']}`" for _, r in compared.iterrows()
+                             if difference(r["delta_gold_inlier_lo"], r["delta_gold_inlier_hi"]) == word})
+               for word in ("better", "worse")}
     return (f"**Does over-optimisation leave the training distribution?** The responses move significantly away from "
             f"the `rm`'s training distribution (Mahalanobis distance of its features under the replicate's GDA fit) "
             f"in {count('bon', 'best-of-n curves')} from n = 1 to N, and in {count('ppo', 'PPO runs')} from update 0 "
             f"to the last checkpoint before any replicate degenerated; the farther a PPO response, the more its proxy "
             f"overrates it (a correlation above zero) in {len(predicts)} of {len(runs)} runs"
-            + (f" ({', '.join(predicts)})." if predicts else "."))
+            + (f" ({', '.join(predicts)})" if predicts else "")
+            + ("" if compared.empty else
+               f"; at equal distance (the responses inside the SFT policy's range) and KL, gold is significantly "
+               f"better than `{baseline}`'s at some budget in {len(differs['better'])} of {compared['rm'].nunique()} "
+               f"runs" + (f" ({', '.join(differs['better'])})" if differs["better"] else "")
+               + f" and worse in {len(differs['worse'])}" + (f" ({', '.join(differs['worse'])})" if differs["worse"]
+                                                             else "")) + ".")
 
 
 def fit_table(pooled: Any) -> list[str]:
@@ -257,7 +272,7 @@ def results_block(summary: Any, budgets: Any, level: float, baseline: str, penal
              f"**Compared with `{baseline}`**{f' and, at the KL budgets, with `{penalised}`' if penalised else ''} "
              "(paired: the same prompts and replicates and, for Best-of-N, the same samples; in brackets the interval, "
              "then the smallest difference the comparison detects with 80% power):", "",
-             *comparisons(pooled, budgets, n_max, baselines, level), "", drift_answer(pooled)]
+             *comparisons(pooled, budgets, n_max, baselines, level), "", drift_answer(pooled, budgets, baseline)]
     return "\n".join(lines)
 
 
@@ -314,28 +329,31 @@ def stop_lines(pooled: Any, stop: dict[str, Any] | None, level: float) -> list[s
             *table(header, rows), ""]
 
 
-def distance_comparisons(budgets: Any, baselines: dict[str, str], level: float) -> list[str]:
-    """One sentence per PPO run: at every KL budget, is it closer to the training distribution than the baselines'
-    runs (paired, with what the comparison could detect)?"""
+def budget_comparisons(budgets: Any, value: str, baseline: str, penalised: str | None, level: float) -> list[str]:
+    """One sentence per PPO run: at every KL budget, how its `value` differs from the baselines' runs' (paired, with
+    what the comparison could detect): closer to the training distribution for the distance, better or worse for
+    gold."""
     pooled = budgets[budgets["replicate"] == POOLED]
+    words = distance_verdict if value == "distance" else difference_verdict
     lines = []
     for rm, group in pooled.groupby("rm", sort=False):
-        parts = [f"at {r['kl']:g} nats " + distance_verdict(r[name], r[f"{name}_lo"], r[f"{name}_hi"],
-                                                            r[f"{name}_mdd"], run, level)
-                 for name, run in baselines.items() for _, r in group.iterrows() if has(r, name)]
+        parts = [f"at {r['kl']:g} nats " + words(r[name], r[f"{name}_lo"], r[f"{name}_hi"], r[f"{name}_mdd"], run,
+                                                 level)
+                 for name, run in budget_baselines(value, baseline, penalised).items() for _, r in group.iterrows()
+                 if has(r, name)]
         if parts:
             lines.append(f"- `{rm}`: " + "; ".join(parts) + ".")
     return lines
 
 
-def drift_section(summary: Any, curves: Any, budgets: Any, run: dict[str, Any], baselines: dict[str, str],
-                  level: float) -> list[str]:
+def drift_section(summary: Any, budgets: Any, run: dict[str, Any]) -> list[str]:
     """"Does over-optimisation leave the training distribution?": the reference levels, the drift of every best-of-n
-    curve and PPO run, and the PPO runs' distances at the KL budgets."""
+    curve and PPO run, and the PPO runs' distances and gold at equal distance at the KL budgets."""
+    level, baseline, penalised = run["level"], run["baseline"], run["penalised"]
     pooled = summary[summary["replicate"] == POOLED]
     ref = run["references"]
     lines = ["## Does over-optimisation leave the training distribution?", "",
-             drift_answer(pooled), "",
+             drift_answer(pooled, budgets, baseline), "",
              f"Distance: the Mahalanobis distance of the `rm`'s features of prompt + response under the replicate's "
              f"GDA fit (the distance `mrm_pen` subtracts). Reference levels (mean over replicates): the SFT policy's "
              f"own eval samples {ref['sft']:.3f}, the training pairs' responses {ref['train']:.3f}. An outlier lies "
@@ -349,10 +367,16 @@ def drift_section(summary: Any, curves: Any, budgets: Any, run: dict[str, Any], 
              "Gaussian fitted to the latents of the training responses, after Miao et al.'s Mahalanobis Outlier "
              "Probability), where the study has an InfoRM.", "",
              *drift_table(pooled), "", *stop_lines(pooled, run["stop"], level)]
-    if not budgets[budgets["replicate"] == POOLED].empty:
-        lines += ["**Distance at the KL budgets** (read like gold at the budgets; Δ < 0: closer to the training "
-                  "distribution than the other run at the same KL):", "", *budget_table(budgets, "distance", baselines),
-                  "", *distance_comparisons(budgets, baselines, level), ""]
+    if budgets[budgets["replicate"] == POOLED].empty:
+        return lines
+    for value, title in (("distance", "**Distance at the KL budgets** (read like gold at the budgets; Δ < 0: closer "
+                                      "to the training distribution than the other run at the same KL):"),
+                         ("gold_inlier", "**Gold at equal distance** (gold of the responses inside the SFT policy's "
+                                         "distance range, i.e. all but the outliers, at the KL budgets: two runs "
+                                         "compared on their responses in the same range of distance, at the same KL; "
+                                         "Δ > 0: better gold than the other run's there):")):
+        lines += [title, "", *budget_table(budgets, value, budget_baselines(value, baseline, penalised)), "",
+                  *budget_comparisons(budgets, value, baseline, penalised, level), ""]
     return lines
 
 
@@ -389,8 +413,7 @@ def markdown_report(summary: Any, curves: Any, budgets: Any, run: dict[str, Any]
         "fitted to each replicate's curve, α and β their mean over replicates, R² the replicates' mean.", "",
         *fit_table(summary[summary["replicate"] == POOLED]), "",
     ]
-    lines += drift_section(summary, curves, budgets, run, budget_baselines("distance", baseline, run["penalised"]),
-                           level)
+    lines += drift_section(summary, budgets, run)
     if ppo_points:
         lines += ["## PPO checkpoints", "", f"Degenerate: fewer answers that end than {run['finish_rate']:g} × the "
                   f"run's update-0 share, or more than {run['kl_per_token']:g} nat of KL per response token.", "",
@@ -431,7 +454,7 @@ def results_markdown(reports: str | os.PathLike, config: dict[str, Any]) -> str:
 
     from rmood.config import penalised_baseline
     from rmood.io import DataError, read_json
-    from rmood.rl.tuning import TUNED
+    from rmood.rl import TUNED
 
     tuned = config["rl"]["learning_rate"] == TUNED  # then tuning/ppo.json says how
     paths = [Path(reports) / name for name in ("summary.csv", "budgets.csv")] + (

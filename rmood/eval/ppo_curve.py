@@ -11,10 +11,12 @@ from rmood.io import DataError, write_json, write_npz
 from rmood.mrm.distance import latent_threshold, outlier_threshold
 from rmood.rl.checkpoints import Key, by_step, prompt_means, sample_values
 
-# (steps, prompts) arrays: each a mean over the prompt's samples at the checkpoint; the last five are the moments from
-# which the report computes how the proxy's error goes with the distance (`rmood.eval.estimates.error_statistics`)
+# (steps, prompts) arrays: each a mean over the prompt's samples at the checkpoint; "error" to "outlier_error" are the
+# moments from which the report computes how the proxy's error goes with the distance
+# (`rmood.eval.estimates.error_statistics`); "outlier_gold", with "gold" and "outlier", gives the gold of the responses
+# inside the SFT policy's distance range (`rmood.eval.estimates.inlier_gold`)
 CHANNELS = ("kl", "gold", "proxy", "finished", "tokens", "distance", "outlier",
-            "error", "error_sq", "distance_sq", "distance_error", "outlier_error", "latent_outlier")
+            "error", "error_sq", "distance_sq", "distance_error", "outlier_error", "latent_outlier", "outlier_gold")
 PPO_ARRAYS = ("rm", "steps", "prompts", *CHANNELS)  # ppo/<rm>/per_prompt.npz
 
 
@@ -41,8 +43,8 @@ def ppo_curve(rm: str, samples_files: list[str], kl_files: list[str], gold_files
     `error` the proxy's error e = z(proxy) − z(gold), each standardised by the mean and SD of the SFT policy's
     samples (step 0), > 0 where the proxy overrates a response; `error_sq`, `distance_sq`, `distance_error` and
     `outlier_error` e², d², d·e and e on outliers, 0 elsewhere; `latent_outlier` the share beyond the threshold of
-    `latent_reference` in InfoRM's latent space, from `latent_files`, NaN without them); `curve.json` their means over
-    prompts.
+    `latent_reference` in InfoRM's latent space, from `latent_files`, NaN without them; `outlier_gold` gold on
+    outliers, 0 elsewhere); `curve.json` their means over prompts.
     """
     paths = {what: by_step(files, what) for what, files in (("samples", samples_files), ("gold", gold_files),
                                                              ("proxy", proxy_files), ("distance", distance_files),
@@ -85,6 +87,7 @@ def ppo_curve(rm: str, samples_files: list[str], kl_files: list[str], gold_files
                    "distance_sq": {k: d * d for k, d in distance.items()},
                    "distance_error": {k: distance[k] * e for k, e in error.items()},
                    "outlier_error": {k: outlier[k] * e for k, e in error.items()},
+                   "outlier_gold": {k: outlier[k] * g for k, g in gold.items()},
                    "latent_outlier": dict.fromkeys(gold, float("nan"))}
         if latent is not None:
             far = sample_values(paths["latent"][step], "distance", lambda d: float(d > latent))
