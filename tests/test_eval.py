@@ -479,6 +479,9 @@ def test_make_report(tmp_path: Path) -> None:
     assert row.loc["golden", "bon_outlier_at_N"] < 0.01
     assert rm["ppo_error_corr_lo"] > 0.3 and rm["ppo_outlier_overrating_lo"] > 0  # the proxy overrates far responses
     assert row.loc["golden", "ppo_error_corr_lo"] < 0 < row.loc["golden", "ppo_error_corr_hi"]
+    hacked = row.loc[PENALISED]  # its outliers lose HACKED gold (less a little: they come at larger KL, where its
+    assert -HACKED < hacked["ppo_outlier_gold_gap"] < hacked["ppo_outlier_gold_gap_hi"] < 0  # gold is higher)
+    assert np.isnan(mrm["ppo_outlier_gold_gap"])  # no outliers: no gap
     # early stopping at 30% outliers: rm's drifting responses cross it at update 10, its peak (planted) in every
     # replicate; golden's never do, so it stops at its end, and mrm's flat distance likewise
     assert rm["ppo_latent_outlier_usable"] == pytest.approx(rm["ppo_outlier_usable"])  # planted alike
@@ -545,10 +548,13 @@ def test_make_report(tmp_path: Path) -> None:
     assert "| `rm` | 10/10/10 | " in text
     assert "- `mrm`: at 1 nats closer to the training distribution than `rm`: -1.4" in text
     assert f"- `{PENALISED}`: at 1 nats no significant difference in distance from `rm`: " in text
+    assert "| outliers overrated by | outliers' gold gap |" in text and "| -0.071 [" in text  # rm_kl0.05's gap
     equal = text.split("**Gold at equal distance**")[1]
     assert "| `mrm` | 0.4" in equal and "inlier gold at 1 nats" in equal
     assert f"- `{PENALISED}`: at 1 nats no significant difference from `rm`: " in equal
-    assert "at equal distance (the responses inside the SFT policy's range) and KL, gold is significantly better" in text
+    assert ("the outliers have less gold than the other responses in 1 of 2 runs (`rm_kl0.05`); at equal distance (the "
+            "responses inside the SFT policy's range) and KL, gold is significantly better than `rm`'s at some budget "
+            "in 1 of 3 runs (`mrm`) and worse in 1 of 3 (`golden`)." in text)
     assert all(f"](plots/{stem}.png)" in text for stem in PLOTS)
     for path in first["plots"]:
         data = Path(path).read_bytes()

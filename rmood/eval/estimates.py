@@ -48,8 +48,9 @@ GOLD, PROXY, DISTANCE, OUTLIER = range(4)  # channels of the best-of-n table (rm
 KL, PPO_GOLD, PPO_PROXY, FINISHED, TOKENS, PPO_DISTANCE, PPO_OUTLIER, LATENT_OUTLIER, OUTLIER_GOLD = (
     CHANNELS.index(name) for name in ("kl", "gold", "proxy", "finished", "tokens", "distance", "outlier",
                                       "latent_outlier", "outlier_gold"))
+# distance_statistics' columns, in order
 MOMENTS = tuple(CHANNELS.index(name) for name in ("distance", "error", "error_sq", "distance_sq", "distance_error",
-                                                  "outlier", "outlier_error"))  # error_statistics' columns, in order
+                                                  "outlier", "outlier_error", "gold", "outlier_gold"))
 
 
 @dataclass
@@ -406,17 +407,19 @@ class Runs:
         return columns
 
 
-def error_statistics(means: np.ndarray) -> np.ndarray:
-    """How the proxy's error e goes with the distance d over a run's responses (`MOMENTS` columns, each over the same
-    checkpoints: the means of d, e, e², d², d·e, the outlier share o and e·1[outlier]): their correlation, pooled over
-    the checkpoints, and how much more the proxy overrates outliers than the other responses, E[e | outlier] −
-    E[e | not] (NaN without outliers or without others)."""
-    d, e, ee, dd, de, o, oe = np.split(means, len(MOMENTS), axis=-1)
-    d, e, ee, dd, de, o, oe = (x.mean(axis=-1) for x in (d, e, ee, dd, de, o, oe))
+def distance_statistics(means: np.ndarray) -> np.ndarray:
+    """How the proxy's error e and gold g go with the distance d over a run's responses (`MOMENTS` columns, each over
+    the same checkpoints: the means of d, e, e², d², d·e, the outlier share o, e·1[outlier], g and g·1[outlier]):
+    the correlation of d and e, pooled over the checkpoints; how much more the proxy overrates outliers than the other
+    responses, E[e | outlier] − E[e | not]; and the outliers' gold gap, E[g | outlier] − E[g | not] (each gap NaN
+    without outliers or without others)."""
+    d, e, ee, dd, de, o, oe, g, og = (x.mean(axis=-1) for x in np.split(means, len(MOMENTS), axis=-1))
     with np.errstate(divide="ignore", invalid="ignore"):
         corr = (de - d * e) / np.sqrt((dd - d * d) * (ee - e * e))
-        gap = np.where((o > 0) & (o < 1), oe / o - (e - oe) / (1 - o), np.nan)
-    return np.stack([corr, gap], axis=-1)
+        both = (o > 0) & (o < 1)
+        overrating = np.where(both, oe / o - (e - oe) / (1 - o), np.nan)
+        gold_gap = np.where(both, og / o - (g - og) / (1 - o), np.nan)
+    return np.stack([corr, overrating, gold_gap], axis=-1)
 
 
 def stop_columns(row: dict[str, Any], runs: Runs, j: int, steps: np.ndarray, share: float, level: float) -> None:
@@ -546,10 +549,11 @@ def ppo_rows(label: str, replicates: list[Replicate], s: Settings, variance: lis
             row["ppo_verdict"] = DEGENERATE
         moments = ppo.each(list(range(len(tables))), lambda r: [c for channel in MOMENTS for c in
                                                                 ppo.index(j, channel)[:runs.usable[r, j]]],
-                           lambda r: error_statistics)  # each replicate's usable checkpoints
+                           lambda r: distance_statistics)  # each replicate's usable checkpoints
         put(row, "ppo_error_corr", clipped(at(moments, 0, s.level), -1.0, 1.0))
-        gap = at(moments, 1, s.level)  # undefined where leaving a prompt out leaves no outlier (or no other answer)
-        put(row, "ppo_outlier_overrating", gap if np.isfinite(gap).all() else NONE)
+        for k, name in ((1, "ppo_outlier_overrating"), (2, "ppo_outlier_gold_gap")):
+            gap = at(moments, k, s.level)  # undefined where leaving a prompt out leaves no outlier (or no other answer)
+            put(row, name, gap if np.isfinite(gap).all() else NONE)
         if s.stop_share is not None:
             stop_columns(row, runs, j, steps, s.stop_share, s.level)
         row["ppo_kl_spearman"] = spearman(ppo.est.value[ppo.index(j, KL)])
@@ -650,7 +654,8 @@ SUMMARY_COLUMNS = [
                    "ppo_final_distance", "ppo_final_outlier", "ppo_final_latent_outlier"),
     "ppo_degenerate_replicates", "ppo_degenerate_step", *trend_summary("ppo", "step"), "ppo_peak_kl", "ppo_kl_spearman",
     *with_interval("rl_alpha", "rl_beta"), "rl_r2", "ppo_distance_step", *drift_summary("ppo_distance_shift"),
-    *with_interval("ppo_outlier_usable", "ppo_latent_outlier_usable", "ppo_error_corr", "ppo_outlier_overrating"),
+    *with_interval("ppo_outlier_usable", "ppo_latent_outlier_usable", "ppo_error_corr", "ppo_outlier_overrating",
+                   "ppo_outlier_gold_gap"),
     "ppo_stop_steps",
     "ppo_peak_steps", *with_interval("ppo_stop_gold"), *comparison("ppo_stop_loss"),
 ]

@@ -140,44 +140,48 @@ def drift_table(pooled: Any) -> list[str]:
     later point minus the first) and its share of outliers, under best-of-n and PPO."""
     header = ["RM", "BoN: Δ distance, n = 1 → N (detectable)", "verdict", "BoN outliers, n = N", "PPO: to update",
               "Δ distance from update 0 (detectable)", "verdict", "outliers there", "InfoRM-latent outliers there",
-              "PPO outliers, last",
-              "corr(distance, proxy error)", "outliers overrated by"]
+              "PPO outliers, last", "corr(distance, proxy error)", "outliers overrated by", "outliers' gold gap"]
     rows = [[f"`{r['rm']}`", detectable(r, "bon_distance_shift"), verdict(r, "bon_distance_shift"),
              cell(r, "bon_outlier_at_N"),
              f"{r['ppo_distance_step']:.0f}" if has(r, "ppo_distance_step") else "–",
              detectable(r, "ppo_distance_shift"), verdict(r, "ppo_distance_shift"), cell(r, "ppo_outlier_usable"),
-             cell(r, "ppo_latent_outlier_usable"), cell(r, "ppo_final_outlier"), cell(r, "ppo_error_corr", "+"), cell(r, "ppo_outlier_overrating", "+")]
+             cell(r, "ppo_latent_outlier_usable"), cell(r, "ppo_final_outlier"), cell(r, "ppo_error_corr", "+"),
+             cell(r, "ppo_outlier_overrating", "+"), cell(r, "ppo_outlier_gold_gap", "+")]
             for _, r in pooled.iterrows()]
     return table(header, rows)
 
 
 def drift_answer(pooled: Any, budgets: Any, baseline: str) -> str:
     """The one-line answer: in how many best-of-n curves and PPO runs the responses moved away significantly, in how
-    many PPO runs the distance predicts the proxy's error, and which runs' gold at equal distance differs from the
-    baseline's at some KL budget."""
-    def count(prefix: str, what: str) -> str:
-        verdicts = [v for v in pooled[f"{prefix}_distance_shift_verdict"] if isinstance(v, str)]
-        away = [f"`{rm}`" for rm, v in zip(pooled["rm"], pooled[f"{prefix}_distance_shift_verdict"]) if v == MOVES_AWAY]
-        return f"{len(away)} of {len(verdicts)} {what}" + (f" ({', '.join(away)})" if away else "")
+    many PPO runs the distance predicts the proxy's error and the outliers lost gold, and which runs' gold at equal
+    distance differs from the baseline's at some KL budget."""
+    def of(names: list[str], total: int, what: str = "") -> str:  # "2 of 8 PPO runs (`rm`, `warm`)"
+        return f"{len(names)} of {total}{what}" + (f" ({', '.join(f'`{n}`' for n in names)})" if names else "")
 
-    runs = pooled[pooled["ppo_error_corr"].notna()]
-    predicts = [f"`{r['rm']}`" for _, r in runs.iterrows() if r["ppo_error_corr_lo"] > 0]
+    def away(prefix: str, what: str) -> str:
+        verdicts = pooled[f"{prefix}_distance_shift_verdict"]
+        return of([rm for rm, v in zip(pooled["rm"], verdicts) if v == MOVES_AWAY],
+                  sum(isinstance(v, str) for v in verdicts), what)
+
+    def significant(name: str, sign: int) -> str:  # the runs whose `name` lies above (1) or below (-1) zero
+        runs = pooled[pooled[name].notna()]
+        return of([r["rm"] for _, r in runs.iterrows() if sign * r[f"{name}_{'lo' if sign > 0 else 'hi'}"] > 0],
+                  len(runs), " runs")
+
     compared = budgets[(budgets["replicate"] == POOLED) & budgets["delta_gold_inlier"].notna()]
-    differs = {word: sorted({f"`{r['rm']}`" for _, r in compared.iterrows()
+    differs = {word: sorted({r["rm"] for _, r in compared.iterrows()
                              if difference(r["delta_gold_inlier_lo"], r["delta_gold_inlier_hi"]) == word})
                for word in ("better", "worse")}
     return (f"**Does over-optimisation leave the training distribution?** The responses move significantly away from "
             f"the `rm`'s training distribution (Mahalanobis distance of its features under the replicate's GDA fit) "
-            f"in {count('bon', 'best-of-n curves')} from n = 1 to N, and in {count('ppo', 'PPO runs')} from update 0 "
+            f"in {away('bon', ' best-of-n curves')} from n = 1 to N, and in {away('ppo', ' PPO runs')} from update 0 "
             f"to the last checkpoint before any replicate degenerated; the farther a PPO response, the more its proxy "
-            f"overrates it (a correlation above zero) in {len(predicts)} of {len(runs)} runs"
-            + (f" ({', '.join(predicts)})" if predicts else "")
+            f"overrates it (a correlation above zero) in {significant('ppo_error_corr', 1)}, and the outliers have "
+            f"less gold than the other responses in {significant('ppo_outlier_gold_gap', -1)}"
             + ("" if compared.empty else
                f"; at equal distance (the responses inside the SFT policy's range) and KL, gold is significantly "
-               f"better than `{baseline}`'s at some budget in {len(differs['better'])} of {compared['rm'].nunique()} "
-               f"runs" + (f" ({', '.join(differs['better'])})" if differs["better"] else "")
-               + f" and worse in {len(differs['worse'])}" + (f" ({', '.join(differs['worse'])})" if differs["worse"]
-                                                             else "")) + ".")
+               f"better than `{baseline}`'s at some budget in {of(differs['better'], compared['rm'].nunique(), ' runs')}"
+               f" and worse in {of(differs['worse'], compared['rm'].nunique())}") + ".")
 
 
 def fit_table(pooled: Any) -> list[str]:
@@ -363,7 +367,8 @@ def drift_section(summary: Any, budgets: Any, run: dict[str, Any]) -> list[str]:
              "of a response, each standardised on the SFT policy's samples (> 0: the proxy overrates it); its "
              "correlation with the distance is pooled over a PPO run's responses at every checkpoint before its "
              "replicate degenerated, and \"outliers overrated by\" is their mean error minus the other responses' "
-             "(in SFT standard deviations). InfoRM-latent outliers: the same share in InfoRM's latent space (a "
+             "(in SFT standard deviations); \"outliers' gold gap\" is their mean gold minus the other responses', over "
+             "the same checkpoints (< 0: the responses that left the distribution lost gold). InfoRM-latent outliers: the same share in InfoRM's latent space (a "
              "Gaussian fitted to the latents of the training responses, after Miao et al.'s Mahalanobis Outlier "
              "Probability), where the study has an InfoRM.", "",
              *drift_table(pooled), "", *stop_lines(pooled, run["stop"], level)]
