@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 
 from rmood.eval.bon import BON_ARRAYS, bon_curves, bon_expectation, bon_report, kl_bon, n_values
-from rmood.eval.estimates import BUDGET_COLUMNS, CURVE_COLUMNS, SUMMARY_COLUMNS, VARIANCE_COLUMNS
+from rmood.eval.estimates import (BUDGET_COLUMNS, CURVE_COLUMNS, MOMENTS, SUMMARY_COLUMNS, VARIANCE_COLUMNS,
+                                   distance_statistics)
 from rmood.eval.fit import fit_bon, fit_rl
 from rmood.eval.markdown import update_readme
-from rmood.eval.ppo_curve import PPO_ARRAYS, ppo_curve
+from rmood.eval.ppo_curve import CHANNELS, PPO_ARRAYS, ppo_curve
 from rmood.eval.report import PLOTS, make_report
 from rmood.io import DataError, read_json, read_npz, write_json, write_jsonl, write_npz
 
@@ -277,6 +278,29 @@ def test_ppo_curve_refuses_inconsistent_files(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="other prompts than step 0"):
         curve(**{**{name: paths[::2] for name, paths in files.items()}, "kl_files": files["kl_files"][1:]})
     assert not Path(out).exists() and not Path(per_prompt).exists()
+
+
+def test_distance_statistics_are_those_of_the_pooled_responses() -> None:
+    """The statistics of a run's moments (`MOMENTS`, two checkpoints of ten responses each) are those of its
+    responses pooled: the correlation of distance and error, and each mean on the outliers minus on the others; the
+    gold gap's change is the later checkpoint's gap minus update 0's."""
+    rng = np.random.default_rng(0)
+    d, e, g = rng.normal(8, 1, (2, 10)), rng.normal(0, 1, (2, 10)), rng.uniform(0, 1, (2, 10))
+    out = np.zeros((2, 10))
+    out[0, :1], out[1, :4] = 1, 1  # update 0: one outlier, the later checkpoint four
+    per_response = {"distance": d, "error": e, "error_sq": e * e, "distance_sq": d * d, "distance_error": d * e,
+                    "outlier": out, "outlier_error": out * e, "gold": g, "outlier_gold": out * g}
+    means = np.concatenate([per_response[CHANNELS[c]].mean(axis=1) for c in MOMENTS])
+    corr, overrating, gold_gap, shift = distance_statistics(means)
+    inside = out == 0
+
+    def gap(x: np.ndarray, k: slice = slice(None)) -> float:
+        return float(x[k][~inside[k]].mean() - x[k][inside[k]].mean())
+
+    assert corr == pytest.approx(np.corrcoef(d.ravel(), e.ravel())[0, 1])
+    assert (overrating, gold_gap) == pytest.approx((gap(e), gap(g)))
+    assert shift == pytest.approx(gap(g, slice(1, 2)) - gap(g, slice(0, 1)))
+    assert np.isnan(distance_statistics(means.reshape(len(MOMENTS), 2)[:, :1].ravel())[3])  # no later checkpoint
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -552,7 +576,7 @@ def test_make_report(tmp_path: Path) -> None:
     equal = text.split("**Gold at equal distance**")[1]
     assert "| `mrm` | 0.4" in equal and "inlier gold at 1 nats" in equal
     assert f"- `{PENALISED}`: at 1 nats no significant difference from `rm`: " in equal
-    assert ("the outliers have less gold than the other responses in 1 of 2 runs (`rm_kl0.05`); at equal distance (the "
+    assert ("overrates it (a correlation above zero) in 2 of 4 runs (`rm`, `rm_kl0.05`); at equal distance (the "
             "responses inside the SFT policy's range) and KL, gold is significantly better than `rm`'s at some budget "
             "in 1 of 3 runs (`mrm`) and worse in 1 of 3 (`golden`)." in text)
     assert all(f"](plots/{stem}.png)" in text for stem in PLOTS)

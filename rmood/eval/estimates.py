@@ -407,19 +407,28 @@ class Runs:
         return columns
 
 
+def outlier_gap(share: np.ndarray, on_outliers: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """E[x | outlier] − E[x | not] from the means of the outlier indicator, x·1[outlier] and x (NaN without outliers
+    or without others)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((share > 0) & (share < 1), on_outliers / share - (value - on_outliers) / (1 - share), np.nan)
+
+
 def distance_statistics(means: np.ndarray) -> np.ndarray:
     """How the proxy's error e and gold g go with the distance d over a run's responses (`MOMENTS` columns, each over
-    the same checkpoints: the means of d, e, e², d², d·e, the outlier share o, e·1[outlier], g and g·1[outlier]):
-    the correlation of d and e, pooled over the checkpoints; how much more the proxy overrates outliers than the other
-    responses, E[e | outlier] − E[e | not]; and the outliers' gold gap, E[g | outlier] − E[g | not] (each gap NaN
-    without outliers or without others)."""
-    d, e, ee, dd, de, o, oe, g, og = (x.mean(axis=-1) for x in np.split(means, len(MOMENTS), axis=-1))
+    the same checkpoints, update 0 first: the means of d, e, e², d², d·e, the outlier share o, e·1[outlier], g and
+    g·1[outlier]): the correlation of d and e, pooled over the checkpoints; how much more the proxy overrates outliers
+    than the other responses, E[e | outlier] − E[e | not]; the outliers' gold gap, E[g | outlier] − E[g | not]; and
+    how that gap changed, over the checkpoints after update 0 minus at update 0 (the SFT policy's own outliers; NaN
+    without a checkpoint after it)."""
+    d, e, ee, dd, de, o, oe, g, og = np.split(means, len(MOMENTS), axis=-1)
+    later = (outlier_gap(o[..., 1:].mean(axis=-1), og[..., 1:].mean(axis=-1), g[..., 1:].mean(axis=-1))
+             if o.shape[-1] > 1 else np.full(o.shape[:-1], np.nan))
+    shift = later - outlier_gap(o[..., 0], og[..., 0], g[..., 0])
+    d, e, ee, dd, de, o, oe, g, og = (x.mean(axis=-1) for x in (d, e, ee, dd, de, o, oe, g, og))
     with np.errstate(divide="ignore", invalid="ignore"):
         corr = (de - d * e) / np.sqrt((dd - d * d) * (ee - e * e))
-        both = (o > 0) & (o < 1)
-        overrating = np.where(both, oe / o - (e - oe) / (1 - o), np.nan)
-        gold_gap = np.where(both, og / o - (g - og) / (1 - o), np.nan)
-    return np.stack([corr, overrating, gold_gap], axis=-1)
+    return np.stack([corr, outlier_gap(o, oe, e), outlier_gap(o, og, g), shift], axis=-1)
 
 
 def stop_columns(row: dict[str, Any], runs: Runs, j: int, steps: np.ndarray, share: float, level: float) -> None:
@@ -551,7 +560,7 @@ def ppo_rows(label: str, replicates: list[Replicate], s: Settings, variance: lis
                                                                 ppo.index(j, channel)[:runs.usable[r, j]]],
                            lambda r: distance_statistics)  # each replicate's usable checkpoints
         put(row, "ppo_error_corr", clipped(at(moments, 0, s.level), -1.0, 1.0))
-        for k, name in ((1, "ppo_outlier_overrating"), (2, "ppo_outlier_gold_gap")):
+        for k, name in ((1, "ppo_outlier_overrating"), (2, "ppo_outlier_gold_gap"), (3, "ppo_outlier_gold_shift")):
             gap = at(moments, k, s.level)  # undefined where leaving a prompt out leaves no outlier (or no other answer)
             put(row, name, gap if np.isfinite(gap).all() else NONE)
         if s.stop_share is not None:
@@ -655,7 +664,7 @@ SUMMARY_COLUMNS = [
     "ppo_degenerate_replicates", "ppo_degenerate_step", *trend_summary("ppo", "step"), "ppo_peak_kl", "ppo_kl_spearman",
     *with_interval("rl_alpha", "rl_beta"), "rl_r2", "ppo_distance_step", *drift_summary("ppo_distance_shift"),
     *with_interval("ppo_outlier_usable", "ppo_latent_outlier_usable", "ppo_error_corr", "ppo_outlier_overrating",
-                   "ppo_outlier_gold_gap"),
+                   "ppo_outlier_gold_gap", "ppo_outlier_gold_shift"),
     "ppo_stop_steps",
     "ppo_peak_steps", *with_interval("ppo_stop_gold"), *comparison("ppo_stop_loss"),
 ]

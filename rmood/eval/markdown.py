@@ -140,21 +140,23 @@ def drift_table(pooled: Any) -> list[str]:
     later point minus the first) and its share of outliers, under best-of-n and PPO."""
     header = ["RM", "BoN: Δ distance, n = 1 → N (detectable)", "verdict", "BoN outliers, n = N", "PPO: to update",
               "Δ distance from update 0 (detectable)", "verdict", "outliers there", "InfoRM-latent outliers there",
-              "PPO outliers, last", "corr(distance, proxy error)", "outliers overrated by", "outliers' gold gap"]
+              "PPO outliers, last", "corr(distance, proxy error)", "outliers overrated by", "outliers' gold gap",
+              "its change from update 0"]
     rows = [[f"`{r['rm']}`", detectable(r, "bon_distance_shift"), verdict(r, "bon_distance_shift"),
              cell(r, "bon_outlier_at_N"),
              f"{r['ppo_distance_step']:.0f}" if has(r, "ppo_distance_step") else "–",
              detectable(r, "ppo_distance_shift"), verdict(r, "ppo_distance_shift"), cell(r, "ppo_outlier_usable"),
              cell(r, "ppo_latent_outlier_usable"), cell(r, "ppo_final_outlier"), cell(r, "ppo_error_corr", "+"),
-             cell(r, "ppo_outlier_overrating", "+"), cell(r, "ppo_outlier_gold_gap", "+")]
+             cell(r, "ppo_outlier_overrating", "+"), cell(r, "ppo_outlier_gold_gap", "+"),
+             cell(r, "ppo_outlier_gold_shift", "+")]
             for _, r in pooled.iterrows()]
     return table(header, rows)
 
 
 def drift_answer(pooled: Any, budgets: Any, baseline: str) -> str:
     """The one-line answer: in how many best-of-n curves and PPO runs the responses moved away significantly, in how
-    many PPO runs the distance predicts the proxy's error and the outliers lost gold, and which runs' gold at equal
-    distance differs from the baseline's at some KL budget."""
+    many PPO runs the distance predicts the proxy's error and the outliers lost more gold than the SFT policy's, and
+    which runs' gold at equal distance differs from the baseline's at some KL budget."""
     def of(names: list[str], total: int, what: str = "") -> str:  # "2 of 8 PPO runs (`rm`, `warm`)"
         return f"{len(names)} of {total}{what}" + (f" ({', '.join(f'`{n}`' for n in names)})" if names else "")
 
@@ -176,8 +178,10 @@ def drift_answer(pooled: Any, budgets: Any, baseline: str) -> str:
             f"the `rm`'s training distribution (Mahalanobis distance of its features under the replicate's GDA fit) "
             f"in {away('bon', ' best-of-n curves')} from n = 1 to N, and in {away('ppo', ' PPO runs')} from update 0 "
             f"to the last checkpoint before any replicate degenerated; the farther a PPO response, the more its proxy "
-            f"overrates it (a correlation above zero) in {significant('ppo_error_corr', 1)}, and the outliers have "
-            f"less gold than the other responses in {significant('ppo_outlier_gold_gap', -1)}"
+            f"overrates it (a correlation above zero) in {significant('ppo_error_corr', 1)}"
+            + ("" if pooled["ppo_outlier_gold_shift"].isna().all() else
+               f", and its outliers lose more gold against the other responses than the SFT policy's own outliers did "
+               f"in {significant('ppo_outlier_gold_shift', -1)}")
             + ("" if compared.empty else
                f"; at equal distance (the responses inside the SFT policy's range) and KL, gold is significantly "
                f"better than `{baseline}`'s at some budget in {of(differs['better'], compared['rm'].nunique(), ' runs')}"
@@ -368,7 +372,9 @@ def drift_section(summary: Any, budgets: Any, run: dict[str, Any]) -> list[str]:
              "correlation with the distance is pooled over a PPO run's responses at every checkpoint before its "
              "replicate degenerated, and \"outliers overrated by\" is their mean error minus the other responses' "
              "(in SFT standard deviations); \"outliers' gold gap\" is their mean gold minus the other responses', over "
-             "the same checkpoints (< 0: the responses that left the distribution lost gold). InfoRM-latent outliers: the same share in InfoRM's latent space (a "
+             "the same checkpoints, and \"its change from update 0\" that gap over the checkpoints after update 0 "
+             "minus the SFT policy's own (< 0: the optimised policy's outliers lost more gold than the SFT policy's "
+             "did). InfoRM-latent outliers: the same share in InfoRM's latent space (a "
              "Gaussian fitted to the latents of the training responses, after Miao et al.'s Mahalanobis Outlier "
              "Probability), where the study has an InfoRM.", "",
              *drift_table(pooled), "", *stop_lines(pooled, run["stop"], level)]
