@@ -306,7 +306,9 @@ def test_the_ppo_rule_declares_every_checkpoint_the_engine_saves(tmp_path):
     out = dry_run_ppo(tmp_path, "rl: {steps: 5, checkpoints: [2, 4]}\n")
     outputs = [f"results/embedded/rep0/ppo/rm/step_{k}/model" for k in (2, 4, 5)]
     assert f"output: {', '.join(outputs)}\n" in out
-    assert "input: results/embedded/rep1000/ppo/tune_lr0.0001/curve.json" in out
+    assert ("input: results/embedded/rep1000/ppo/sft/step_0/samples.jsonl, "  # the tuning rule reads the tuning runs'
+            "results/embedded/rep1000/ppo/tune_lr0.0001/step_2/samples.jsonl" in out)  # samples and KL, not curves
+    assert "results/embedded/rep1000/ppo/tune_lr0.0005/step_5/kl.jsonl\n" in out
     assert "output: results/embedded/tuning/ppo.json" in out
 
 
