@@ -352,11 +352,17 @@ def per_token(means: np.ndarray) -> np.ndarray:
     return kl / tokens
 
 
-def inlier_gold(gold: np.ndarray, outlier: np.ndarray, outlier_gold: np.ndarray) -> np.ndarray:
-    """Gold of the responses inside the SFT policy's distance range, E[gold | not an outlier], from the means of gold,
-    the outlier indicator and gold on outliers (NaN where every response is an outlier)."""
+def inlier_mean(share: np.ndarray, on_outliers: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """E[x | not an outlier] from the means of the outlier indicator, x·1[outlier] and x (NaN where every response is
+    an outlier); of gold, the gold of the responses inside the SFT policy's distance range."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(outlier < 1, (gold - outlier_gold) / (1 - outlier), np.nan)
+        return np.where(share < 1, (value - on_outliers) / (1 - share), np.nan)
+
+
+def outlier_gap(share: np.ndarray, on_outliers: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """E[x | outlier] − E[x | not], from the same means as `inlier_mean` (NaN without outliers or without others)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(share > 0, on_outliers / share, np.nan) - inlier_mean(share, on_outliers, value)
 
 
 def at_budget(budget: float, lengths: tuple[int, ...], value: Callable[..., np.ndarray] | None = None
@@ -405,13 +411,6 @@ class Runs:
                     for c in self.curves.index(i, part)[:self.usable[r, i]]]
 
         return columns
-
-
-def outlier_gap(share: np.ndarray, on_outliers: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """E[x | outlier] − E[x | not] from the means of the outlier indicator, x·1[outlier] and x (NaN without outliers
-    or without others)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where((share > 0) & (share < 1), on_outliers / share - (value - on_outliers) / (1 - share), np.nan)
 
 
 def distance_statistics(means: np.ndarray) -> np.ndarray:
@@ -486,7 +485,7 @@ class BudgetValue(NamedTuple):
 
 BUDGET_VALUES = {"gold": BudgetValue((PPO_GOLD,), None, ("delta_gold", "delta_penalised")),
                  "distance": BudgetValue((PPO_DISTANCE,), None, ("delta_distance", "delta_distance_penalised")),
-                 "gold_inlier": BudgetValue((PPO_GOLD, PPO_OUTLIER, OUTLIER_GOLD), inlier_gold,
+                 "gold_inlier": BudgetValue((PPO_OUTLIER, OUTLIER_GOLD, PPO_GOLD), inlier_mean,
                                             ("delta_gold_inlier", "delta_gold_inlier_penalised"))}
 
 
@@ -673,7 +672,7 @@ CURVE_COLUMNS = ["replicate", "method", "rm", "point", *with_interval("kl", "gol
                  *with_interval("distance", "outlier", "latent_outlier")]
 BUDGET_COLUMNS = ["replicate", "rm", "kl", "reached", *with_interval("gold"), *comparison("delta_gold"),
                   *comparison("delta_penalised"), *with_interval("distance"), *comparison("delta_distance"),
-                  *comparison("delta_distance_penalised"), *with_interval("gold_inlier"), *comparison("delta_gold_inlier"),
-                  *comparison("delta_gold_inlier_penalised")]
+                  *comparison("delta_distance_penalised"), *with_interval("gold_inlier"),
+                  *comparison("delta_gold_inlier"), *comparison("delta_gold_inlier_penalised")]
 VARIANCE_COLUMNS = ["replicate", "rm", "comparison", "estimate", "se", "mdd", "replicates", "prompts", "crossed",
                     "var_replicate", "var_prompt", "var_residual"]

@@ -14,7 +14,7 @@ from rmood.rl.checkpoints import Key, by_step, prompt_means, sample_values
 # (steps, prompts) arrays: each a mean over the prompt's samples at the checkpoint; "error" to "outlier_error" and
 # "outlier_gold" are the moments from which the report computes how the proxy's error and gold go with the distance
 # (`rmood.eval.estimates.distance_statistics`) and the gold of the responses inside the SFT policy's distance range
-# (`rmood.eval.estimates.inlier_gold`)
+# (`rmood.eval.estimates.inlier_mean`)
 CHANNELS = ("kl", "gold", "proxy", "finished", "tokens", "distance", "outlier",
             "error", "error_sq", "distance_sq", "distance_error", "outlier_error", "latent_outlier", "outlier_gold")
 PPO_ARRAYS = ("rm", "steps", "prompts", *CHANNELS)  # ppo/<rm>/per_prompt.npz

@@ -117,11 +117,16 @@ def drift(lo: float, hi: float) -> str:
     return MOVES_AWAY if lo > 0 else MOVES_CLOSER if hi < 0 else NO_CHANGE
 
 
+def interval_words(estimate: float, lo: float, hi: float, mdd: float, level: float) -> str:
+    """A paired difference as the verdict sentences write it: its value, its interval and what it could detect."""
+    return f"{estimate:+.3f} ({level:.0%} CI [{lo:+.3f}, {hi:+.3f}]; detectable: ±{mdd:.3f})"
+
+
 def distance_verdict(estimate: float, lo: float, hi: float, mdd: float, baseline: str, level: float = 0.95) -> str:
     """The sentence on a paired difference in distance from the training distribution, A − `baseline` at the same KL:
     closer or farther only when (lo, hi) excludes 0, always with the smallest difference the comparison could
     detect."""
-    numbers = f"{estimate:+.3f} ({level:.0%} CI [{lo:+.3f}, {hi:+.3f}]; detectable: ±{mdd:.3f})"
+    numbers = interval_words(estimate, lo, hi, mdd, level)
     if hi < 0:
         return f"closer to the training distribution than `{baseline}`: {numbers}"
     if lo > 0:
@@ -132,6 +137,6 @@ def distance_verdict(estimate: float, lo: float, hi: float, mdd: float, baseline
 def difference_verdict(estimate: float, lo: float, hi: float, mdd: float, baseline: str, level: float = 0.95) -> str:
     """The sentence on a paired difference A − `baseline`: a difference only when (lo, hi) excludes 0, always with the
     smallest difference the comparison could detect."""
-    numbers = f"{estimate:+.3f} ({level:.0%} CI [{lo:+.3f}, {hi:+.3f}]; detectable: ±{mdd:.3f})"
     verdict = difference(lo, hi)
-    return f"{verdict} {'from' if verdict.startswith('no') else 'than'} `{baseline}`: {numbers}"
+    return (f"{verdict} {'from' if verdict.startswith('no') else 'than'} `{baseline}`: "
+            f"{interval_words(estimate, lo, hi, mdd, level)}")

@@ -178,7 +178,8 @@ def latent_reference(model: str, pairs: str, samples: str, prompt_files: list[st
 
 def latent_distances(model: str, reference: str, samples: list[str], prompt_files: list[str], out: list[str],
                      scoring: dict[str, Any], dtype: str) -> None:
-    """The distance of every sample in InfoRM's latent space from the SFT samples' Gaussian (`latent_reference`)."""
+    """The distance of every sample in InfoRM's latent space from the training responses' Gaussian
+    (`latent_reference`)."""
     fit = read_npz(reference, LATENT_KEYS, "InfoRM latent reference")
     latents = _latents(model, dtype, scoring)
     _each_file(samples, prompt_files, out,

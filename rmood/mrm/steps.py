@@ -95,7 +95,7 @@ STEPS: dict[str, Step] = {
     ),
     "sample_latent": Step(
         "rmood.mrm.distance:latent_distances",
-        "the distance of every sample in InfoRM's latent space from the SFT samples' Gaussian",
+        "the distance of every sample in InfoRM's latent space from the training responses' Gaussian",
         inputs=(
             FileArg("model", "the InfoRM directory"),
             FileArg("reference", "latent_reference.npz"),

@@ -32,9 +32,9 @@ def degenerate(finished: Any, start: Any, kl_per_token: Any, finish_rate: float,
 
 
 def usable_kl(curve: dict[str, Any], finish_rate: float, kl_per_token: float) -> tuple[float, int | None]:
-    """The largest mean KL a run's curve (`run_curve`, or the report's `ppo/<run>/curve.json`) reaches before its first degenerate checkpoint
-    (answers that end below `finish_rate` × update 0's share, or mean KL over mean response tokens above
-    `kl_per_token`), and the update of that checkpoint (None: none degenerate)."""
+    """The largest mean KL a run's curve (`run_curve`, or the report's `ppo/<run>/curve.json`) reaches before its
+    first degenerate checkpoint (answers that end below `finish_rate` × update 0's share, or mean KL over mean
+    response tokens above `kl_per_token`), and the update of that checkpoint (None: none degenerate)."""
     reached = 0.0
     for step, kl, finished, tokens in zip(curve["steps"], curve["kl"], curve["finished"], curve["tokens"]):
         if degenerate(finished, curve["finished"][0], kl / tokens if tokens > 0 else 0.0, finish_rate, kl_per_token):
